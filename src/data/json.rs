@@ -1,0 +1,109 @@
+//! The lesson's COCO-style JSON (`pascal_train2007.json`, lesson 8).
+
+use super::{check_box, BoxCheck, Dataset, ImageRecord, Object};
+use crate::boxes::BBox;
+use crate::error::{Error, Result};
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::path::Path;
+
+#[derive(Deserialize)]
+struct File {
+    images: Vec<JsonImage>,
+    annotations: Vec<JsonAnnotation>,
+    categories: Vec<JsonCategory>,
+}
+
+#[derive(Deserialize)]
+struct JsonImage {
+    file_name: String,
+    height: u32,
+    width: u32,
+    id: u64,
+}
+
+#[derive(Deserialize)]
+struct JsonAnnotation {
+    #[serde(default)]
+    id: Option<u64>,
+    image_id: u64,
+    category_id: u64,
+    bbox: [f32; 4],
+    #[serde(default)]
+    ignore: u8,
+}
+
+#[derive(Deserialize)]
+struct JsonCategory {
+    id: u64,
+    name: String,
+}
+
+pub(super) fn load(path: &Path, image_dir: &Path) -> Result<Dataset> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let file: File = serde_json::from_str(&text).map_err(|source| Error::Json { path: path.into(), source })?;
+    let bad = |image: String, problem: String| Error::Annotation { path: path.into(), image, problem };
+
+    // Classes in category-id order; for the lesson's JSON that is VOC_CLASSES, ids 1..=20.
+    let mut cats: Vec<&JsonCategory> = file.categories.iter().collect();
+    cats.sort_by_key(|c| c.id);
+    if let Some(w) = cats.windows(2).find(|w| w[0].id == w[1].id) {
+        return Err(bad("-".into(), format!("category id {} is listed twice", w[0].id)));
+    }
+    let class_of: HashMap<u64, usize> = cats.iter().enumerate().map(|(i, c)| (c.id, i)).collect();
+
+    let mut ds = Dataset {
+        source: path.to_path_buf(),
+        image_dir: image_dir.to_path_buf(),
+        classes: cats.iter().map(|c| c.name.clone()).collect(),
+        images: Vec::with_capacity(file.images.len()),
+        warnings: Vec::new(),
+    };
+    if !image_dir.is_dir() {
+        return Err(Error::MissingDataset {
+            path: image_dir.to_path_buf(),
+            hint: format!("the image folder of {}", path.display()),
+        });
+    }
+    let mut index_of = HashMap::with_capacity(file.images.len());
+    for im in file.images {
+        if index_of.insert(im.id, ds.images.len()).is_some() {
+            return Err(bad(im.id.to_string(), "image id is listed twice".into()));
+        }
+        if im.width == 0 || im.height == 0 {
+            return Err(bad(im.id.to_string(), format!("image size {}x{} is empty", im.width, im.height)));
+        }
+        if !image_dir.join(&im.file_name).is_file() {
+            return Err(Error::Image {
+                path: image_dir.join(&im.file_name),
+                image: im.id.to_string(),
+                problem: format!("file not found (listed in {})", path.display()),
+            });
+        }
+        ds.images.push(ImageRecord { id: im.id, file_name: im.file_name, width: im.width, height: im.height, objects: vec![] });
+    }
+
+    for (n, a) in file.annotations.into_iter().enumerate() {
+        let what = match a.id {
+            Some(id) => format!("annotation {id}"),
+            None => format!("annotation #{n}"),
+        };
+        let Some(&i) = index_of.get(&a.image_id) else {
+            return Err(bad(a.image_id.to_string(), format!("{what} refers to an image id that is not in \"images\"")));
+        };
+        let Some(&class) = class_of.get(&a.category_id) else {
+            return Err(bad(a.image_id.to_string(), format!("{what} has unknown category_id {}", a.category_id)));
+        };
+        let rec = &ds.images[i];
+        let check = check_box(BBox::from_xywh(a.bbox), rec.width, rec.height, path, &rec.id.to_string())
+            .map_err(|e| match e {
+                Error::Annotation { path, image, problem } => Error::Annotation { path, image, problem: format!("{what}: {problem}") },
+                e => e,
+            })?;
+        match check {
+            BoxCheck::Ok(bbox) => ds.images[i].objects.push(Object { bbox, class, difficult: a.ignore != 0 }),
+            BoxCheck::Skip(warning) => ds.warn(format!("{warning} ({what})")),
+        }
+    }
+    Ok(ds)
+}

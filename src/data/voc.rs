@@ -1,0 +1,91 @@
+//! The original VOC XML annotations (`VOCdevkit/VOC2007/Annotations/<id>.xml`): one-based,
+//! inclusive corners, read into the crate's zero-based [`BBox`].
+
+use super::{check_box, BoxCheck, Dataset, ImageRecord, Object, VOC_CLASSES};
+use crate::boxes::BBox;
+use crate::error::{Error, Result};
+use std::path::Path;
+
+pub(super) fn load(voc: &Path, split: &str) -> Result<Dataset> {
+    if !voc.is_dir() {
+        return Err(Error::MissingDataset {
+            path: voc.to_path_buf(),
+            hint: "expected a VOCdevkit/VOC2007 folder; `make data-voc` downloads it".into(),
+        });
+    }
+    let list = voc.join("ImageSets").join("Main").join(format!("{split}.txt"));
+    let text = std::fs::read_to_string(&list).map_err(|e| Error::io(&list, e))?;
+    let mut ds = Dataset {
+        source: list.clone(),
+        image_dir: voc.join("JPEGImages"),
+        classes: VOC_CLASSES.iter().map(|s| s.to_string()).collect(),
+        images: vec![],
+        warnings: vec![],
+    };
+    for (line_no, stem) in text.lines().map(str::trim).enumerate().filter(|(_, s)| !s.is_empty()) {
+        let xml = voc.join("Annotations").join(format!("{stem}.xml"));
+        let id = stem.parse::<u64>().unwrap_or(line_no as u64 + 1);
+        let (record, warnings) = parse_annotation(&xml, stem, id)?;
+        let image = ds.image_dir.join(&record.file_name);
+        if !image.is_file() {
+            return Err(Error::Image { path: image, image: stem.into(), problem: format!("file not found (listed in {})", list.display()) });
+        }
+        ds.images.push(record);
+        for w in warnings {
+            ds.warn(w);
+        }
+    }
+    Ok(ds)
+}
+
+fn child<'a, 'i>(node: roxmltree::Node<'a, 'i>, name: &str) -> Option<roxmltree::Node<'a, 'i>> {
+    node.children().find(|c| c.has_tag_name(name))
+}
+
+/// Read one `Annotations/<stem>.xml`; returns the record and the warnings of skipped boxes.
+pub(crate) fn parse_annotation(path: &Path, stem: &str, id: u64) -> Result<(ImageRecord, Vec<String>)> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let doc = roxmltree::Document::parse(&text).map_err(|e| Error::Xml { path: path.into(), message: e.to_string() })?;
+    let bad = |problem: String| Error::Annotation { path: path.into(), image: stem.into(), problem };
+    let root = doc.root_element();
+    let text_of = |node: roxmltree::Node<'_, '_>, name: &str| -> Result<String> {
+        child(node, name)
+            .and_then(|c| c.text())
+            .map(|t| t.trim().to_string())
+            .ok_or_else(|| bad(format!("<{}> has no <{name}>", node.tag_name().name())))
+    };
+    let number = |node: roxmltree::Node<'_, '_>, name: &str| -> Result<f32> {
+        let t = text_of(node, name)?;
+        t.parse::<f32>().map_err(|_| bad(format!("<{name}> is {t:?}, not a number")))
+    };
+
+    let file_name = child(root, "filename").and_then(|c| c.text()).map(|t| t.trim().to_string()).unwrap_or(format!("{stem}.jpg"));
+    let size = child(root, "size").ok_or_else(|| bad("no <size>".into()))?;
+    let (width, height) = (number(size, "width")?, number(size, "height")?);
+    if width < 1.0 || height < 1.0 {
+        return Err(bad(format!("image size {width}x{height} is empty")));
+    }
+    let (width, height) = (width as u32, height as u32);
+
+    let mut objects = vec![];
+    let mut warnings = vec![];
+    for obj in root.children().filter(|c| c.has_tag_name("object")) {
+        let name = text_of(obj, "name")?;
+        let class = VOC_CLASSES
+            .iter()
+            .position(|c| *c == name)
+            .ok_or_else(|| bad(format!("unknown class name {name:?} (expected one of the 20 VOC classes)")))?;
+        let difficult = match child(obj, "difficult").and_then(|c| c.text()).map(str::trim) {
+            None | Some("0") => false,
+            Some("1") => true,
+            Some(other) => return Err(bad(format!("<difficult> is {other:?}, expected 0 or 1"))),
+        };
+        let bb = child(obj, "bndbox").ok_or_else(|| bad(format!("object {name:?} has no <bndbox>")))?;
+        let bbox = BBox::from_voc(number(bb, "xmin")?, number(bb, "ymin")?, number(bb, "xmax")?, number(bb, "ymax")?);
+        match check_box(bbox, width, height, path, stem)? {
+            BoxCheck::Ok(bbox) => objects.push(Object { bbox, class, difficult }),
+            BoxCheck::Skip(w) => warnings.push(w),
+        }
+    }
+    Ok((ImageRecord { id, file_name, width, height, objects }, warnings))
+}

@@ -1,0 +1,323 @@
+//! Drawing images, boxes and labels (lesson 8's matplotlib helpers, with plotters).
+//!
+//! A [`Figure`] is a grid of panels (`rows x cols`) on one RGB canvas; [`Figure::ax`] gives the
+//! panel to draw on, like matplotlib's `ax`. Boxes and text positions are given in the pixel
+//! coordinates of the image shown in the panel, as the lesson does, and are scaled with it.
+//!
+//! - [`Ax::show_img`], [`Ax::draw_rect`] (line width 2 with a black outline of width 4),
+//!   [`Ax::draw_text`] (bold, top-aligned, black outline of 1 px), [`Ax::show_ground_truth`]
+//!   (boxes in 12 `Set3` colours labelled `"i: class 0.87"`);
+//! - [`show_img`], [`draw_im`], [`draw_idx`] for one image;
+//! - in an evcxr notebook a `Figure` shows itself inline as a PNG; [`Figure::save_png`] writes it.
+//!
+//! A line of width `lw` is centred on the box's outer edge: for a box whose left column is `x`
+//! at scale 1, the white line covers columns `x-1..=x` and the outline `x-2..=x+1`. Text uses
+//! DejaVu Sans Bold, embedded in the crate, so it renders on machines without fonts.
+
+use crate::boxes::BBox;
+use crate::data::Dataset;
+use crate::error::{Error, Result};
+use image::{Rgb, RgbImage};
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+use plotters::style::{Color as _, FontStyle};
+use std::path::Path;
+use std::sync::OnceLock;
+
+/// An RGB colour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Color(pub u8, pub u8, pub u8);
+
+impl Color {
+    pub const WHITE: Color = Color(255, 255, 255);
+    pub const BLACK: Color = Color(0, 0, 0);
+
+    fn rgb(self) -> RGBColor {
+        RGBColor(self.0, self.1, self.2)
+    }
+}
+
+/// matplotlib's `Set3` colour map: the lesson's 12 box colours (`colr_list`).
+pub const SET3: [Color; 12] = [
+    Color(0x8d, 0xd3, 0xc7), Color(0xff, 0xff, 0xb3), Color(0xbe, 0xba, 0xda), Color(0xfb, 0x80, 0x72),
+    Color(0x80, 0xb1, 0xd3), Color(0xfd, 0xb4, 0x62), Color(0xb3, 0xde, 0x69), Color(0xfc, 0xcd, 0xe5),
+    Color(0xd9, 0xd9, 0xd9), Color(0xbc, 0x80, 0xbd), Color(0xcc, 0xeb, 0xc5), Color(0xff, 0xed, 0x6f),
+];
+
+const FONT_NAME: &str = "fastdet-sans";
+static FONT_BYTES: &[u8] = include_bytes!("../assets/fonts/DejaVuSans-Bold.ttf");
+
+fn register_font() -> bool {
+    static OK: OnceLock<bool> = OnceLock::new();
+    *OK.get_or_init(|| plotters::style::register_font(FONT_NAME, FontStyle::Bold, FONT_BYTES).is_ok())
+}
+
+/// Where the image of a panel sits on the canvas: canvas = origin + image_px * scale.
+#[derive(Debug, Clone, Copy)]
+struct Placement {
+    x0: f32,
+    y0: f32,
+    scale: f32,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Panel {
+    x: u32,
+    y: u32,
+    w: u32,
+    h: u32,
+    placement: Placement,
+}
+
+/// A grid of panels on one canvas. See the module docs.
+#[derive(Debug, Clone)]
+pub struct Figure {
+    canvas: RgbImage,
+    panels: Vec<Panel>,
+    /// The first drawing error, reported by [`Figure::to_png`] and the notebook display.
+    error: Option<String>,
+}
+
+const GAP: u32 = 6;
+
+impl Figure {
+    /// A `rows x cols` grid of `cell_w x cell_h` panels on white.
+    pub fn grid(rows: u32, cols: u32, cell_w: u32, cell_h: u32) -> Result<Self> {
+        if rows == 0 || cols == 0 || cell_w == 0 || cell_h == 0 {
+            return Err(Error::Invalid(format!(
+                "a figure needs at least one row, column and pixel: got {rows}x{cols} panels of {cell_w}x{cell_h}"
+            )));
+        }
+        let (w, h) = (cols * cell_w + (cols + 1) * GAP, rows * cell_h + (rows + 1) * GAP);
+        let mut panels = Vec::with_capacity((rows * cols) as usize);
+        for r in 0..rows {
+            for c in 0..cols {
+                let (x, y) = (GAP + c * (cell_w + GAP), GAP + r * (cell_h + GAP));
+                let placement = Placement { x0: x as f32, y0: y as f32, scale: 1.0 };
+                panels.push(Panel { x, y, w: cell_w, h: cell_h, placement });
+            }
+        }
+        Ok(Self { canvas: RgbImage::from_pixel(w, h, Rgb([255, 255, 255])), panels, error: None })
+    }
+
+    /// One panel exactly the size of a `width x height` image, no margin (scale 1: drawn
+    /// coordinates are image pixels).
+    pub fn single(width: u32, height: u32) -> Self {
+        let placement = Placement { x0: 0.0, y0: 0.0, scale: 1.0 };
+        let panels = vec![Panel { x: 0, y: 0, w: width.max(1), h: height.max(1), placement }];
+        Self { canvas: RgbImage::from_pixel(width.max(1), height.max(1), Rgb([255, 255, 255])), panels, error: None }
+    }
+
+    /// The panel `i` (row-major), to draw on.
+    ///
+    /// # Panics
+    /// If `i` is not below `rows * cols`.
+    pub fn ax(&mut self, i: usize) -> Ax<'_> {
+        assert!(i < self.panels.len(), "panel {i} of a figure with {} panels", self.panels.len());
+        Ax { fig: self, i }
+    }
+
+    pub fn num_panels(&self) -> usize {
+        self.panels.len()
+    }
+
+    /// The canvas as it is now.
+    pub fn image(&self) -> &RgbImage {
+        &self.canvas
+    }
+
+    /// The canvas encoded as PNG.
+    pub fn to_png(&self) -> Result<Vec<u8>> {
+        if let Some(e) = &self.error {
+            return Err(Error::Invalid(format!("drawing failed: {e}")));
+        }
+        let mut bytes = Vec::new();
+        self.canvas
+            .write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)
+            .map_err(|e| Error::Invalid(format!("PNG encoding failed: {e}")))?;
+        Ok(bytes)
+    }
+
+    /// Write the figure as a PNG file.
+    pub fn save_png(&self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        std::fs::write(path, self.to_png()?).map_err(|e| Error::io(path, e))
+    }
+
+    /// evcxr's display protocol: the figure appears inline as a PNG in a notebook.
+    pub fn evcxr_display(&self) {
+        use base64::Engine;
+        match self.to_png() {
+            Ok(png) => println!(
+                "EVCXR_BEGIN_CONTENT image/png\n{}\nEVCXR_END_CONTENT",
+                base64::engine::general_purpose::STANDARD.encode(png)
+            ),
+            Err(e) => println!("EVCXR_BEGIN_CONTENT text/plain\n{e}\nEVCXR_END_CONTENT"),
+        }
+    }
+
+    /// Run plotters drawing on the canvas, remembering the first error.
+    fn plot(&mut self, f: impl FnOnce(&DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>) -> Result<(), String>) {
+        let (w, h) = self.canvas.dimensions();
+        let result = {
+            let root = BitMapBackend::with_buffer(&mut self.canvas, (w, h)).into_drawing_area();
+            f(&root).and_then(|_| root.present().map_err(|e| e.to_string()))
+        };
+        if let (Err(e), None) = (result, &self.error) {
+            self.error = Some(e);
+        }
+    }
+
+    fn fill(&mut self, x0: i32, y0: i32, x1: i32, y1: i32, color: Color, clip: Panel) {
+        // Clip to the panel so a box never spills into its neighbour.
+        let (cx0, cy0) = (clip.x as i32, clip.y as i32);
+        let (cx1, cy1) = (cx0 + clip.w as i32 - 1, cy0 + clip.h as i32 - 1);
+        let (x0, y0, x1, y1) = (x0.max(cx0), y0.max(cy0), x1.min(cx1), y1.min(cy1));
+        if x0 > x1 || y0 > y1 {
+            return;
+        }
+        self.plot(|root| {
+            root.draw(&Rectangle::new([(x0, y0), (x1, y1)], color.rgb().filled())).map_err(|e| e.to_string())
+        });
+    }
+}
+
+/// One panel of a [`Figure`]; coordinates are pixels of the image shown in it.
+pub struct Ax<'a> {
+    fig: &'a mut Figure,
+    i: usize,
+}
+
+impl Ax<'_> {
+    fn panel(&self) -> Panel {
+        self.fig.panels[self.i]
+    }
+
+    /// Show an image in the panel, scaled to fit and centred (the lesson's `show_img`).
+    pub fn show_img(&mut self, im: &RgbImage) -> &mut Self {
+        let p = self.panel();
+        let scale = (p.w as f32 / im.width() as f32).min(p.h as f32 / im.height() as f32);
+        let (w, h) = (((im.width() as f32 * scale).round() as u32).max(1), ((im.height() as f32 * scale).round() as u32).max(1));
+        let shown = if (w, h) == im.dimensions() {
+            im.clone()
+        } else {
+            image::imageops::resize(im, w, h, image::imageops::FilterType::Triangle)
+        };
+        let (x0, y0) = (p.x + (p.w - w.min(p.w)) / 2, p.y + (p.h - h.min(p.h)) / 2);
+        image::imageops::replace(&mut self.fig.canvas, &shown, x0 as i64, y0 as i64);
+        self.fig.panels[self.i].placement = Placement { x0: x0 as f32, y0: y0 as f32, scale };
+        self
+    }
+
+    /// The lesson's `draw_rect`: the box outline in `color`, width 2, over a black outline of
+    /// width 4.
+    pub fn draw_rect(&mut self, b: BBox, color: Color) -> &mut Self {
+        self.outline_rect(b, 4, Color::BLACK);
+        self.outline_rect(b, 2, color)
+    }
+
+    /// A rectangle outline of `lw` pixels centred on the box's outer edges (no black outline).
+    pub fn outline_rect(&mut self, b: BBox, lw: i32, color: Color) -> &mut Self {
+        let p = self.panel();
+        let Placement { x0, y0, scale } = p.placement;
+        // Outer pixel edges of the box, on the canvas.
+        let l = (x0 + b.left * scale).round() as i32;
+        let r = (x0 + (b.right + 1.0) * scale).round() as i32;
+        let t = (y0 + b.top * scale).round() as i32;
+        let btm = (y0 + (b.bottom + 1.0) * scale).round() as i32;
+        let (lo, hi) = (lw / 2, lw - lw / 2 - 1); // line covers [edge - lo, edge + hi]
+        let fig = &mut *self.fig;
+        fig.fill(l - lo, t - lo, r + hi, t + hi, color, p); // top
+        fig.fill(l - lo, btm - lo, r + hi, btm + hi, color, p); // bottom
+        fig.fill(l - lo, t - lo, l + hi, btm + hi, color, p); // left
+        fig.fill(r - lo, t - lo, r + hi, btm + hi, color, p); // right
+        self
+    }
+
+    /// The lesson's `draw_text`: bold text of `sz` pixels, top-left at `(top, left)` in image
+    /// pixels, with a 1 px black outline.
+    pub fn draw_text(&mut self, top: f32, left: f32, txt: &str, sz: u32, color: Color) -> &mut Self {
+        let p = self.panel();
+        let Placement { x0, y0, scale } = p.placement;
+        let x = (x0 + left * scale).round() as i32;
+        let y = (y0 + top * scale).round() as i32;
+        if !register_font() {
+            self.fig.error.get_or_insert_with(|| "the embedded font could not be loaded".into());
+            return self;
+        }
+        let (px, py, pw, ph) = (p.x as i32, p.y as i32, p.w as i32, p.h as i32);
+        self.fig.plot(|root| {
+            let area = root.clone().shrink((px, py), (pw as u32, ph as u32));
+            let font = FontDesc::new(FontFamily::Name(FONT_NAME), sz as f64, FontStyle::Bold);
+            let pos = Pos::new(HPos::Left, VPos::Top);
+            let (x, y) = (x - px, y - py);
+            for (dx, dy) in [(-1, -1), (0, -1), (1, -1), (-1, 0), (1, 0), (-1, 1), (0, 1), (1, 1)] {
+                let style = font.clone().color(&BLACK).pos(pos);
+                area.draw_text(txt, &style, (x + dx, y + dy)).map_err(|e| e.to_string())?;
+            }
+            area.draw_text(txt, &font.color(&color.rgb()).pos(pos), (x, y)).map_err(|e| e.to_string())
+        });
+        self
+    }
+
+    /// A box in `color` with its label at the top-left corner (the lesson's `draw_im` step).
+    pub fn draw_labelled(&mut self, b: BBox, label: &str, sz: u32, color: Color) -> &mut Self {
+        self.draw_rect(b, color);
+        self.draw_text(b.top, b.left, label, sz, color)
+    }
+
+    /// The lesson's `show_ground_truth(ax, im, bbox, clas, prs, thresh)`: the image, then box `i`
+    /// in `SET3[i % 12]` labelled `"i: class"` (`"bg"` for class `classes.len()`) and
+    /// `" 0.87"` when probabilities are given; only non-empty boxes whose probability exceeds
+    /// `thresh` are drawn.
+    pub fn show_ground_truth(
+        &mut self,
+        im: &RgbImage,
+        boxes: &[BBox],
+        clas: Option<&[usize]>,
+        prs: Option<&[f32]>,
+        thresh: f32,
+        classes: &[String],
+    ) -> &mut Self {
+        self.show_img(im);
+        for (i, b) in boxes.iter().enumerate() {
+            let pr = prs.and_then(|p| p.get(i).copied());
+            if b.is_empty() || pr.is_some_and(|p| p <= thresh) {
+                continue;
+            }
+            let mut txt = format!("{i}: ");
+            if let Some(c) = clas.and_then(|c| c.get(i).copied()) {
+                txt += classes.get(c).map(String::as_str).unwrap_or("bg");
+            }
+            if let Some(p) = pr {
+                txt += &format!(" {p:.2}");
+            }
+            self.draw_labelled(*b, &txt, 14, SET3[i % SET3.len()]);
+        }
+        self
+    }
+}
+
+/// The lesson's `show_img(im)`: a figure of one image at its own size.
+pub fn show_img(im: &RgbImage) -> Figure {
+    let mut fig = Figure::single(im.width(), im.height());
+    fig.ax(0).show_img(im);
+    fig
+}
+
+/// The lesson's `draw_im(im, ann)`: the image with every `(box, class)` outlined and named.
+pub fn draw_im(im: &RgbImage, ann: &[(BBox, usize)], classes: &[String]) -> Figure {
+    let mut fig = show_img(im);
+    let mut ax = fig.ax(0);
+    for &(b, c) in ann {
+        let name = classes.get(c).map(String::as_str).unwrap_or("?");
+        ax.draw_labelled(b, name, 16, Color::WHITE);
+    }
+    fig
+}
+
+/// The lesson's `draw_idx(i)`: image `i` of a dataset with its (non-difficult) objects.
+pub fn draw_idx(ds: &Dataset, i: usize) -> Result<Figure> {
+    let im = ds.image(i)?;
+    Ok(draw_im(&im, &ds.annotations(i), &ds.classes))
+}

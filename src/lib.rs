@@ -1,0 +1,36 @@
+//! # fastdet
+//!
+//! fast.ai's object-detection lessons (Deep Learning Part 2, 2018: lesson 8 `pascal.ipynb` and
+//! lesson 9 `pascal-multi.ipynb`, Pascal VOC 2007 with a ResNet34 at 224x224) as a Rust crate
+//! for evcxr notebooks and the command line.
+//!
+//! - [`boxes`]: the box type and its one convention `(top, left, bottom, right)`, inclusive;
+//! - [`data`]: the lesson's JSON and VOC XML into one [`data::Dataset`], splits, lesson CSVs;
+//! - [`draw`]: images, boxes and labels drawn with plotters, shown inline in notebooks;
+//! - [`device`]: CUDA when present, else CPU.
+//!
+//! ```no_run
+//! use fastdet::prelude::*;
+//! let pascal = Pascal::open(fastdet::data::sample_root())?;
+//! let trn = pascal.json("train")?;
+//! let fig = draw_idx(&trn, 0)?;
+//! fig.save_png("first.png")?;
+//! # Ok::<(), fastdet::Error>(())
+//! ```
+
+pub mod boxes;
+pub mod data;
+pub mod device;
+pub mod draw;
+pub mod error;
+
+pub use error::{Error, Result};
+
+/// What a notebook needs in one `use`.
+pub mod prelude {
+    pub use crate::boxes::{bb_hw, hw_bb, BBox};
+    pub use crate::data::{get_cv_idxs, open_image, Dataset, ImageRecord, Object, Pascal, VOC_CLASSES};
+    pub use crate::device::default_device;
+    pub use crate::draw::{draw_idx, draw_im, Color, Figure};
+    pub use crate::error::{Error, Result};
+}
