@@ -23,8 +23,13 @@ pub mod data;
 pub mod device;
 pub mod draw;
 pub mod error;
+mod util;
 
 pub use error::{Error, Result};
+/// The tch version fastdet is built with, so notebooks need no separate `:dep tch`.
+pub use tch;
+/// The image crate fastdet decodes with (`RgbImage` is its type).
+pub use image;
 
 /// What a notebook needs in one `use`.
 pub mod prelude {
@@ -33,4 +38,6 @@ pub mod prelude {
     pub use crate::device::default_device;
     pub use crate::draw::{draw_idx, draw_im, Color, Figure};
     pub use crate::error::{Error, Result};
+    pub use image::RgbImage;
+    pub use tch::{Device, Kind, Tensor};
 }

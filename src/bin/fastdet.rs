@@ -1,1 +1,112 @@
-fn main() {}
+//! The fastdet command line: a thin layer over the library.
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use fastdet::data::{Dataset, Pascal};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "fastdet", version, about = "fast.ai's object-detection lessons (Pascal VOC, ResNet34, SSD) in Rust")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Which annotation files of a dataset root to read.
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    /// The lesson's `pascal_<split>2007.json`
+    Json,
+    /// `VOCdevkit/VOC2007/Annotations/*.xml` listed in `ImageSets/Main/<split>.txt`
+    Voc,
+}
+
+#[derive(clap::Args)]
+struct Source {
+    /// Dataset root in the lesson's layout (default: $FASTDET_DATA, data/pascal, or the bundled sample)
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Split: train, val, test (and trainval for VOC XML)
+    #[arg(long, default_value = "train")]
+    split: String,
+    #[arg(long, value_enum, default_value = "json")]
+    format: Format,
+}
+
+impl Source {
+    fn load(&self) -> Result<Dataset> {
+        let pascal = match &self.data {
+            Some(p) => Pascal::open(p)?,
+            None => Pascal::open_default()?,
+        };
+        Ok(match self.format {
+            Format::Json => pascal.json(&self.split)?,
+            Format::Voc => pascal.voc(&self.split)?,
+        })
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Count images, objects and objects per class of a split.
+    Info(Source),
+    /// Write the lesson's JSON (pascal_<split>2007.json) from VOC XML annotations.
+    Voc2json {
+        /// The VOCdevkit/VOC2007 folder
+        voc: PathBuf,
+        split: String,
+        out: PathBuf,
+    },
+    /// Draw one image with its boxes and class names to a PNG file.
+    Draw {
+        #[command(flatten)]
+        source: Source,
+        /// Index of the image in the split
+        #[arg(long, default_value_t = 0)]
+        index: usize,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Write the lesson's CSV files (lrg.csv, bb.csv, mc.csv, mbb.csv) into a folder.
+    Csv {
+        #[command(flatten)]
+        source: Source,
+        #[arg(long)]
+        out_dir: PathBuf,
+    },
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().command {
+        Command::Info(source) => {
+            let ds = source.load()?;
+            println!("{}: {} images, {} objects", ds.source.display(), ds.len(), ds.num_objects());
+            let mut counts = vec![0usize; ds.classes.len()];
+            ds.images.iter().flat_map(|r| &r.objects).for_each(|o| counts[o.class] += 1);
+            for (name, n) in ds.classes.iter().zip(counts) {
+                println!("  {name:12} {n}");
+            }
+        }
+        Command::Voc2json { voc, split, out } => {
+            let ds = Dataset::from_voc(&voc, &split)?;
+            ds.save_json(&out)?;
+            println!("wrote {} ({} images, {} objects)", out.display(), ds.len(), ds.num_objects());
+        }
+        Command::Draw { source, index, out } => {
+            let ds = source.load()?;
+            anyhow::ensure!(index < ds.len(), "--index {index}: the split has {} images", ds.len());
+            fastdet::draw::draw_idx(&ds, index)?.save_png(&out)?;
+            println!("wrote {}", out.display());
+        }
+        Command::Csv { source, out_dir } => {
+            let ds = source.load()?;
+            std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+            ds.write_lrg_csv(out_dir.join("lrg.csv"))?;
+            ds.write_bb_csv(out_dir.join("bb.csv"))?;
+            ds.write_mc_csv(out_dir.join("mc.csv"))?;
+            ds.write_mbb_csv(out_dir.join("mbb.csv"))?;
+            println!("wrote lrg.csv, bb.csv, mc.csv, mbb.csv to {}", out_dir.display());
+        }
+    }
+    Ok(())
+}

@@ -107,3 +107,49 @@ pub(super) fn load(path: &Path, image_dir: &Path) -> Result<Dataset> {
     }
     Ok(ds)
 }
+
+/// A number as the lesson's JSON writes it: an integer when it is whole.
+fn num(v: f32) -> serde_json::Value {
+    if v.fract() == 0.0 && v.abs() < 1e9 {
+        serde_json::json!(v as i64)
+    } else {
+        serde_json::json!(v)
+    }
+}
+
+/// Write `ds` in the lesson's JSON format (what `pascal_train2007.json` holds: boxes as
+/// `[x, y, w, h]`, a rectangle `segmentation`, `area = w * h`, `ignore` for difficult objects,
+/// category ids from 1, annotation ids from 1 in image order).
+pub(super) fn save(ds: &Dataset, path: &Path) -> Result<()> {
+    use serde_json::json;
+    let images: Vec<_> = ds
+        .images
+        .iter()
+        .map(|r| json!({"file_name": r.file_name, "height": r.height, "width": r.width, "id": r.id}))
+        .collect();
+    let mut annotations = vec![];
+    for r in &ds.images {
+        for o in &r.objects {
+            let [x, y, w, h] = o.bbox.to_xywh();
+            annotations.push(json!({
+                "segmentation": [[num(x), num(y), num(x), num(y + h), num(x + w), num(y + h), num(x + w), num(y)]],
+                "area": num(w * h),
+                "iscrowd": 0,
+                "image_id": r.id,
+                "bbox": [num(x), num(y), num(w), num(h)],
+                "category_id": o.class + 1,
+                "id": annotations.len() + 1,
+                "ignore": u8::from(o.difficult),
+            }));
+        }
+    }
+    let categories: Vec<_> = ds
+        .classes
+        .iter()
+        .enumerate()
+        .map(|(i, name)| json!({"supercategory": "none", "id": i + 1, "name": name}))
+        .collect();
+    let file = json!({"images": images, "type": "instances", "annotations": annotations, "categories": categories});
+    let text = serde_json::to_string(&file).map_err(|source| Error::Json { path: path.into(), source })?;
+    crate::util::write_atomic(path, text.as_bytes())
+}

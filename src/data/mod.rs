@@ -160,6 +160,12 @@ impl Dataset {
         self.images.iter().map(|r| r.objects.len()).sum()
     }
 
+    /// Write the dataset in the lesson's JSON format (`pascal_train2007.json`); with
+    /// [`Dataset::from_voc`] this makes the lesson's files from the VOC XML.
+    pub fn save_json(&self, path: impl AsRef<Path>) -> Result<()> {
+        json::save(self, path.as_ref())
+    }
+
     /// The lesson's `lrg.csv`: `fn,cat` with the class name of each image's largest object.
     pub fn write_lrg_csv(&self, path: impl AsRef<Path>) -> Result<()> {
         lesson_csv::write_lrg(self, path.as_ref())

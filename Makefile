@@ -1,0 +1,46 @@
+# fastdet: `make lesson` runs the lesson notebooks, `make test` runs the tests.
+# Both set everything up first (scripts/setup.sh, idempotent: a second run takes seconds).
+SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
+WITH_ENV := source scripts/env.sh &&
+VOC_URL ?= http://host.robots.ox.ac.uk/pascal/VOC/voc2007
+
+.PHONY: setup build lesson test test-rust test-notebooks lab data-voc clean
+
+setup:
+	@bash scripts/setup.sh
+
+build: setup
+	@$(WITH_ENV) cargo build --release
+
+## The main job: execute every notebook on the bundled sample; executed .ipynb + .html in out/.
+lesson: setup
+	@$(WITH_ENV) python scripts/run_notebooks.py notebooks --out out
+
+test: setup
+	@$(WITH_ENV) cargo test
+	@$(WITH_ENV) python -m pytest tests -q
+
+test-rust: setup
+	@$(WITH_ENV) cargo test
+
+test-notebooks: setup
+	@$(WITH_ENV) python -m pytest tests -q
+
+## Jupyter Lab on notebooks/ with the "Rust (fastdet)" kernel.
+lab: setup
+	@$(WITH_ENV) jupyter lab --notebook-dir=notebooks
+
+## The full Pascal VOC 2007 into data/pascal (needs internet), with the lesson's JSON files
+## written from the XML by fastdet itself.
+data-voc: setup
+	@mkdir -p data/pascal
+	@cd data/pascal && for t in VOCtrainval_06-Nov-2007.tar VOCtest_06-Nov-2007.tar; do \
+	  [ -f "$$t" ] || curl -fL --retry 3 -o "$$t.part" "$(VOC_URL)/$$t" && mv "$$t.part" "$$t"; \
+	  tar -xf "$$t"; done
+	@$(WITH_ENV) for s in train val test; do \
+	  cargo run --release --quiet -- voc2json data/pascal/VOCdevkit/VOC2007 $$s data/pascal/pascal_$${s}2007.json; done
+	@echo "VOC2007 is in data/pascal; notebooks use it when FASTDET_DATA=$$(pwd)/data/pascal (or by default once it exists)"
+
+clean:
+	rm -rf out target

@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# One-command environment for fastdet, idempotent: every step checks before it works.
+#
+#   1. a Python environment with the pip list of environment.yml (libtorch comes from the torch
+#      wheel): $ENV_PREFIX if given (a conda env, say), else a venv kept in a per-user cache
+#      keyed by the torch and Python versions, reused by every clone; `.venv` links to it;
+#   2. evcxr_jupyter (the Rust kernel), `cargo install --locked` into the cache; `tools/` links to it;
+#   3. the kernelspec "Rust (fastdet)" inside that environment, carrying what the kernel needs:
+#      LIBTORCH_USE_PYTORCH=1, the environment's bin on PATH, torch/lib on LD_LIBRARY_PATH, and
+#      a persistent EVCXR_TMPDIR so the crate compiles once, not in every kernel.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+EVCXR_VERSION=0.22.0
+KERNEL_NAME=fastdet-rust
+cache=${FASTDET_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/fastdet}
+mkdir -p "$cache"
+start=$(date +%s)
+say() { printf '[setup] %s\n' "$*"; }
+die() { printf '[setup] error: %s\n' "$*" >&2; exit 1; }
+
+command -v cargo >/dev/null || die "cargo not found: install Rust from https://rustup.rs"
+base_python=${PYTHON:-python3}
+command -v "$base_python" >/dev/null || die "$base_python not found (Python 3.10+ is needed)"
+
+# One setup at a time per cache (two clones setting up at once share it).
+exec 9>"$cache/.setup.lock"
+flock 9
+
+reqs=$("$base_python" scripts/requirements.py environment.yml)
+torch=$(sed -n 's/^torch==//p' <<<"$reqs")
+[ -n "$torch" ] || die "environment.yml pins no torch==<version>"
+reqs_hash=$(sha256sum <<<"$reqs" | cut -c1-16)
+
+# 1. Python environment -----------------------------------------------------------------------
+if [ -n "${ENV_PREFIX:-}" ]; then
+  env_dir=$(cd "$ENV_PREFIX" && pwd) || die "ENV_PREFIX=$ENV_PREFIX is not a folder"
+  [ -x "$env_dir/bin/python" ] || die "ENV_PREFIX=$env_dir has no bin/python"
+else
+  pyver=$("$base_python" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')
+  env_dir="$cache/venv-torch$torch-py$pyver"
+  if [ -d "$env_dir" ] && ! "$env_dir/bin/python" -c 'import sys' 2>/dev/null; then
+    say "removing broken venv $env_dir"; rm -rf "$env_dir"
+  fi
+  if [ ! -d "$env_dir" ]; then
+    say "creating venv $env_dir"
+    "$base_python" -m venv "$env_dir"
+  fi
+fi
+stamp="$env_dir/.fastdet-requirements-$reqs_hash"
+if [ ! -f "$stamp" ]; then
+  say "installing the pip packages of environment.yml into $env_dir (torch is ~5 GB the first time)"
+  "$env_dir/bin/python" -m pip install --disable-pip-version-check -q $reqs
+  rm -f "$env_dir"/.fastdet-requirements-*
+  touch "$stamp"
+else
+  say "python environment ready: $env_dir"
+fi
+[ -n "${ENV_PREFIX:-}" ] || ln -sfn "$env_dir" .venv
+torch_lib=$("$env_dir/bin/python" -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
+
+# 2. evcxr_jupyter ----------------------------------------------------------------------------
+evcxr_dir="$cache/evcxr-$EVCXR_VERSION"
+evcxr="$evcxr_dir/bin/evcxr_jupyter"
+if [ ! -x "$evcxr" ]; then
+  say "building evcxr_jupyter $EVCXR_VERSION (about 7 minutes, once per machine)"
+  cargo install --locked --quiet evcxr_jupyter --version "$EVCXR_VERSION" --root "$evcxr_dir"
+else
+  say "evcxr_jupyter ready: $evcxr"
+fi
+mkdir -p tools
+ln -sfn "$evcxr_dir" "tools/evcxr-$EVCXR_VERSION"
+
+# 3. kernelspec -------------------------------------------------------------------------------
+kernel_dir="$env_dir/share/jupyter/kernels/$KERNEL_NAME"
+mkdir -p "$kernel_dir"
+cargo_bin=$(dirname "$(command -v cargo)")
+# evcxr links each cell against the toolchain's libstd-*.so, found through LD_LIBRARY_PATH.
+rust_lib="$(rustc --print target-libdir)"
+"$env_dir/bin/python" - "$kernel_dir/kernel.json" <<PY
+import json, sys
+spec = {
+    "argv": ["$evcxr", "--control_file", "{connection_file}"],
+    "display_name": "Rust (fastdet)",
+    "language": "rust",
+    "interrupt_mode": "message",
+    "env": {
+        "LIBTORCH_USE_PYTORCH": "1",
+        "PATH": "$env_dir/bin:$cargo_bin:\${PATH}",
+        "LD_LIBRARY_PATH": "$torch_lib:$rust_lib",
+        "EVCXR_TMPDIR": "$cache/evcxr-tmp-$EVCXR_VERSION",
+    },
+}
+with open(sys.argv[1], "w") as f:
+    json.dump(spec, f, indent=2)
+PY
+say "kernel \"Rust (fastdet)\" ($KERNEL_NAME) registered in $kernel_dir"
+say "setup done in $(( $(date +%s) - start )) s"
