@@ -3,6 +3,8 @@
 SHELL := /bin/bash
 .SHELLFLAGS := -eo pipefail -c
 WITH_ENV := source scripts/env.sh &&
+# Notebooks run on the bundled sample unless FASTDET_DATA says otherwise.
+export FASTDET_DATA ?= $(CURDIR)/data/coco128-voc
 VOC_URL ?= http://host.robots.ox.ac.uk/pascal/VOC/voc2007
 
 .PHONY: setup build lesson test test-rust test-notebooks lab data-voc clean

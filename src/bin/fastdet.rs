@@ -81,9 +81,7 @@ fn main() -> Result<()> {
         Command::Info(source) => {
             let ds = source.load()?;
             println!("{}: {} images, {} objects", ds.source.display(), ds.len(), ds.num_objects());
-            let mut counts = vec![0usize; ds.classes.len()];
-            ds.images.iter().flat_map(|r| &r.objects).for_each(|o| counts[o.class] += 1);
-            for (name, n) in ds.classes.iter().zip(counts) {
+            for (name, n) in ds.classes.iter().zip(ds.class_counts()) {
                 println!("  {name:12} {n}");
             }
         }

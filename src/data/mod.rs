@@ -186,6 +186,28 @@ impl Dataset {
         lesson_csv::write_mbb(self, path.as_ref())
     }
 
+    /// Objects per class (difficult ones included), in class order.
+    pub fn class_counts(&self) -> Vec<usize> {
+        let mut counts = vec![0; self.classes.len()];
+        self.images.iter().flat_map(|r| &r.objects).for_each(|o| counts[o.class] += 1);
+        counts
+    }
+
+    /// In a notebook: a summary table (images, objects, objects per class).
+    pub fn evcxr_display(&self) {
+        let mut html = format!(
+            "<p><b>{}</b>: {} images, {} objects{}</p><table><tr><th>class</th><th>objects</th></tr>",
+            self.source.display(),
+            self.len(),
+            self.num_objects(),
+            if self.warnings.is_empty() { String::new() } else { format!(", {} warnings", self.warnings.len()) }
+        );
+        for (name, n) in self.classes.iter().zip(self.class_counts()) {
+            html += &format!("<tr><td>{name}</td><td>{n}</td></tr>");
+        }
+        println!("EVCXR_BEGIN_CONTENT text/html\n{html}</table>\nEVCXR_END_CONTENT");
+    }
+
     pub(crate) fn warn(&mut self, message: String) {
         eprintln!("warning: {message}");
         self.warnings.push(message);
