@@ -176,8 +176,9 @@ impl Figure {
         if x0 > x1 || y0 > y1 {
             return;
         }
+        // plotters-bitmap's opaque fill covers [x0, x1) x [y0, y1): pass the exclusive corner.
         self.plot(|root| {
-            root.draw(&Rectangle::new([(x0, y0), (x1, y1)], color.rgb().filled())).map_err(|e| e.to_string())
+            root.draw(&Rectangle::new([(x0, y0), (x1 + 1, y1 + 1)], color.rgb().filled())).map_err(|e| e.to_string())
         });
     }
 }
