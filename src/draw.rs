@@ -70,12 +70,18 @@ struct Panel {
 }
 
 /// A grid of panels on one canvas. See the module docs.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Figure {
     canvas: RgbImage,
     panels: Vec<Panel>,
     /// The first drawing error, reported by [`Figure::to_png`] and the notebook display.
     error: Option<String>,
+}
+
+impl std::fmt::Debug for Figure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Figure({}x{}, {} panels)", self.canvas.width(), self.canvas.height(), self.panels.len())
+    }
 }
 
 const GAP: u32 = 6;
@@ -321,4 +327,55 @@ pub fn draw_im(im: &RgbImage, ann: &[(BBox, usize)], classes: &[String]) -> Figu
 pub fn draw_idx(ds: &Dataset, i: usize) -> Result<Figure> {
     let im = ds.image(i)?;
     Ok(draw_im(&im, &ds.annotations(i), &ds.classes))
+}
+
+/// A grid of augmented samples with their boxes (white, as the lesson draws them), `cols` wide.
+pub fn show_augmented(samples: &[crate::transforms::Augmented], cols: u32) -> Result<Figure> {
+    let (rows, cols, cell) = grid_shape(samples.len(), cols, samples.first().map(|s| s.sz).unwrap_or(1))?;
+    let mut fig = Figure::grid(rows, cols, cell, cell)?;
+    for (i, s) in samples.iter().enumerate() {
+        let mut ax = fig.ax(i);
+        ax.show_img(&s.to_rgb());
+        s.boxes.iter().for_each(|&b| {
+            ax.draw_rect(b, Color::WHITE);
+        });
+    }
+    Ok(fig)
+}
+
+/// A batch from a loader, denormalised, with its boxes and class names (`show_ground_truth`
+/// colours), `cols` wide. Classification targets show the class name in the corner.
+pub fn show_batch(batch: &crate::data::Batch, classes: &[String], cols: u32) -> Result<Figure> {
+    use crate::data::BatchTarget;
+    let images = batch.images()?;
+    let (rows, cols, cell) = grid_shape(images.len(), cols, images.first().map(|i| i.width()).unwrap_or(1))?;
+    let mut fig = Figure::grid(rows, cols, cell, cell)?;
+    for (i, im) in images.iter().enumerate() {
+        let objects = batch.objects(i)?;
+        let boxes: Vec<BBox> = objects.iter().map(|o| o.0).collect();
+        let clas: Vec<usize> = objects.iter().map(|o| o.1.unwrap_or(classes.len())).collect();
+        let mut ax = fig.ax(i);
+        ax.show_ground_truth(im, &boxes, Some(&clas), None, 0.0, classes);
+        let names = match &batch.y {
+            BatchTarget::Class(t) => vec![i64::try_from(t.get(i as i64))? as usize],
+            BatchTarget::MultiLabel(t) => {
+                let v: Vec<f32> = Vec::try_from(t.get(i as i64))?;
+                v.iter().enumerate().filter(|(_, &p)| p > 0.5).map(|(c, _)| c).collect()
+            }
+            _ => vec![],
+        };
+        if !names.is_empty() {
+            let txt = names.iter().map(|&c| classes.get(c).map(String::as_str).unwrap_or("?")).collect::<Vec<_>>().join(" ");
+            ax.draw_text(2.0, 2.0, &txt, 14, Color::WHITE);
+        }
+    }
+    Ok(fig)
+}
+
+fn grid_shape(n: usize, cols: u32, sz: u32) -> Result<(u32, u32, u32)> {
+    if n == 0 || cols == 0 {
+        return Err(Error::Invalid(format!("nothing to show: {n} samples in {cols} columns")));
+    }
+    let cols = cols.min(n as u32);
+    Ok(((n as u32).div_ceil(cols), cols, sz.max(1)))
 }

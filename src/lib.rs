@@ -6,6 +6,8 @@
 //!
 //! - [`boxes`]: the box type and its one convention `(top, left, bottom, right)`, inclusive;
 //! - [`data`]: the lesson's JSON and VOC XML into one [`data::Dataset`], splits, lesson CSVs;
+//! - [`transforms`]: augmentation where boxes follow the image (`tfm_y=TfmType.COORD`);
+//! - [`data::loader`]: datasets of the lesson's targets and a parallel, prefetching loader;
 //! - [`draw`]: images, boxes and labels drawn with plotters, shown inline in notebooks;
 //! - [`device`]: CUDA when present, else CPU.
 //!
@@ -23,6 +25,7 @@ pub mod data;
 pub mod device;
 pub mod draw;
 pub mod error;
+pub mod transforms;
 mod util;
 
 pub use error::{Error, Result};
@@ -36,7 +39,11 @@ pub mod prelude {
     pub use crate::boxes::{bb_hw, hw_bb, BBox};
     pub use crate::data::{get_cv_idxs, open_image, Dataset, ImageRecord, Object, Pascal, VOC_CLASSES};
     pub use crate::device::default_device;
-    pub use crate::draw::{draw_idx, draw_im, Color, Figure};
+    pub use crate::data::{Batch, BatchTarget, DataLoader, DetDataset, ImageData, TargetKind};
+    pub use crate::draw::{draw_idx, draw_im, show_augmented, show_batch, Color, Figure};
+    pub use crate::transforms::{
+        denorm, tfms_from_model, Aug, Augmented, CropType, Plan, RandomFlip, RandomLighting, RandomRotate, Step, TfmY, Tfms,
+    };
     pub use crate::error::{Error, Result};
     pub use image::RgbImage;
     pub use tch::{Device, Kind, Tensor};

@@ -21,10 +21,12 @@
 mod image_io;
 mod json;
 mod lesson_csv;
+pub mod loader;
 mod split;
 mod voc;
 
 pub use image_io::open_image;
+pub use loader::{get_y, Batch, BatchTarget, DataLoader, DetDataset, ImageData, Sample, Target, TargetKind};
 pub use split::get_cv_idxs;
 
 use crate::boxes::BBox;

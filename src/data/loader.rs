@@ -1,0 +1,435 @@
+//! Datasets of the lesson's targets and a loader that turns them into tch batches.
+//!
+//! - [`TargetKind`] picks the dependent variable: the class of the largest object (lesson 8's
+//!   classifier), its box (`continuous=True`), box and class together (`ConcatLblDataset`), the
+//!   set of classes (multi-label), or all boxes and classes (SSD).
+//! - [`DetDataset`] = annotations + a subset of images + a transform pipeline; decoded images
+//!   scaled to the pipeline's size are cached in memory (the first, deterministic step).
+//! - [`DataLoader`] batches a dataset: shuffling with a seed per epoch, decoding and augmenting
+//!   the images of a batch in parallel (rayon), and preparing the next batches on a background
+//!   thread while the current one trains.
+//! - [`ImageData`] is fastai's `ModelData`: `trn_dl`, `val_dl` and `aug_dl` (the validation set
+//!   with training augmentations) from one dataset, one validation split and one seed.
+//!
+//! Augmentation is deterministic: sample `i` of epoch `e` is augmented with a seed made from the
+//! loader's seed, `e` and `i`, whatever thread does the work.
+
+use super::{get_cv_idxs, Dataset};
+use crate::boxes::BBox;
+use crate::error::{Error, Result};
+use crate::transforms::{scale_to, Augmented, TfmY, Tfms};
+use image::RgbImage;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+use std::sync::{mpsc, Arc, OnceLock};
+use tch::{Device, Kind, Tensor};
+
+/// The dependent variable of a dataset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetKind {
+    /// Class of the largest object (lesson 8, `lrg.csv`).
+    LargestClass,
+    /// Box of the largest object, `[top, left, bottom, right]` in output pixels (`bb.csv`).
+    LargestBox,
+    /// Box and class of the largest object (`ConcatLblDataset`).
+    BoxClass,
+    /// Multi-hot vector of the classes present (`mc.csv`).
+    MultiLabel,
+    /// All boxes and classes, padded per batch (SSD, `mbb.csv`).
+    AllBoxes,
+}
+
+/// The target of one sample.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Target {
+    Class(usize),
+    Box(BBox),
+    BoxClass(BBox, usize),
+    Labels(Vec<usize>),
+    Boxes(Vec<BBox>, Vec<usize>),
+}
+
+/// One transformed sample: normalised CHW image and its target.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    pub index: usize,
+    pub image: Vec<f32>,
+    pub sz: u32,
+    pub target: Target,
+}
+
+impl Sample {
+    pub fn to_rgb(&self) -> RgbImage {
+        crate::transforms::denorm_chw(&self.image, self.sz)
+    }
+}
+
+type Cache = Arc<Vec<OnceLock<(RgbImage, f32, f32)>>>;
+
+/// Annotations, the images used, a transform pipeline and what to predict.
+#[derive(Clone)]
+pub struct DetDataset {
+    pub data: Arc<Dataset>,
+    /// Indices into `data.images`.
+    pub indices: Vec<usize>,
+    pub tfms: Tfms,
+    pub target: TargetKind,
+    cache: Option<Cache>,
+}
+
+impl DetDataset {
+    /// `indices` select images of `data`; `cache` keeps each decoded image, scaled to the
+    /// pipeline's size, in memory after its first use (~150 KB per image at 224).
+    pub fn new(data: Arc<Dataset>, indices: Vec<usize>, tfms: Tfms, target: TargetKind, cache: bool) -> Result<Self> {
+        if let Some(&bad) = indices.iter().find(|&&i| i >= data.len()) {
+            return Err(Error::Invalid(format!("image index {bad} out of range: the dataset has {} images", data.len())));
+        }
+        let cache = cache.then(|| Arc::new((0..data.len()).map(|_| OnceLock::new()).collect()));
+        Ok(Self { data, indices, tfms, target, cache })
+    }
+
+    /// The same images and cache with another pipeline (e.g. training augmentations on the
+    /// validation set: fastai's `aug_dl`).
+    pub fn with_tfms(&self, tfms: Tfms) -> Self {
+        let cache = if tfms.sz == self.tfms.sz { self.cache.clone() } else { self.cache.as_ref().map(|c| Arc::new((0..c.len()).map(|_| OnceLock::new()).collect())) };
+        Self { tfms, cache, ..self.clone() }
+    }
+
+    pub fn len(&self) -> usize {
+        self.indices.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.indices.is_empty()
+    }
+
+    pub fn num_classes(&self) -> usize {
+        self.data.classes.len()
+    }
+
+    /// Image `data.images[idx]` decoded and scaled so its short side is `sz` (cached).
+    fn scaled(&self, idx: usize) -> Result<(RgbImage, f32, f32)> {
+        let make = || -> Result<(RgbImage, f32, f32)> { scale_to(&self.data.image(idx)?, self.tfms.sz) };
+        match &self.cache {
+            None => make(),
+            Some(cache) => {
+                if let Some(v) = cache[idx].get() {
+                    return Ok(v.clone());
+                }
+                let v = make()?;
+                Ok(cache[idx].get_or_init(|| v).clone())
+            }
+        }
+    }
+
+    /// Sample `i` (position in `indices`), augmented with `seed`.
+    pub fn get(&self, i: usize, seed: u64) -> Result<Sample> {
+        let idx = *self.indices.get(i).ok_or_else(|| {
+            Error::Invalid(format!("sample {i} out of range: the dataset has {} samples", self.len()))
+        })?;
+        let (scaled, sy, sx) = self.scaled(idx)?;
+        let ann = self.data.annotations(idx);
+        let rec = &self.data.images[idx];
+        let largest = rec.largest().map(|o| (o.bbox, o.class));
+        let (boxes, classes): (Vec<BBox>, Vec<usize>) = match self.target {
+            TargetKind::AllBoxes => ann.iter().copied().unzip(),
+            TargetKind::MultiLabel | TargetKind::LargestClass => (vec![], vec![]),
+            TargetKind::LargestBox | TargetKind::BoxClass => largest.map(|(b, c)| (vec![b], vec![c])).unwrap_or_default(),
+        };
+        let boxes: Vec<BBox> = match self.tfms.tfm_y {
+            TfmY::Coord => boxes.iter().map(|b| b.scale(sy, sx)).collect(),
+            TfmY::None => boxes,
+        };
+        let plan = self.tfms.plan(&mut ChaCha8Rng::seed_from_u64(seed), scaled.width(), scaled.height());
+        let Augmented { image, sz, boxes, kept } = self.tfms.apply_plan(&scaled, &boxes, &plan);
+        let no_object = || Error::Annotation {
+            path: self.data.source.clone(),
+            image: rec.id.to_string(),
+            problem: "has no (non-difficult) object, so no largest-object target".into(),
+        };
+        // A single box pushed out of the picture by the augmentation becomes the empty box 0 0 0 0.
+        let single = |boxes: &[BBox]| boxes.first().copied().unwrap_or(BBox::new(0., 0., 0., 0.));
+        let target = match self.target {
+            TargetKind::LargestClass => Target::Class(largest.ok_or_else(no_object)?.1),
+            TargetKind::LargestBox => {
+                largest.ok_or_else(no_object)?;
+                Target::Box(single(&boxes))
+            }
+            TargetKind::BoxClass => Target::BoxClass(single(&boxes), largest.ok_or_else(no_object)?.1),
+            TargetKind::MultiLabel => {
+                let mut labels: Vec<usize> = ann.iter().map(|a| a.1).collect();
+                labels.sort_unstable();
+                labels.dedup();
+                Target::Labels(labels)
+            }
+            TargetKind::AllBoxes => Target::Boxes(boxes, kept.iter().map(|&k| classes[k]).collect()),
+        };
+        Ok(Sample { index: idx, image, sz, target })
+    }
+}
+
+/// The targets of a batch as tensors.
+#[derive(Debug)]
+pub enum BatchTarget {
+    /// `[B]` int64
+    Class(Tensor),
+    /// `[B, 4]` float, `top, left, bottom, right` in output pixels
+    Box(Tensor),
+    /// `[B, 4]` float and `[B]` int64
+    BoxClass { bbox: Tensor, class: Tensor },
+    /// `[B, C]` float multi-hot
+    MultiLabel(Tensor),
+    /// `[B, N, 4]` float and `[B, N]` int64, each image's objects at the end and zeros in front
+    /// (the lesson's `pre_pad`); `n_objects` `[B]` int64 counts the real rows.
+    Boxes { bbox: Tensor, class: Tensor, n_objects: Tensor },
+}
+
+/// A batch: images `[B, 3, sz, sz]` (normalised float), targets, and which images they are.
+#[derive(Debug)]
+pub struct Batch {
+    pub x: Tensor,
+    pub y: BatchTarget,
+    /// Indices into the dataset's images.
+    pub indices: Vec<usize>,
+}
+
+impl Batch {
+    /// The batch's images back as RGB pictures (the lesson's `denorm`).
+    pub fn images(&self) -> Result<Vec<RgbImage>> {
+        crate::transforms::denorm(&self.x)
+    }
+
+    /// The boxes and classes of sample `i`, padding removed (any target kind with boxes).
+    pub fn objects(&self, i: usize) -> Result<Vec<(BBox, Option<usize>)>> {
+        let row = |t: &Tensor| -> Result<Vec<f32>> { Ok(Vec::try_from(t.get(i as i64).to_kind(Kind::Float).flatten(0, -1))?) };
+        let to_box = |v: &[f32]| BBox::new(v[0], v[1], v[2], v[3]);
+        Ok(match &self.y {
+            BatchTarget::Box(b) => vec![(to_box(&row(b)?), None)],
+            BatchTarget::BoxClass { bbox, class } => vec![(to_box(&row(bbox)?), Some(i64::try_from(class.get(i as i64))? as usize))],
+            BatchTarget::Boxes { bbox, class, n_objects } => {
+                let n = i64::try_from(n_objects.get(i as i64))? as usize;
+                let b = row(bbox)?;
+                let c: Vec<i64> = Vec::try_from(class.get(i as i64).flatten(0, -1))?;
+                let total = c.len();
+                (total - n..total).map(|k| (to_box(&b[k * 4..k * 4 + 4]), Some(c[k] as usize))).collect()
+            }
+            BatchTarget::Class(_) | BatchTarget::MultiLabel(_) => vec![],
+        })
+    }
+}
+
+/// The lesson's `get_y`: drop padding rows, those whose `bottom - top <= 0`. (This also drops a
+/// real box one pixel high, as the lesson does; [`BatchTarget::Boxes`]' `n_objects` does not.)
+pub fn get_y(bbox: &Tensor, class: &Tensor) -> (Tensor, Tensor) {
+    let bbox = bbox.view([-1, 4]);
+    let keep = (bbox.select(1, 2) - bbox.select(1, 0)).gt(0.0).nonzero().squeeze_dim(1);
+    (bbox.index_select(0, &keep), class.view([-1]).index_select(0, &keep))
+}
+
+/// Collate samples into a batch on `device`.
+pub fn collate(samples: &[Sample], kind: TargetKind, num_classes: usize, device: Device) -> Batch {
+    let b = samples.len() as i64;
+    let sz = samples.first().map(|s| s.sz).unwrap_or(1) as i64;
+    let mut pixels = Vec::with_capacity(samples.len() * (3 * sz * sz) as usize);
+    samples.iter().for_each(|s| pixels.extend_from_slice(&s.image));
+    let x = Tensor::from_slice(&pixels).view([b, 3, sz, sz]).to_device(device);
+    let boxes = |f: &dyn Fn(&Target) -> BBox| {
+        let v: Vec<f32> = samples.iter().flat_map(|s| f(&s.target).to_array()).collect();
+        Tensor::from_slice(&v).view([b, 4]).to_device(device)
+    };
+    let classes = |f: &dyn Fn(&Target) -> usize| {
+        let v: Vec<i64> = samples.iter().map(|s| f(&s.target) as i64).collect();
+        Tensor::from_slice(&v).to_device(device)
+    };
+    let y = match kind {
+        TargetKind::LargestClass => BatchTarget::Class(classes(&|t| if let Target::Class(c) = t { *c } else { 0 })),
+        TargetKind::LargestBox => BatchTarget::Box(boxes(&|t| if let Target::Box(b) = t { *b } else { BBox::new(0., 0., 0., 0.) })),
+        TargetKind::BoxClass => BatchTarget::BoxClass {
+            bbox: boxes(&|t| if let Target::BoxClass(b, _) = t { *b } else { BBox::new(0., 0., 0., 0.) }),
+            class: classes(&|t| if let Target::BoxClass(_, c) = t { *c } else { 0 }),
+        },
+        TargetKind::MultiLabel => {
+            let mut v = vec![0f32; samples.len() * num_classes];
+            for (i, s) in samples.iter().enumerate() {
+                if let Target::Labels(ls) = &s.target {
+                    ls.iter().for_each(|&c| v[i * num_classes + c] = 1.0);
+                }
+            }
+            BatchTarget::MultiLabel(Tensor::from_slice(&v).view([b, num_classes as i64]).to_device(device))
+        }
+        TargetKind::AllBoxes => {
+            let objs: Vec<(&[BBox], &[usize])> = samples
+                .iter()
+                .map(|s| if let Target::Boxes(bx, cl) = &s.target { (bx.as_slice(), cl.as_slice()) } else { (&[][..], &[][..]) })
+                .collect();
+            let n = objs.iter().map(|o| o.0.len()).max().unwrap_or(0).max(1);
+            let mut bb = vec![0f32; samples.len() * n * 4];
+            let mut cl = vec![0i64; samples.len() * n];
+            for (i, (bx, c)) in objs.iter().enumerate() {
+                let pad = n - bx.len();
+                for (k, (b, &cls)) in bx.iter().zip(c.iter()).enumerate() {
+                    bb[(i * n + pad + k) * 4..][..4].copy_from_slice(&b.to_array());
+                    cl[i * n + pad + k] = cls as i64;
+                }
+            }
+            let counts: Vec<i64> = objs.iter().map(|o| o.0.len() as i64).collect();
+            BatchTarget::Boxes {
+                bbox: Tensor::from_slice(&bb).view([b, n as i64, 4]).to_device(device),
+                class: Tensor::from_slice(&cl).view([b, n as i64]).to_device(device),
+                n_objects: Tensor::from_slice(&counts).to_device(device),
+            }
+        }
+    };
+    Batch { x, y, indices: samples.iter().map(|s| s.index).collect() }
+}
+
+/// Batches of a [`DetDataset`]. See the module docs.
+#[derive(Clone)]
+pub struct DataLoader {
+    pub dataset: DetDataset,
+    pub bs: usize,
+    pub shuffle: bool,
+    pub seed: u64,
+    pub device: Device,
+    /// Batches prepared ahead on the background thread.
+    pub prefetch: usize,
+}
+
+/// splitmix64: a well-mixed seed from a few numbers.
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+impl DataLoader {
+    pub fn new(dataset: DetDataset, bs: usize, shuffle: bool, seed: u64, device: Device) -> Result<Self> {
+        if bs == 0 {
+            return Err(Error::Invalid("DataLoader: batch size bs must be at least 1".into()));
+        }
+        Ok(Self { dataset, bs, shuffle, seed, device, prefetch: 2 })
+    }
+
+    /// Number of batches per epoch (the last one may be smaller).
+    pub fn len(&self) -> usize {
+        self.dataset.len().div_ceil(self.bs)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.dataset.is_empty()
+    }
+
+    /// The order of samples in `epoch` (shuffled with the seed and epoch, or in order).
+    pub fn order(&self, epoch: u64) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..self.dataset.len()).collect();
+        if self.shuffle {
+            order.shuffle(&mut ChaCha8Rng::seed_from_u64(mix(self.seed ^ mix(epoch))));
+        }
+        order
+    }
+
+    /// The augmentation seed of sample `i` in `epoch`.
+    pub fn sample_seed(&self, epoch: u64, i: usize) -> u64 {
+        mix(self.seed ^ mix(epoch.wrapping_mul(0x1_0000_0001) ^ mix(i as u64)))
+    }
+
+    /// Batch `k` of `epoch`, made now on this thread (with rayon across the samples).
+    pub fn batch(&self, epoch: u64, k: usize) -> Result<Batch> {
+        let order = self.order(epoch);
+        let chunk = order.chunks(self.bs).nth(k).ok_or_else(|| {
+            Error::Invalid(format!("batch {k} out of range: the loader has {} batches", self.len()))
+        })?;
+        make_batch(&self.dataset, chunk, |i| self.sample_seed(epoch, i), self.device)
+    }
+
+    /// The first batch of epoch 0 (fastai's `next(iter(md.trn_dl))`).
+    pub fn one_batch(&self) -> Result<Batch> {
+        self.batch(0, 0)
+    }
+
+    /// The batches of `epoch`, prepared `prefetch` ahead on a background thread.
+    pub fn iter(&self, epoch: u64) -> BatchIter {
+        let (tx, rx) = mpsc::sync_channel(self.prefetch.max(1));
+        let me = self.clone();
+        let handle = std::thread::spawn(move || {
+            let order = me.order(epoch);
+            for chunk in order.chunks(me.bs) {
+                let batch = make_batch(&me.dataset, chunk, |i| me.sample_seed(epoch, i), me.device);
+                let failed = batch.is_err();
+                if tx.send(batch).is_err() || failed {
+                    break;
+                }
+            }
+        });
+        BatchIter { rx, _handle: handle, remaining: self.len() }
+    }
+}
+
+fn make_batch(ds: &DetDataset, chunk: &[usize], seed_of: impl Fn(usize) -> u64 + Sync, device: Device) -> Result<Batch> {
+    let samples: Vec<Sample> = chunk.par_iter().map(|&i| ds.get(i, seed_of(i))).collect::<Result<_>>()?;
+    Ok(collate(&samples, ds.target, ds.num_classes(), device))
+}
+
+/// Iterator over the batches of one epoch; an error (a corrupt image, say) ends it.
+pub struct BatchIter {
+    rx: mpsc::Receiver<Result<Batch>>,
+    _handle: std::thread::JoinHandle<()>,
+    remaining: usize,
+}
+
+impl Iterator for BatchIter {
+    type Item = Result<Batch>;
+    fn next(&mut self) -> Option<Self::Item> {
+        let item = self.rx.recv().ok()?;
+        self.remaining = self.remaining.saturating_sub(1);
+        Some(item)
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (0, Some(self.remaining))
+    }
+}
+
+/// fastai's `ModelData` for one dataset: training, validation and augmented-validation loaders.
+#[derive(Clone)]
+pub struct ImageData {
+    pub trn_dl: DataLoader,
+    pub val_dl: DataLoader,
+    /// The validation images with the training augmentations (fastai's `aug_dl`).
+    pub aug_dl: DataLoader,
+    pub classes: Vec<String>,
+}
+
+impl ImageData {
+    /// Split `data` with `get_cv_idxs(n, val_pct, 42)`-style seeded split (`split_seed`), build
+    /// the three loaders with `(trn_tfms, val_tfms)` (from [`crate::transforms::tfms_from_model`]).
+    #[allow(clippy::too_many_arguments)]
+    pub fn from_dataset(
+        data: Dataset,
+        target: TargetKind,
+        tfms: (Tfms, Tfms),
+        bs: usize,
+        val_pct: f64,
+        split_seed: u32,
+        seed: u64,
+        device: Device,
+    ) -> Result<Self> {
+        let data = Arc::new(data);
+        let val_idxs = get_cv_idxs(data.len(), val_pct, split_seed)?;
+        let mut is_val = vec![false; data.len()];
+        val_idxs.iter().for_each(|&i| is_val[i] = true);
+        let trn_idxs: Vec<usize> = (0..data.len()).filter(|&i| !is_val[i]).collect();
+        let (trn_tfms, val_tfms) = tfms;
+        let trn = DetDataset::new(data.clone(), trn_idxs, trn_tfms.clone(), target, true)?;
+        let val = DetDataset::new(data.clone(), val_idxs, val_tfms, target, true)?;
+        let aug = val.with_tfms(trn_tfms);
+        Ok(Self {
+            trn_dl: DataLoader::new(trn, bs, true, seed, device)?,
+            val_dl: DataLoader::new(val, bs, false, seed, device)?,
+            aug_dl: DataLoader::new(aug, bs, false, seed.wrapping_add(1), device)?,
+            classes: data.classes.clone(),
+        })
+    }
+}

@@ -1,0 +1,528 @@
+//! Augmentation with boxes that follow the image (fastai 0.7 `transforms.py`; lesson 9's opening,
+//! `tfm_y=TfmType.COORD`).
+//!
+//! The pipeline is the lesson's `tfms_from_model(f_model, sz, aug_tfms, crop_type, tfm_y)`:
+//! 1. scale so the short side is `sz` (area interpolation; deterministic, so it can be cached:
+//!    [`scale_to`]);
+//! 2. each augmentation in order ([`Aug`]: flip, rotate, lighting);
+//! 3. the crop ([`CropType`]: squash to `sz x sz`, centre or random square crop);
+//! 4. normalisation with ImageNet statistics, HWC to CHW.
+//!
+//! **How it is computed.** Steps 2-3 are all affine maps of the plane, so they are composed into
+//! one map and each output pixel is sampled once (bilinear, reflecting at the border as OpenCV's
+//! `BORDER_REFLECT`), with lighting and normalisation applied on the same buffer. This is what a
+//! step-by-step pipeline computes, without the intermediate images.
+//!
+//! **Boxes** ([`TfmY::Coord`]) move as points: the 4 corners of each box go through the same
+//! map, their bounding box is clipped to the output image, and a box left less than one pixel
+//! wide or high is dropped (its index is absent from [`Augmented::kept`], so labels stay
+//! aligned). [`TfmY::None`] leaves the boxes where they were: the lesson's deliberate bug.
+//!
+//! **Coordinates.** Continuous pixel-edge coordinates: pixel `(row r, col c)` covers
+//! `[c, c+1) x [r, r+1)`. An inclusive [`BBox`] covers `[left, right+1) x [top, bottom+1)`.
+//!
+//! **Randomness.** Every random choice comes from a seeded [`ChaCha8Rng`]: [`Tfms::plan`] draws
+//! the parameters, [`Tfms::apply_plan`] applies them, so a [`Plan`] can also be written by hand
+//! (tests and benchmarks use fixed flips and angles).
+
+use crate::boxes::BBox;
+use crate::error::{Error, Result};
+use fast_image_resize as fr;
+use image::RgbImage;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// ImageNet statistics, as fastai's `imagenet_stats` (on 0..1 floats).
+pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
+
+/// Left-right flip with probability `p` (fastai `RandomFlip`, default `p = 0.5`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RandomFlip {
+    pub p: f32,
+}
+
+impl Default for RandomFlip {
+    fn default() -> Self {
+        Self { p: 0.5 }
+    }
+}
+
+/// Rotation about the image centre by an angle uniform in `[-deg, deg]` degrees, with
+/// probability `p` (fastai `RandomRotate`, default `p = 0.75`). Positive angles turn the image
+/// counter-clockwise, as OpenCV's `getRotationMatrix2D`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RandomRotate {
+    pub deg: f32,
+    pub p: f32,
+}
+
+impl RandomRotate {
+    pub fn new(deg: f32) -> Self {
+        Self { deg, p: 0.75 }
+    }
+}
+
+/// Brightness and contrast (fastai `RandomLighting(b, c)`): `b' ~ U(-b, b)`, `c' ~ U(-c, c)`,
+/// contrast factor `c'' = -1/(c'-1)` if `c' < 0` else `c'+1`, then
+/// `x = clip((x - m) * c'' + m + b', 0, 1)` with `m` the mean of the whole image. Never moves
+/// boxes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RandomLighting {
+    pub b: f32,
+    pub c: f32,
+}
+
+/// One augmentation of the pipeline, applied in order.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Aug {
+    Flip(RandomFlip),
+    Rotate(RandomRotate),
+    Lighting(RandomLighting),
+}
+
+impl From<RandomFlip> for Aug {
+    fn from(t: RandomFlip) -> Self {
+        Aug::Flip(t)
+    }
+}
+impl From<RandomRotate> for Aug {
+    fn from(t: RandomRotate) -> Self {
+        Aug::Rotate(t)
+    }
+}
+impl From<RandomLighting> for Aug {
+    fn from(t: RandomLighting) -> Self {
+        Aug::Lighting(t)
+    }
+}
+
+/// The last geometric step (fastai `CropType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CropType {
+    /// Squash the whole image to `sz x sz`, no crop (`CropType.NO`, the lesson's choice for boxes).
+    No,
+    /// The centre square.
+    Center,
+    /// A random square (the training default in fastai).
+    Random,
+}
+
+/// What happens to the boxes (fastai `TfmType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TfmY {
+    /// Boxes stay as they were given (the lesson's bug demonstration).
+    None,
+    /// Boxes go through every geometric step with the image.
+    Coord,
+}
+
+/// A full pipeline: output size, augmentations, crop, what happens to boxes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tfms {
+    pub sz: u32,
+    pub augs: Vec<Aug>,
+    pub crop: CropType,
+    pub tfm_y: TfmY,
+}
+
+/// The lesson's `tfms_from_model(f_model, sz, aug_tfms, crop_type, tfm_y)`: the training
+/// pipeline and the validation one (the same without augmentations; a random crop becomes the
+/// centre crop, as in fastai).
+pub fn tfms_from_model(sz: u32, aug_tfms: Vec<Aug>, crop_type: CropType, tfm_y: TfmY) -> Result<(Tfms, Tfms)> {
+    let trn = Tfms::new(sz, aug_tfms, crop_type, tfm_y)?;
+    let val_crop = if crop_type == CropType::Random { CropType::Center } else { crop_type };
+    let val = Tfms::new(sz, vec![], val_crop, tfm_y)?;
+    Ok((trn, val))
+}
+
+/// The parameters drawn for one sample: what [`Tfms::apply_plan`] does.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// The geometric and photometric steps in order.
+    pub steps: Vec<Step>,
+    /// Top-left corner of the square crop in the scaled image (ignored for `CropType::No`).
+    pub crop_offset: (f32, f32),
+}
+
+/// One drawn augmentation.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Step {
+    Flip,
+    /// Degrees, counter-clockwise.
+    Rotate(f32),
+    /// Brightness shift `b'` and contrast factor `c''`.
+    Lighting { b: f32, c: f32 },
+}
+
+/// One augmented sample.
+#[derive(Debug, Clone)]
+pub struct Augmented {
+    /// Normalised CHW floats, `[3, sz, sz]`.
+    pub image: Vec<f32>,
+    pub sz: u32,
+    /// The boxes after the transform, in output pixels (or unchanged with `TfmY::None`).
+    pub boxes: Vec<BBox>,
+    /// For each output box, the index of the input box it came from.
+    pub kept: Vec<usize>,
+}
+
+impl Augmented {
+    /// Back to a displayable image (the lesson's `denorm`).
+    pub fn to_rgb(&self) -> RgbImage {
+        denorm_chw(&self.image, self.sz)
+    }
+}
+
+/// A 2-D affine map `p -> A p + t`, as `[a, b, tx, c, d, ty]`: `x' = a x + b y + tx`,
+/// `y' = c x + d y + ty`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Affine(pub [f64; 6]);
+
+impl Affine {
+    pub const IDENTITY: Affine = Affine([1., 0., 0., 0., 1., 0.]);
+
+    pub fn apply(&self, x: f64, y: f64) -> (f64, f64) {
+        let [a, b, tx, c, d, ty] = self.0;
+        (a * x + b * y + tx, c * x + d * y + ty)
+    }
+
+    /// `self` after `first`: `p -> self(first(p))`.
+    pub fn after(&self, first: &Affine) -> Affine {
+        let [a, b, tx, c, d, ty] = self.0;
+        let [e, f, ux, g, h, uy] = first.0;
+        Affine([a * e + b * g, a * f + b * h, a * ux + b * uy + tx, c * e + d * g, c * f + d * h, c * ux + d * uy + ty])
+    }
+
+    pub fn inverse(&self) -> Affine {
+        let [a, b, tx, c, d, ty] = self.0;
+        let det = a * d - b * c;
+        let (ia, ib, ic, id) = (d / det, -b / det, -c / det, a / det);
+        Affine([ia, ib, -(ia * tx + ib * ty), ic, id, -(ic * tx + id * ty)])
+    }
+
+    fn scale(sx: f64, sy: f64) -> Affine {
+        Affine([sx, 0., 0., 0., sy, 0.])
+    }
+
+    fn translate(tx: f64, ty: f64) -> Affine {
+        Affine([1., 0., tx, 0., 1., ty])
+    }
+
+    /// Left-right flip of a `width`-wide image: `x -> width - x`.
+    fn flip(width: f64) -> Affine {
+        Affine([-1., 0., width, 0., 1., 0.])
+    }
+
+    /// Counter-clockwise rotation by `deg` about `(cx, cy)` (y points down, as OpenCV).
+    fn rotate(deg: f64, cx: f64, cy: f64) -> Affine {
+        let (s, c) = deg.to_radians().sin_cos();
+        // OpenCV getRotationMatrix2D: [[c, s], [-s, c]] about the centre.
+        let r = Affine([c, s, 0., -s, c, 0.]);
+        Affine::translate(cx, cy).after(&r).after(&Affine::translate(-cx, -cy))
+    }
+}
+
+impl Tfms {
+    /// A pipeline; a configuration that makes no sense is an error.
+    pub fn new(sz: u32, augs: Vec<Aug>, crop: CropType, tfm_y: TfmY) -> Result<Self> {
+        if sz == 0 {
+            return Err(Error::Invalid("transforms: sz must be at least 1 pixel, got 0".into()));
+        }
+        for aug in &augs {
+            let p = match aug {
+                Aug::Flip(f) => f.p,
+                Aug::Rotate(r) => {
+                    if !(r.deg >= 0.0 && r.deg.is_finite()) {
+                        return Err(Error::Invalid(format!("RandomRotate: deg must be a finite angle >= 0, got {}", r.deg)));
+                    }
+                    r.p
+                }
+                Aug::Lighting(l) => {
+                    if !(l.b >= 0.0 && l.b.is_finite() && (0.0..1.0).contains(&l.c)) {
+                        return Err(Error::Invalid(format!(
+                            "RandomLighting: b must be >= 0 and c in [0, 1), got b = {}, c = {}",
+                            l.b, l.c
+                        )));
+                    }
+                    1.0
+                }
+            };
+            if !(0.0..=1.0).contains(&p) {
+                return Err(Error::Invalid(format!("{aug:?}: probability p must be in [0, 1], got {p}")));
+            }
+        }
+        Ok(Self { sz, augs, crop, tfm_y })
+    }
+
+    /// Draw the parameters of one sample for a scaled image of `width x height`.
+    pub fn plan(&self, rng: &mut impl Rng, width: u32, height: u32) -> Plan {
+        let mut steps = vec![];
+        for aug in &self.augs {
+            match *aug {
+                Aug::Flip(f) => {
+                    if rng.random::<f32>() < f.p {
+                        steps.push(Step::Flip);
+                    }
+                }
+                Aug::Rotate(r) => {
+                    if rng.random::<f32>() < r.p {
+                        steps.push(Step::Rotate(rng.random_range(-r.deg..=r.deg)));
+                    }
+                }
+                Aug::Lighting(l) => {
+                    let b = rng.random_range(-l.b..=l.b);
+                    let c = rng.random_range(-l.c..=l.c);
+                    let c = if c < 0.0 { -1.0 / (c - 1.0) } else { c + 1.0 };
+                    steps.push(Step::Lighting { b, c });
+                }
+            }
+        }
+        let (sz, w, h) = (self.sz as f32, width as f32, height as f32);
+        let crop_offset = match self.crop {
+            CropType::No => (0.0, 0.0),
+            CropType::Center => (((w - sz) / 2.0).floor().max(0.0), ((h - sz) / 2.0).floor().max(0.0)),
+            CropType::Random => (
+                rng.random_range(0..=(width.saturating_sub(self.sz))) as f32,
+                rng.random_range(0..=(height.saturating_sub(self.sz))) as f32,
+            ),
+        };
+        Plan { steps, crop_offset }
+    }
+
+    /// The map from the scaled image to the output image.
+    pub fn forward_map(&self, plan: &Plan, width: u32, height: u32) -> Affine {
+        let (w, h) = (width as f64, height as f64);
+        let mut m = Affine::IDENTITY;
+        for step in &plan.steps {
+            m = match *step {
+                Step::Flip => Affine::flip(w).after(&m),
+                Step::Rotate(deg) => Affine::rotate(deg as f64, w / 2.0, h / 2.0).after(&m),
+                Step::Lighting { .. } => m,
+            };
+        }
+        let sz = self.sz as f64;
+        let crop = match self.crop {
+            CropType::No => Affine::scale(sz / w, sz / h),
+            CropType::Center | CropType::Random => {
+                Affine::translate(-plan.crop_offset.0 as f64, -plan.crop_offset.1 as f64)
+            }
+        };
+        crop.after(&m)
+    }
+
+    /// Scale an image (and its boxes, with `TfmY::Coord`) and augment it with a plan drawn from
+    /// `seed`. For a dataset, cache [`scale_to`]'s result and call [`Tfms::apply_plan`].
+    pub fn apply(&self, img: &RgbImage, boxes: &[BBox], seed: u64) -> Result<Augmented> {
+        let (scaled, sy, sx) = scale_to(img, self.sz)?;
+        let boxes: Vec<BBox> = match self.tfm_y {
+            TfmY::Coord => boxes.iter().map(|b| b.scale(sy, sx)).collect(),
+            TfmY::None => boxes.to_vec(),
+        };
+        let plan = self.plan(&mut ChaCha8Rng::seed_from_u64(seed), scaled.width(), scaled.height());
+        Ok(self.apply_plan(&scaled, &boxes, &plan))
+    }
+
+    /// Apply a plan to an already scaled image and boxes in its pixels.
+    pub fn apply_plan(&self, scaled: &RgbImage, boxes: &[BBox], plan: &Plan) -> Augmented {
+        let (w, h) = scaled.dimensions();
+        let fwd = self.forward_map(plan, w, h);
+        let mut image = warp_chw(scaled, &fwd.inverse(), self.sz);
+        let lighting: Vec<(f32, f32)> = plan
+            .steps
+            .iter()
+            .filter_map(|s| if let Step::Lighting { b, c } = *s { Some((b, c)) } else { None })
+            .collect();
+        for (b, c) in lighting {
+            apply_lighting(&mut image, b, c);
+        }
+        normalize(&mut image);
+        let (boxes, kept) = match self.tfm_y {
+            TfmY::None => (boxes.to_vec(), (0..boxes.len()).collect()),
+            TfmY::Coord => move_boxes(boxes, &fwd, self.sz),
+        };
+        Augmented { image, sz: self.sz, boxes, kept }
+    }
+}
+
+/// Move boxes through `fwd` as 4 corners each; clip to `sz x sz`; drop what is left under a pixel.
+pub fn move_boxes(boxes: &[BBox], fwd: &Affine, sz: u32) -> (Vec<BBox>, Vec<usize>) {
+    let lim = sz as f64;
+    let mut out = vec![];
+    let mut kept = vec![];
+    for (i, b) in boxes.iter().enumerate() {
+        let (l, t, r, btm) = (b.left as f64, b.top as f64, b.right as f64 + 1.0, b.bottom as f64 + 1.0);
+        let pts = [fwd.apply(l, t), fwd.apply(r, t), fwd.apply(l, btm), fwd.apply(r, btm)];
+        let x0 = pts.iter().map(|p| p.0).fold(f64::INFINITY, f64::min).clamp(0.0, lim);
+        let x1 = pts.iter().map(|p| p.0).fold(f64::NEG_INFINITY, f64::max).clamp(0.0, lim);
+        let y0 = pts.iter().map(|p| p.1).fold(f64::INFINITY, f64::min).clamp(0.0, lim);
+        let y1 = pts.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max).clamp(0.0, lim);
+        if x1 - x0 < 1.0 || y1 - y0 < 1.0 {
+            continue;
+        }
+        out.push(BBox::new(y0 as f32, x0 as f32, (y1 - 1.0) as f32, (x1 - 1.0) as f32));
+        kept.push(i);
+    }
+    (out, kept)
+}
+
+/// Step 1: resize so the short side is `sz` (area averaging when shrinking, bilinear when
+/// growing). Returns the image and the factors `(sy, sx)` that map its pixels.
+pub fn scale_to(img: &RgbImage, sz: u32) -> Result<(RgbImage, f32, f32)> {
+    let (w, h) = img.dimensions();
+    if w == 0 || h == 0 || sz == 0 {
+        return Err(Error::Invalid(format!("cannot scale a {w}x{h} image to a short side of {sz}")));
+    }
+    let short = w.min(h) as f64;
+    let (nw, nh) = (
+        ((w as f64 * sz as f64 / short).round() as u32).max(1),
+        ((h as f64 * sz as f64 / short).round() as u32).max(1),
+    );
+    let out = resize(img, nw, nh)?;
+    Ok((out, nh as f32 / h as f32, nw as f32 / w as f32))
+}
+
+/// Resize with fast_image_resize: box filter (area) when shrinking, bilinear when growing.
+pub fn resize(img: &RgbImage, nw: u32, nh: u32) -> Result<RgbImage> {
+    let (w, h) = img.dimensions();
+    if (nw, nh) == (w, h) {
+        return Ok(img.clone());
+    }
+    let src = fr::images::ImageRef::new(w, h, img.as_raw(), fr::PixelType::U8x3)
+        .map_err(|e| Error::Invalid(format!("resize: {e}")))?;
+    let mut dst = fr::images::Image::new(nw, nh, fr::PixelType::U8x3);
+    let filter = if nw < w && nh < h { fr::FilterType::Box } else { fr::FilterType::Bilinear };
+    let opts = fr::ResizeOptions::new().resize_alg(fr::ResizeAlg::Convolution(filter));
+    fr::Resizer::new().resize(&src, &mut dst, &opts).map_err(|e| Error::Invalid(format!("resize: {e}")))?;
+    RgbImage::from_raw(nw, nh, dst.into_vec()).ok_or_else(|| Error::Invalid("resize: buffer size".into()))
+}
+
+/// OpenCV `BORDER_REFLECT` (`fedcba|abcdefgh|hgfedcba`) for an index into `0..n`.
+#[inline]
+fn reflect(i: i64, n: i64) -> usize {
+    if n == 1 {
+        return 0;
+    }
+    let period = 2 * n;
+    let mut i = i.rem_euclid(period);
+    if i >= n {
+        i = period - 1 - i;
+    }
+    i as usize
+}
+
+/// Sample `src` at every output pixel centre through `inv` (output -> source), bilinear with a
+/// reflected border. Output: CHW floats in 0..1.
+fn warp_chw(src: &RgbImage, inv: &Affine, sz: u32) -> Vec<f32> {
+    let (w, h) = (src.width() as i64, src.height() as i64);
+    let raw = src.as_raw();
+    let n = (sz * sz) as usize;
+    let mut out = vec![0f32; 3 * n];
+    let [a, b, tx, c, d, ty] = inv.0;
+    let stride = 3 * w as usize;
+    let (plane_r, rest) = out.split_at_mut(n);
+    let (plane_g, plane_b) = rest.split_at_mut(n);
+    for v in 0..sz as usize {
+        let yc = v as f64 + 0.5;
+        for u in 0..sz as usize {
+            let xc = u as f64 + 0.5;
+            // Source position in pixel-centre indices.
+            let sx = a * xc + b * yc + tx - 0.5;
+            let sy = c * xc + d * yc + ty - 0.5;
+            let (x0, y0) = (sx.floor(), sy.floor());
+            let (fx, fy) = ((sx - x0) as f32, (sy - y0) as f32);
+            let (x0, y0) = (x0 as i64, y0 as i64);
+            let (xa, xb) = (reflect(x0, w) * 3, reflect(x0 + 1, w) * 3);
+            let (ra, rb) = (reflect(y0, h) * stride, reflect(y0 + 1, h) * stride);
+            let o = v * sz as usize + u;
+            let mut px = [0f32; 3];
+            for (ch, p) in px.iter_mut().enumerate() {
+                let top = raw[ra + xa + ch] as f32 * (1.0 - fx) + raw[ra + xb + ch] as f32 * fx;
+                let bot = raw[rb + xa + ch] as f32 * (1.0 - fx) + raw[rb + xb + ch] as f32 * fx;
+                *p = (top * (1.0 - fy) + bot * fy) * (1.0 / 255.0);
+            }
+            plane_r[o] = px[0];
+            plane_g[o] = px[1];
+            plane_b[o] = px[2];
+        }
+    }
+    out
+}
+
+/// fastai's `lighting(im, b, c)` on 0..1 floats: `clip((x - m) * c + m + b, 0, 1)`.
+pub fn apply_lighting(image: &mut [f32], b: f32, c: f32) {
+    if b == 0.0 && c == 1.0 {
+        return;
+    }
+    let m = (image.iter().map(|&x| x as f64).sum::<f64>() / image.len().max(1) as f64) as f32;
+    for x in image.iter_mut() {
+        *x = ((*x - m) * c + m + b).clamp(0.0, 1.0);
+    }
+}
+
+/// 0..1 CHW floats to ImageNet-normalised floats, in place.
+fn normalize(image: &mut [f32]) {
+    let n = image.len() / 3;
+    for (ch, plane) in image.chunks_mut(n).enumerate() {
+        let (m, s) = (IMAGENET_MEAN[ch], 1.0 / IMAGENET_STD[ch]);
+        plane.iter_mut().for_each(|x| *x = (*x - m) * s);
+    }
+}
+
+/// The lesson's `denorm`: normalised CHW floats of a `sz x sz` image back to RGB bytes.
+pub fn denorm_chw(image: &[f32], sz: u32) -> RgbImage {
+    let n = (sz * sz) as usize;
+    RgbImage::from_fn(sz, sz, |x, y| {
+        let o = (y * sz + x) as usize;
+        let px = |ch: usize| ((image[ch * n + o] * IMAGENET_STD[ch] + IMAGENET_MEAN[ch]) * 255.0).round().clamp(0.0, 255.0) as u8;
+        image::Rgb([px(0), px(1), px(2)])
+    })
+}
+
+/// `denorm` of a batch tensor `[B, 3, sz, sz]` (any device): one RGB image per sample.
+pub fn denorm(batch: &tch::Tensor) -> Result<Vec<RgbImage>> {
+    let size = batch.size();
+    if size.len() != 4 || size[1] != 3 || size[2] != size[3] {
+        return Err(Error::Invalid(format!("denorm expects a [B, 3, sz, sz] tensor, got {size:?}")));
+    }
+    let sz = size[2] as u32;
+    let flat: Vec<f32> = Vec::try_from(batch.to_device(tch::Device::Cpu).to_kind(tch::Kind::Float).flatten(0, -1))?;
+    let per = (3 * sz * sz) as usize;
+    Ok(flat.chunks(per).map(|c| denorm_chw(c, sz)).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn affine_inverse_and_composition() {
+        let m = Affine::rotate(30.0, 10.0, 5.0).after(&Affine::flip(20.0)).after(&Affine::scale(2.0, 0.5));
+        let (x, y) = m.apply(3.0, 4.0);
+        let (bx, by) = m.inverse().apply(x, y);
+        assert!((bx - 3.0).abs() < 1e-9 && (by - 4.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn rotation_is_counter_clockwise_on_screen() {
+        // A point right of the centre moves up (smaller y) under a +90 degree rotation.
+        let (x, y) = Affine::rotate(90.0, 0.0, 0.0).apply(1.0, 0.0);
+        assert!(x.abs() < 1e-12 && (y + 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn reflect_matches_opencv() {
+        // fedcba|abcdefgh|hgfedcba for n = 8
+        let got: Vec<usize> = (-3..11).map(|i| reflect(i, 8)).collect();
+        assert_eq!(got, vec![2, 1, 0, 0, 1, 2, 3, 4, 5, 6, 7, 7, 6, 5]);
+    }
+
+    #[test]
+    fn bad_configs_are_errors() {
+        assert!(Tfms::new(0, vec![], CropType::No, TfmY::Coord).is_err());
+        assert!(Tfms::new(8, vec![RandomFlip { p: 1.5 }.into()], CropType::No, TfmY::Coord).is_err());
+        assert!(Tfms::new(8, vec![RandomRotate { deg: -3.0, p: 0.5 }.into()], CropType::No, TfmY::Coord).is_err());
+        assert!(Tfms::new(8, vec![RandomLighting { b: 0.05, c: 1.5 }.into()], CropType::No, TfmY::Coord).is_err());
+        assert!(Tfms::new(8, vec![RandomFlip { p: f32::NAN }.into()], CropType::No, TfmY::Coord).is_err());
+    }
+}
