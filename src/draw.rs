@@ -49,7 +49,12 @@ static FONT_BYTES: &[u8] = include_bytes!("../assets/fonts/DejaVuSans-Bold.ttf")
 
 fn register_font() -> bool {
     static OK: OnceLock<bool> = OnceLock::new();
-    *OK.get_or_init(|| plotters::style::register_font(FONT_NAME, FontStyle::Bold, FONT_BYTES).is_ok())
+    *OK.get_or_init(|| {
+        // Also as "sans-serif", plotters' default family for chart labels.
+        [(FONT_NAME, FontStyle::Bold), ("sans-serif", FontStyle::Normal), ("sans-serif", FontStyle::Bold)]
+            .into_iter()
+            .all(|(name, style)| plotters::style::register_font(name, style, FONT_BYTES).is_ok())
+    })
 }
 
 /// Where the image of a panel sits on the canvas: canvas = origin + image_px * scale.
@@ -263,6 +268,62 @@ impl Ax<'_> {
                 area.draw_text(txt, &style, (x + dx, y + dy)).map_err(|e| e.to_string())?;
             }
             area.draw_text(txt, &font.color(&color.rgb()).pos(pos), (x, y)).map_err(|e| e.to_string())
+        });
+        self
+    }
+
+    /// A line chart of `ys` against `xs` filling the panel, with axis labels; `log_x` puts x on a
+    /// log scale (non-positive x are then left out, as are non-finite points).
+    pub fn line_plot(&mut self, xs: &[f64], ys: &[f64], xlabel: &str, ylabel: &str, log_x: bool) -> &mut Self {
+        let pts: Vec<(f64, f64)> = xs
+            .iter()
+            .zip(ys)
+            .map(|(&x, &y)| (x, y))
+            .filter(|&(x, y)| x.is_finite() && y.is_finite() && (!log_x || x > 0.0))
+            .collect();
+        if pts.is_empty() || !register_font() {
+            return self.draw_text(4.0, 4.0, "no data", 14, Color::BLACK);
+        }
+        let range = |v: &mut dyn Iterator<Item = f64>| {
+            let (lo, hi) = v.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| (a.min(x), b.max(x)));
+            if hi > lo { (lo, hi) } else { (lo - 0.5_f64.max(lo.abs() * 0.1), hi + 0.5_f64.max(hi.abs() * 0.1)) }
+        };
+        let (x0, x1) = range(&mut pts.iter().map(|p| p.0));
+        let (y0, y1) = range(&mut pts.iter().map(|p| p.1));
+        let pad = (y1 - y0) * 0.05;
+        let (y0, y1) = (y0 - pad, y1 + pad);
+        let p = self.panel();
+        // The chart draws in panel pixels; the image placement no longer applies.
+        self.fig.panels[self.i].placement = Placement { x0: p.x as f32, y0: p.y as f32, scale: 1.0 };
+        let (xlabel, ylabel) = (xlabel.to_string(), ylabel.to_string());
+        let line = RGBColor(31, 119, 180);
+        self.fig.plot(|root| {
+            let area = root.clone().shrink((p.x as i32, p.y as i32), (p.w, p.h));
+            area.fill(&WHITE).map_err(|e| e.to_string())?;
+            let mut builder = ChartBuilder::on(&area);
+            builder.margin(10).x_label_area_size(40).y_label_area_size(64);
+            macro_rules! draw {
+                ($chart:expr) => {{
+                    let mut chart = $chart.map_err(|e| e.to_string())?;
+                    chart
+                        .configure_mesh()
+                        .x_desc(xlabel.as_str())
+                        .y_desc(ylabel.as_str())
+                        .label_style(("sans-serif", 12))
+                        .axis_desc_style(("sans-serif", 13))
+                        .x_labels(6)
+                        .y_labels(6)
+                        .draw()
+                        .map_err(|e| e.to_string())?;
+                    chart.draw_series(LineSeries::new(pts.iter().copied(), line.stroke_width(2))).map_err(|e| e.to_string())?;
+                }};
+            }
+            if log_x {
+                draw!(builder.build_cartesian_2d((x0..x1).log_scale(), y0..y1));
+            } else {
+                draw!(builder.build_cartesian_2d(x0..x1, y0..y1));
+            }
+            Ok(())
         });
         self
     }

@@ -25,6 +25,9 @@ pub mod data;
 pub mod device;
 pub mod draw;
 pub mod error;
+pub mod learner;
+pub mod loss;
+pub mod model;
 pub mod transforms;
 mod util;
 

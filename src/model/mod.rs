@@ -1,0 +1,252 @@
+//! Models: a ResNet body (torchvision names) and the lesson's heads, in fastai's three layer
+//! groups (body up to `layer2`, `layer3`-`layer4`, head).
+
+pub mod resnet;
+
+pub use resnet::{Arch, ResNetBody};
+
+use crate::error::{Error, Result};
+use std::path::Path;
+use tch::nn::{self, Init, ModuleT};
+use tch::Tensor;
+
+/// Side of the body's last feature map for `sz x sz` inputs (7 at 224): conv1 and maxpool halve
+/// it, then `layer2`-`layer4`.
+pub fn feature_side(sz: i64) -> i64 {
+    let half = |n: i64| (n - 1) / 2 + 1; // k3/k7 convs and pools with "same" padding, stride 2
+    (0..5).fold(sz, |n, _| half(n))
+}
+
+/// The head on top of the body.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum HeadKind {
+    /// fastai 0.7's default head: `AdaptiveConcatPool2d -> Flatten -> BN(2C) -> Dropout(ps[0])
+    /// -> Linear(2C, 512) -> ReLU -> BN(512) -> Dropout(ps[1]) -> Linear(512, n_out)`;
+    /// lesson 8's classifier (`ps = [0.25, 0.5]`).
+    Classifier { n_out: i64, ps: [f64; 2] },
+    /// Lesson 8's `head_reg4`: `Flatten -> Linear(C*7*7, 4)`.
+    Reg4,
+    /// Lesson 8's single-object detection head: `Flatten -> ReLU -> Dropout(p) ->
+    /// Linear(C*7*7, 256) -> ReLU -> BN1d(256) -> Dropout(p) -> Linear(256, 4 + n_classes)`.
+    Detection { n_classes: i64, p: f64 },
+}
+
+impl HeadKind {
+    /// The lesson's classifier head for `n_out` classes.
+    pub fn classifier(n_out: i64) -> Self {
+        HeadKind::Classifier { n_out, ps: [0.25, 0.5] }
+    }
+
+    /// The lesson's detection head (dropout 0.5).
+    pub fn detection(n_classes: i64) -> Self {
+        HeadKind::Detection { n_classes, p: 0.5 }
+    }
+}
+
+/// fastai's `apply_init(head, kaiming_normal)`: weights Kaiming-normal, biases zero.
+fn linear(p: nn::Path, i: i64, o: i64) -> nn::Linear {
+    let cfg = nn::LinearConfig {
+        ws_init: Init::Kaiming {
+            dist: nn::init::NormalOrUniform::Normal,
+            fan: nn::init::FanInOut::FanIn,
+            non_linearity: nn::init::NonLinearity::ReLU,
+        },
+        bs_init: Some(Init::Const(0.)),
+        bias: true,
+    };
+    nn::linear(p, i, o, cfg)
+}
+
+#[derive(Debug)]
+enum HeadLayers {
+    Classifier { bn1: nn::BatchNorm, lin1: nn::Linear, bn2: nn::BatchNorm, lin2: nn::Linear, ps: [f64; 2] },
+    Reg4 { lin: nn::Linear },
+    Detection { lin1: nn::Linear, bn: nn::BatchNorm, lin2: nn::Linear, p: f64 },
+}
+
+/// A head (optimiser group 2, variables under `head.`).
+#[derive(Debug)]
+pub struct Head {
+    pub kind: HeadKind,
+    layers: HeadLayers,
+}
+
+impl Head {
+    pub fn new(p: &nn::Path, kind: HeadKind, channels: i64, side: i64) -> Self {
+        let flat = channels * side * side;
+        let layers = match kind {
+            HeadKind::Classifier { n_out, ps } => HeadLayers::Classifier {
+                bn1: nn::batch_norm1d(p / "bn1", 2 * channels, Default::default()),
+                lin1: linear(p / "lin1", 2 * channels, 512),
+                bn2: nn::batch_norm1d(p / "bn2", 512, Default::default()),
+                lin2: linear(p / "lin2", 512, n_out),
+                ps,
+            },
+            HeadKind::Reg4 => HeadLayers::Reg4 { lin: linear(p / "lin", flat, 4) },
+            HeadKind::Detection { n_classes, p: drop } => HeadLayers::Detection {
+                lin1: linear(p / "lin1", flat, 256),
+                bn: nn::batch_norm1d(p / "bn", 256, Default::default()),
+                lin2: linear(p / "lin2", 256, 4 + n_classes),
+                p: drop,
+            },
+        };
+        Self { kind, layers }
+    }
+
+    /// Every step's name, output and the prefix of its parameters (for `summary()`); the last
+    /// output is the head's.
+    pub fn stages(&self, x: &Tensor, train: bool) -> Vec<(&'static str, Tensor, Option<&'static str>)> {
+        let mut out = vec![];
+        let mut push = |name: &'static str, t: Tensor, params: Option<&'static str>| {
+            out.push((name, t.shallow_clone(), params));
+            t
+        };
+        match &self.layers {
+            HeadLayers::Classifier { bn1, lin1, bn2, lin2, ps } => {
+                // AdaptiveConcatPool2d: [max, avg] as fastai concatenates them.
+                let pooled = Tensor::cat(&[x.adaptive_max_pool2d([1, 1]).0, x.adaptive_avg_pool2d([1, 1])], 1);
+                let x = push("AdaptiveConcatPool2d", pooled, None); // [B, 2C, 1, 1]
+                let x = push("Flatten", x.flatten(1, -1), None); // [B, 2C]
+                let x = push("BatchNorm1d", x.apply_t(bn1, train), Some("head.bn1."));
+                let x = push("Dropout", x.dropout(ps[0], train), None);
+                let x = push("Linear", x.apply(lin1), Some("head.lin1."));
+                let x = push("ReLU", x.relu(), None);
+                let x = push("BatchNorm1d", x.apply_t(bn2, train), Some("head.bn2."));
+                let x = push("Dropout", x.dropout(ps[1], train), None);
+                let _ = push("Linear", x.apply(lin2), Some("head.lin2."));
+            }
+            HeadLayers::Reg4 { lin } => {
+                let x = push("Flatten", x.flatten(1, -1), None); // [B, C*7*7]
+                let _ = push("Linear", x.apply(lin), Some("head.lin."));
+            }
+            HeadLayers::Detection { lin1, bn, lin2, p } => {
+                let x = push("Flatten", x.flatten(1, -1), None); // [B, C*7*7]
+                let x = push("ReLU", x.relu(), None);
+                let x = push("Dropout", x.dropout(*p, train), None);
+                let x = push("Linear", x.apply(lin1), Some("head.lin1."));
+                let x = push("ReLU", x.relu(), None);
+                let x = push("BatchNorm1d", x.apply_t(bn, train), Some("head.bn."));
+                let x = push("Dropout", x.dropout(*p, train), None);
+                let _ = push("Linear", x.apply(lin2), Some("head.lin2.")); // [B, 4 + C]
+            }
+        }
+        out
+    }
+
+    pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        self.stages(x, train).pop().expect("head stages").1
+    }
+}
+
+/// Body + head, with fastai's three layer groups.
+#[derive(Debug)]
+pub struct ConvModel {
+    pub body: ResNetBody,
+    pub head: Head,
+    pub sz: i64,
+}
+
+/// Number of layer groups (two in the body, one head).
+pub const N_GROUPS: usize = 3;
+
+/// The layer group of a variable, from its name.
+pub fn group_of(name: &str) -> usize {
+    if name.starts_with("head.") {
+        2
+    } else if name.starts_with("layer3.") || name.starts_with("layer4.") {
+        1
+    } else {
+        0
+    }
+}
+
+impl ConvModel {
+    /// A model for `sz x sz` inputs, built in `vs` (body at the root, head under `head`).
+    pub fn new(vs: &nn::VarStore, arch: Arch, head: HeadKind, sz: i64) -> Self {
+        let root = vs.root();
+        let body = ResNetBody::new(&root, arch);
+        let head = Head::new(&(root.set_group(2) / "head"), head, arch.out_channels(), feature_side(sz));
+        Self { body, head, sz }
+    }
+
+    /// Forward pass; group `g` runs in training mode when `train` and `g >= frozen_to` (frozen
+    /// groups keep their BatchNorm statistics, as fastai's `freeze_to`).
+    pub fn forward(&self, x: &Tensor, train: bool, frozen_to: usize) -> Tensor {
+        let t = |g: usize| train && g >= frozen_to;
+        let features = self.body.forward_groups(x, [t(0), t(1)]);
+        self.head.forward_t(&features, t(2))
+    }
+}
+
+impl ModuleT for ConvModel {
+    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        self.forward(x, train, 0)
+    }
+}
+
+/// Read a state dict: `.safetensors`, or a PyTorch `.pth`/`.pt` file as `torch.save` writes it
+/// (torchvision's downloads are such files).
+pub fn read_state_dict(path: &Path) -> Result<Vec<(String, Tensor)>> {
+    if !path.is_file() {
+        return Err(Error::Io { path: path.into(), source: std::io::Error::new(std::io::ErrorKind::NotFound, "weights file not found") });
+    }
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+    let read = if ext == "safetensors" { Tensor::read_safetensors(path) } else { Tensor::loadz_multi(path) };
+    read.map_err(|e| Error::Invalid(format!(
+        "{}: cannot read weights ({e}); convert them with `python scripts/convert_weights.py {} out.safetensors`",
+        path.display(),
+        path.display()
+    )))
+}
+
+/// Load a torchvision ResNet `state_dict` into the body variables of `vs` (names as
+/// torchvision's; `fc.*` and `num_batches_tracked` are ignored). Every body variable must be
+/// found with the right shape: a partial load is an error listing what is missing.
+pub fn load_backbone(vs: &mut nn::VarStore, path: &Path) -> Result<usize> {
+    let file: std::collections::HashMap<String, Tensor> = read_state_dict(path)?.into_iter().collect();
+    let mut missing = vec![];
+    let mut loaded = 0;
+    let vars = vs.variables();
+    tch::no_grad(|| -> Result<()> {
+        for (name, mut var) in vars {
+            if group_of(&name) == 2 {
+                continue;
+            }
+            match file.get(&name) {
+                Some(src) if src.size() == var.size() => {
+                    var.copy_(&src.to_kind(var.kind()).to_device(var.device()));
+                    loaded += 1;
+                }
+                Some(src) => {
+                    return Err(Error::Invalid(format!(
+                        "{}: {name} has shape {:?}, the model expects {:?} (another architecture?)",
+                        path.display(),
+                        src.size(),
+                        var.size()
+                    )))
+                }
+                None => missing.push(name),
+            }
+        }
+        Ok(())
+    })?;
+    if !missing.is_empty() {
+        missing.sort();
+        return Err(Error::Invalid(format!(
+            "{}: {} backbone weights missing, e.g. {}",
+            path.display(),
+            missing.len(),
+            missing.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
+        )));
+    }
+    Ok(loaded)
+}
+
+/// Parameter count of the variables whose names start with `prefix`.
+pub fn count_params(vs: &nn::VarStore, prefix: &str) -> i64 {
+    vs.variables()
+        .iter()
+        .filter(|(n, _)| n.starts_with(prefix) && !n.ends_with("running_mean") && !n.ends_with("running_var"))
+        .map(|(_, t)| t.numel() as i64)
+        .sum()
+}

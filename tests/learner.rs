@@ -1,0 +1,126 @@
+//! The learner: freezing, overfitting a batch, checkpoints, NaN handling.
+
+use fastdet::data::{sample_root, ImageData, Pascal, TargetKind};
+use fastdet::learner::{FitOpts, Learner};
+use fastdet::loss::{Loss, Metric};
+use fastdet::model::{Arch, HeadKind};
+use fastdet::transforms::{tfms_from_model, CropType, TfmY};
+use tch::{Device, Tensor};
+
+fn learner(sz: u32, bs: usize) -> Learner {
+    tch::manual_seed(0);
+    let trn = Pascal::open(sample_root()).unwrap().json("train").unwrap();
+    let tfms = tfms_from_model(sz, vec![], CropType::No, TfmY::Coord).unwrap();
+    let data = ImageData::from_dataset(trn, TargetKind::BoxClass, tfms, bs, 0.2, 42, 0, Device::Cpu).unwrap();
+    let mut l = Learner::new(data, Arch::ResNet18, HeadKind::detection(20), Loss::detn(sz as f64), vec![Metric::DetnAcc, Metric::DetnL1 { sz: sz as f64 }], None).unwrap();
+    l.models_dir = tempfile::tempdir().unwrap().keep();
+    l
+}
+
+fn values(l: &Learner, prefix: &str) -> Vec<(String, Tensor)> {
+    let mut v: Vec<(String, Tensor)> =
+        l.vs.variables().into_iter().filter(|(n, _)| n.starts_with(prefix)).map(|(n, t)| (n, t.detach().copy())).collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
+fn max_change(a: &[(String, Tensor)], b: &[(String, Tensor)]) -> f64 {
+    a.iter().zip(b).map(|((_, x), (_, y))| f64::try_from((x - y).abs().max()).unwrap()).fold(0.0, f64::max)
+}
+
+#[test]
+fn new_learner_is_frozen_up_to_the_head_and_fit_moves_only_the_head() {
+    let mut l = learner(64, 8);
+    assert_eq!(l.frozen_to(), 2);
+    let body = values(&l, "layer");
+    let stem_bn = values(&l, "bn1.running");
+    let head = values(&l, "head.");
+    l.fit(1e-3, 1, FitOpts::default()).unwrap();
+    assert_eq!(max_change(&body, &values(&l, "layer")), 0.0, "frozen weights changed");
+    assert_eq!(max_change(&stem_bn, &values(&l, "bn1.running")), 0.0, "frozen BatchNorm statistics changed");
+    assert!(max_change(&head, &values(&l, "head.")) > 0.0, "the head did not train");
+
+    l.freeze_to(-2); // layer3, layer4 and the head train
+    let early = values(&l, "layer1.");
+    let late = values(&l, "layer4.");
+    l.fit(1e-3, 1, FitOpts::default()).unwrap();
+    assert_eq!(max_change(&early, &values(&l, "layer1.")), 0.0);
+    assert!(max_change(&late, &values(&l, "layer4.")) > 0.0);
+}
+
+#[test]
+fn overfits_a_small_batch() {
+    let mut l = learner(64, 4);
+    l.unfreeze();
+    let batch = l.data.trn_dl.one_batch().unwrap();
+    let mut opt = {
+        use tch::nn::OptimizerConfig;
+        tch::nn::Adam::default().build(&l.vs, 1e-3).unwrap()
+    };
+    let loss_of = |l: &Learner| f64::try_from(l.loss.compute(&l.model.forward(&batch.x, true, 0), &batch.y).unwrap()).unwrap();
+    let first = loss_of(&l);
+    for _ in 0..40 {
+        let loss = l.loss.compute(&l.model.forward(&batch.x, true, 0), &batch.y).unwrap();
+        opt.backward_step(&loss);
+    }
+    let last = loss_of(&l);
+    assert!(last < first * 0.3, "detection loss went from {first} to {last}");
+}
+
+#[test]
+fn save_load_round_trip_and_corrupt_checkpoint() {
+    let mut l = learner(64, 4);
+    let x = l.data.val_dl.one_batch().unwrap().x;
+    let before = l.predict_batch(&x);
+    let path = l.save("ckpt").unwrap();
+    assert!(path.exists());
+    l.unfreeze();
+    l.fit(1e-2, 1, FitOpts::default()).unwrap();
+    assert!(f64::try_from((l.predict_batch(&x) - &before).abs().max()).unwrap() > 0.0);
+    l.load("ckpt").unwrap();
+    assert_eq!(f64::try_from((l.predict_batch(&x) - &before).abs().max()).unwrap(), 0.0);
+
+    std::fs::write(l.models_dir.join("bad.safetensors"), b"not a checkpoint").unwrap();
+    let e = l.load("bad").unwrap_err().to_string();
+    assert!(e.contains("bad.safetensors"), "{e}");
+    let e = l.load("missing").unwrap_err().to_string();
+    assert!(e.contains("missing.safetensors"), "{e}");
+}
+
+#[test]
+fn nan_loss_stops_with_the_epoch_and_batch_and_restores_weights() {
+    let mut l = learner(64, 8);
+    l.unfreeze();
+    let before = values(&l, "head.");
+    assert!(l.fit(f64::NAN, 1, FitOpts::default()).is_err());
+    let e = l.fit(1e20, 1, FitOpts::default()).unwrap_err().to_string();
+    assert!(e.contains("epoch 0, batch"), "{e}");
+    assert_eq!(max_change(&before, &values(&l, "head.")), 0.0);
+}
+
+#[test]
+fn lr_find_restores_the_weights() {
+    let mut l = learner(64, 4);
+    let before = values(&l, "");
+    let found = l.lr_find(1e-5, 10.0).unwrap();
+    assert!(!found.lrs.is_empty());
+    assert!(found.lrs.windows(2).all(|w| w[1] > w[0]));
+    assert_eq!(max_change(&before, &values(&l, "")), 0.0);
+    assert!(found.plot().unwrap().to_png().is_ok());
+}
+
+#[test]
+fn summary_shows_the_cut_and_flatten() {
+    let sz = 224;
+    let l = learner(sz, 4);
+    let s = l.summary();
+    let text = s.to_string();
+    let layer4 = s.rows.iter().find(|r| r.0 == "layer4").unwrap();
+    assert_eq!(layer4.1, vec![2, 512, 7, 7]);
+    let flatten = s.rows.iter().find(|r| r.0 == "head Flatten").unwrap();
+    assert_eq!(flatten.1, vec![2, 25088]);
+    assert_eq!(s.rows.last().unwrap().1, vec![2, 24]);
+    // ResNet18 has 11,176,512 parameters without its fc layer.
+    let body: i64 = s.rows.iter().filter(|r| !r.0.starts_with("head")).map(|r| r.2).sum();
+    assert_eq!(body, 11_176_512, "{text}");
+}
