@@ -10,8 +10,12 @@
 //!
 //! **How it is computed.** Steps 2-3 are all affine maps of the plane, so they are composed into
 //! one map and each output pixel is sampled once (bilinear, reflecting at the border as OpenCV's
-//! `BORDER_REFLECT`), with lighting and normalisation applied on the same buffer. This is what a
-//! step-by-step pipeline computes, without the intermediate images.
+//! `BORDER_REFLECT`), with lighting and normalisation applied on the same buffer. Geometrically
+//! this is what a step-by-step pipeline computes, without the intermediate images and their
+//! repeated interpolation. Two small differences from fastai 0.7: lighting is applied once, last,
+//! with `m` the mean of the output image (fastai takes the mean at the step's place in the list);
+//! rotation is about the geometric centre `(w/2, h/2)`, half a pixel from OpenCV's pixel-centre
+//! `(c//2, r//2)`.
 //!
 //! **Boxes** ([`TfmY::Coord`]) move as points: the 4 corners of each box go through the same
 //! map, their bounding box is clipped to the output image, and a box left less than one pixel
@@ -239,9 +243,9 @@ impl Tfms {
                     r.p
                 }
                 Aug::Lighting(l) => {
-                    if !(l.b >= 0.0 && l.b.is_finite() && (0.0..1.0).contains(&l.c)) {
+                    if !(l.b >= 0.0 && l.b.is_finite() && l.c >= 0.0 && l.c.is_finite()) {
                         return Err(Error::Invalid(format!(
-                            "RandomLighting: b must be >= 0 and c in [0, 1), got b = {}, c = {}",
+                            "RandomLighting: b and c must be finite and >= 0, got b = {}, c = {}",
                             l.b, l.c
                         )));
                     }
@@ -281,7 +285,8 @@ impl Tfms {
         let (sz, w, h) = (self.sz as f32, width as f32, height as f32);
         let crop_offset = match self.crop {
             CropType::No => (0.0, 0.0),
-            CropType::Center => (((w - sz) / 2.0).floor().max(0.0), ((h - sz) / 2.0).floor().max(0.0)),
+            // fastai's center_crop: math.ceil((r - min_sz) / 2)
+            CropType::Center => (((w - sz) / 2.0).ceil().max(0.0), ((h - sz) / 2.0).ceil().max(0.0)),
             CropType::Random => (
                 rng.random_range(0..=(width.saturating_sub(self.sz))) as f32,
                 rng.random_range(0..=(height.saturating_sub(self.sz))) as f32,
@@ -522,7 +527,7 @@ mod tests {
         assert!(Tfms::new(0, vec![], CropType::No, TfmY::Coord).is_err());
         assert!(Tfms::new(8, vec![RandomFlip { p: 1.5 }.into()], CropType::No, TfmY::Coord).is_err());
         assert!(Tfms::new(8, vec![RandomRotate { deg: -3.0, p: 0.5 }.into()], CropType::No, TfmY::Coord).is_err());
-        assert!(Tfms::new(8, vec![RandomLighting { b: 0.05, c: 1.5 }.into()], CropType::No, TfmY::Coord).is_err());
+        assert!(Tfms::new(8, vec![RandomLighting { b: 0.05, c: -0.5 }.into()], CropType::No, TfmY::Coord).is_err());
         assert!(Tfms::new(8, vec![RandomFlip { p: f32::NAN }.into()], CropType::No, TfmY::Coord).is_err());
     }
 }

@@ -357,7 +357,18 @@ impl DataLoader {
         let handle = std::thread::spawn(move || {
             let order = me.order(epoch);
             for chunk in order.chunks(me.bs) {
-                let batch = make_batch(&me.dataset, chunk, |i| me.sample_seed(epoch, i), me.device);
+                // A panic here (a CUDA allocation failing, say) must not end the epoch silently.
+                let batch = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    make_batch(&me.dataset, chunk, |i| me.sample_seed(epoch, i), me.device)
+                }))
+                .unwrap_or_else(|panic| {
+                    let msg = panic
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                        .unwrap_or_else(|| "unknown panic".into());
+                    Err(Error::Invalid(format!("making a batch of epoch {epoch} failed: {msg}")))
+                });
                 let failed = batch.is_err();
                 if tx.send(batch).is_err() || failed {
                     break;
