@@ -440,3 +440,41 @@ fn grid_shape(n: usize, cols: u32, sz: u32) -> Result<(u32, u32, u32)> {
     let cols = cols.min(n as u32);
     Ok(((n as u32).div_ceil(cols), cols, sz.max(1)))
 }
+
+/// Model outputs drawn on their batch's images, `cols` wide, decoded the way `loss` reads them:
+/// class names for a classifier (`CrossEntropy`), the box for `head_reg4` (`L1`), box and class
+/// for the single-object detector (`Detn`), classes with probability over 0.4 for multi-label
+/// (`Bce`, as the lesson shows them).
+pub fn show_predictions(batch: &crate::data::Batch, out: &tch::Tensor, loss: &crate::loss::Loss, classes: &[String], cols: u32) -> Result<Figure> {
+    use crate::loss::Loss;
+    let images = batch.images()?;
+    let (rows, cols, cell) = grid_shape(images.len(), cols, images.first().map(|i| i.width()).unwrap_or(1))?;
+    let mut fig = Figure::grid(rows, cols, cell, cell)?;
+    let out = out.to_device(tch::Device::Cpu).to_kind(tch::Kind::Float);
+    let name = |c: usize| classes.get(c).cloned().unwrap_or_else(|| "?".into());
+    for (i, im) in images.iter().enumerate() {
+        let row: Vec<f32> = Vec::try_from(out.get(i as i64))?;
+        let mut ax = fig.ax(i);
+        ax.show_img(im);
+        let argmax = |v: &[f32]| v.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(c, _)| c).unwrap_or(0);
+        match loss {
+            Loss::CrossEntropy => {
+                ax.draw_text(2.0, 2.0, &name(argmax(&row)), 14, Color::WHITE);
+            }
+            Loss::L1 => {
+                ax.draw_rect(BBox::from_array([row[0], row[1], row[2], row[3]]), Color::WHITE);
+            }
+            Loss::Detn { sz, .. } => {
+                let s = |v: f32| (1.0 / (1.0 + (-v).exp())) * *sz as f32;
+                let b = BBox::from_array([s(row[0]), s(row[1]), s(row[2]), s(row[3])]);
+                ax.draw_labelled(b, &name(argmax(&row[4..])), 14, Color::WHITE);
+            }
+            Loss::Bce => {
+                let names: Vec<String> =
+                    row.iter().enumerate().filter(|(_, &v)| 1.0 / (1.0 + (-v).exp()) > 0.4).map(|(c, _)| name(c)).collect();
+                ax.draw_text(2.0, 2.0, &names.join(" "), 14, Color::WHITE);
+            }
+        }
+    }
+    Ok(fig)
+}

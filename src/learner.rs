@@ -93,8 +93,8 @@ pub enum Schedule {
     /// `CosAnneal(nb, cycle_mult)`: `1/100` for the first `nb/20` iterations of the whole fit,
     /// then `(cos(pi * i / nb) + 1) / 2` within each cycle.
     CosAnneal { nb: f64, cycle_mult: f64, cycle_iter: usize, iteration: usize },
-    /// `CircularLR(nb, div, cut_div)`: up from `1/div` to 1 over `nb / cut_div` iterations, then
-    /// down to `1/div`.
+    /// `CircularLR(nb, div, cut_div)`: up from `1/div` to 1 over `nb / cut_div` iterations (at
+    /// least one), then down to `1/div`.
     Circular { nb: usize, div: f64, cut_div: usize, cycle_iter: usize },
 }
 
@@ -127,7 +127,9 @@ impl Schedule {
                 cos_out / 2.0
             }
             Schedule::Circular { nb, div, cut_div, cycle_iter } => {
-                let cut_pt = *nb / *cut_div;
+                // fastai divides by zero when a cycle has fewer iterations than `cut_div`; the
+                // peak then comes after the first iteration instead.
+                let cut_pt = (*nb / *cut_div).max(1);
                 let i = *cycle_iter;
                 let pct = if i > cut_pt { 1.0 - (i - cut_pt) as f64 / (*nb - cut_pt) as f64 } else { i as f64 / cut_pt as f64 };
                 *cycle_iter += 1;
@@ -141,7 +143,7 @@ impl Schedule {
 }
 
 /// One row of the epoch table.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct EpochRow {
     pub epoch: usize,
     pub trn_loss: f64,
@@ -363,6 +365,17 @@ impl Learner {
         self.frozen_to
     }
 
+    /// Epochs trained so far: each epoch's shuffle and augmentations are seeded with its number.
+    pub fn epochs_done(&self) -> usize {
+        self.epochs_done
+    }
+
+    /// Continue the epoch count of an earlier run (resuming from a checkpoint gives the later
+    /// epochs the batches an uninterrupted run would have seen).
+    pub fn set_epochs_done(&mut self, n: usize) {
+        self.epochs_done = n;
+    }
+
     /// Model outputs for a batch of images, in eval mode, without gradients.
     pub fn predict_batch(&self, x: &Tensor) -> Tensor {
         tch::no_grad(|| self.model.forward(&x.to_device(self.device()), false, N_GROUPS))
@@ -449,6 +462,17 @@ impl Learner {
             return Err(Error::Invalid("fit: the training set is empty".into()));
         }
         let cycle_mult = opts.cycle_mult.unwrap_or(1);
+        if opts.cycle_len.is_none() && (opts.use_clr.is_some() || opts.cycle_mult.is_some()) {
+            return Err(Error::Invalid("fit: use_clr and cycle_mult need a cycle_len (as in fastai)".into()));
+        }
+        if opts.use_clr.is_some() && opts.cycle_mult.is_some_and(|m| m != 1) {
+            return Err(Error::Invalid("fit: cycle_mult applies to SGDR, not to use_clr (fastai ignores it there)".into()));
+        }
+        if let Some((div, cut)) = opts.use_clr {
+            if !(div >= 1.0 && div.is_finite()) || cut == 0 {
+                return Err(Error::Invalid(format!("fit: use_clr = ({div}, {cut}) needs div >= 1 and cut >= 1")));
+            }
+        }
         let (mut sched, n_epochs) = match (opts.cycle_len, opts.use_clr) {
             (None, _) => (Schedule::Constant, n_cycle),
             (Some(cl), Some((div, cut))) => (Schedule::circular(nb * cl, div, cut), n_cycle * cl),

@@ -28,6 +28,7 @@ pub mod error;
 pub mod learner;
 pub mod loss;
 pub mod model;
+pub mod train;
 pub mod transforms;
 mod util;
 
@@ -37,13 +38,23 @@ pub use tch;
 /// The image crate fastdet decodes with (`RgbImage` is its type).
 pub use image;
 
+/// Quick mode (`FASTDET_QUICK=1`, set by `make lesson` and `make test`): notebooks train for a few
+/// batches at a small size so they run on a CPU in seconds; unset, they use the lesson's settings.
+pub fn quick_mode() -> bool {
+    std::env::var("FASTDET_QUICK").is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
 /// What a notebook needs in one `use`.
 pub mod prelude {
     pub use crate::boxes::{bb_hw, hw_bb, BBox};
     pub use crate::data::{get_cv_idxs, open_image, Dataset, ImageRecord, Object, Pascal, VOC_CLASSES};
     pub use crate::device::default_device;
     pub use crate::data::{Batch, BatchTarget, DataLoader, DetDataset, ImageData, TargetKind};
-    pub use crate::draw::{draw_idx, draw_im, show_augmented, show_batch, Color, Figure};
+    pub use crate::draw::{draw_idx, draw_im, show_augmented, show_batch, show_predictions, Color, Figure};
+    pub use crate::learner::{FitOpts, Learner, Lrs};
+    pub use crate::loss::{Loss, Metric};
+    pub use crate::model::{find_weights, Arch, HeadKind};
+    pub use crate::quick_mode;
     pub use crate::transforms::{
         denorm, tfms_from_model, Aug, Augmented, CropType, Plan, RandomFlip, RandomLighting, RandomRotate, Step, TfmY, Tfms,
     };

@@ -74,6 +74,19 @@ enum Command {
         #[arg(long)]
         out_dir: PathBuf,
     },
+    /// Train the stages of a JSON config, with a checkpoint after every stage (see
+    /// examples/configs/).
+    Train {
+        /// The run's JSON config (every field optional; `{}` is the lesson's detector)
+        #[arg(long)]
+        config: PathBuf,
+        /// Where config.json, progress.json and the stage-<k> checkpoints go (default: runs/<config file stem>)
+        #[arg(long)]
+        run_dir: Option<PathBuf>,
+        /// Continue the run in --run-dir after its last completed stage
+        #[arg(long)]
+        resume: bool,
+    },
 }
 
 fn main() -> Result<()> {
@@ -104,6 +117,12 @@ fn main() -> Result<()> {
             ds.write_mc_csv(out_dir.join("mc.csv"))?;
             ds.write_mbb_csv(out_dir.join("mbb.csv"))?;
             println!("wrote lrg.csv, bb.csv, mc.csv, mbb.csv to {}", out_dir.display());
+        }
+        Command::Train { config, run_dir, resume } => {
+            let cfg = fastdet::train::TrainConfig::from_file(&config)?;
+            let run_dir = run_dir.unwrap_or_else(|| fastdet::train::default_run_dir(&config));
+            let report = fastdet::train::run(&cfg, &run_dir, resume)?;
+            println!("{report}");
         }
     }
     Ok(())

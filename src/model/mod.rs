@@ -199,6 +199,37 @@ pub fn read_state_dict(path: &Path) -> Result<Vec<(String, Tensor)>> {
     )))
 }
 
+/// Where ImageNet weights for `arch` are, if a user put them in place: `$FASTDET_WEIGHTS` (a
+/// file, or a folder to look in), else this crate's `models/` folder; in a folder the names
+/// tried are `<arch>.safetensors`, `<arch>.pth` and torchvision's `<arch>-<hash>.pth`.
+pub fn find_weights(arch: Arch) -> Option<std::path::PathBuf> {
+    let name = arch.name();
+    let dirs: Vec<std::path::PathBuf> = match std::env::var_os("FASTDET_WEIGHTS").filter(|v| !v.is_empty()) {
+        Some(p) if Path::new(&p).is_file() => return Some(p.into()),
+        Some(p) => vec![p.into()],
+        None => vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("models")],
+    };
+    for dir in dirs {
+        for f in [format!("{name}.safetensors"), format!("{name}.pth")] {
+            if dir.join(&f).is_file() {
+                return Some(dir.join(f));
+            }
+        }
+        let mut hashed: Vec<_> = std::fs::read_dir(&dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(&format!("{name}-")) && n.ends_with(".pth")))
+            .collect();
+        hashed.sort();
+        if let Some(p) = hashed.pop() {
+            return Some(p);
+        }
+    }
+    None
+}
+
 /// Load a torchvision ResNet `state_dict` into the body variables of `vs` (names as
 /// torchvision's; `fc.*` and `num_batches_tracked` are ignored). Every body variable must be
 /// found with the right shape: a partial load is an error listing what is missing.

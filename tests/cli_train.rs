@@ -1,0 +1,197 @@
+//! `fastdet train`: a config file, a run directory with a checkpoint per stage, `--resume`.
+
+use fastdet::data::sample_root;
+use fastdet::train::{run, Progress, TrainConfig, Trainer, CONFIG_FILE, PROGRESS_FILE};
+use std::path::{Path, PathBuf};
+use tch::Tensor;
+
+/// A tiny detector on the bundled sample: ResNet18 at 32x32, two one-epoch stages, the second
+/// changing the freezing (so a resumed run must restore it).
+fn tiny_config(dir: &Path) -> TrainConfig {
+    let text = format!(
+        r#"{{
+        "comment": "test",
+        "data": {data:?},
+        "arch": "resnet18", "sz": 32, "bs": 8, "device": "cpu",
+        "augmentations": [{{"type": "flip"}}],
+        "stages": [
+            {{"freeze_to": -2, "lrs": [1e-4, 1e-3, 1e-2], "cycle_len": 1, "use_clr": [32, 5]}},
+            {{"freeze_to": "unfreeze", "lrs": [1e-3], "cycle_len": 1}}
+        ]}}"#,
+        data = sample_root().display().to_string()
+    );
+    let path = dir.join("tiny.json");
+    std::fs::write(&path, text).unwrap();
+    TrainConfig::from_file(&path).unwrap()
+}
+
+fn checkpoint(dir: &Path, stage: usize) -> PathBuf {
+    dir.join(format!("stage-{stage}.safetensors"))
+}
+
+/// Every variable of the learner equals the one in the checkpoint file.
+fn assert_weights_equal_checkpoint(t: &Trainer, path: &Path) {
+    let saved: std::collections::HashMap<String, Tensor> = Tensor::read_safetensors(path).unwrap().into_iter().collect();
+    let vars = t.learner.vs.variables();
+    assert_eq!(vars.len(), saved.len());
+    for (name, v) in vars {
+        let s = saved.get(&name).unwrap_or_else(|| panic!("{name} not in {}", path.display()));
+        assert!(v.detach().equal(s), "{name} differs from {}", path.display());
+    }
+}
+
+#[test]
+fn a_run_writes_config_checkpoints_and_progress_and_resume_after_it_does_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tiny_config(tmp.path());
+    let dir = tmp.path().join("run");
+
+    let report = run(&cfg, &dir, false).unwrap();
+    assert_eq!(report.stages_run, vec![1, 2]);
+    assert_eq!(report.metric_names, ["detn_acc", "detn_l1"]);
+    assert_eq!(report.result.len(), 3);
+    assert!(checkpoint(&dir, 1).is_file() && checkpoint(&dir, 2).is_file());
+    let saved = TrainConfig::from_file(dir.join(CONFIG_FILE)).unwrap();
+    assert!(saved.differences(&cfg).is_empty(), "{:?}", saved.differences(&cfg));
+    assert_eq!(saved.stages, cfg.stages);
+    let progress = Progress::read(&dir.join(PROGRESS_FILE)).unwrap();
+    assert_eq!(progress.completed.iter().map(|c| c.stage).collect::<Vec<_>>(), [1, 2]);
+    assert_eq!(progress.epochs.iter().map(|r| r.stage).collect::<Vec<_>>(), [1, 2]);
+    assert_eq!(progress.completed[1].result, report.result);
+    assert_eq!(progress.epochs[1].val_loss, report.result[0]);
+    // No temporary files left behind.
+    let names: Vec<String> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert!(names.iter().all(|n| !n.starts_with('.')), "{names:?}");
+
+    // Without --resume an existing run is not overwritten.
+    let e = run(&cfg, &dir, false).unwrap_err().to_string();
+    assert!(e.contains("--resume") && e.contains("--run-dir"), "{e}");
+
+    // --resume after a complete run: nothing trained, nothing written, the same result.
+    let before = std::fs::read(dir.join(PROGRESS_FILE)).unwrap();
+    let ckpt_time = std::fs::metadata(checkpoint(&dir, 2)).unwrap().modified().unwrap();
+    let again = run(&cfg, &dir, true).unwrap();
+    assert!(again.already_complete());
+    assert_eq!(again.result, report.result);
+    assert!(again.to_string().contains("already done"), "{again}");
+    assert_eq!(std::fs::read(dir.join(PROGRESS_FILE)).unwrap(), before);
+    assert_eq!(std::fs::metadata(checkpoint(&dir, 2)).unwrap().modified().unwrap(), ckpt_time);
+
+    // Lose the last stage (progress entry and checkpoint): --resume trains it again.
+    let mut p = Progress::read(&dir.join(PROGRESS_FILE)).unwrap();
+    p.completed.pop();
+    p.epochs.retain(|r| r.stage == 1);
+    std::fs::write(dir.join(PROGRESS_FILE), serde_json::to_string(&p).unwrap()).unwrap();
+    std::fs::remove_file(checkpoint(&dir, 2)).unwrap();
+    let resumed = run(&cfg, &dir, true).unwrap();
+    assert_eq!(resumed.stages_run, vec![2]);
+    assert_eq!(resumed.resumed_after, Some(1));
+    assert!(checkpoint(&dir, 2).is_file());
+    assert_eq!(Progress::read(&dir.join(PROGRESS_FILE)).unwrap().completed.len(), 2);
+}
+
+#[test]
+fn an_interrupted_run_resumes_from_the_last_checkpoint_with_its_freezing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tiny_config(tmp.path());
+    let dir = tmp.path().join("run");
+
+    // Train the first stage only, then "crash".
+    {
+        let mut t = Trainer::open(&cfg, &dir, false).unwrap();
+        assert_eq!(t.next_stage(), Some(1));
+        t.run_stage().unwrap().unwrap();
+        assert_eq!(t.learner.frozen_to(), 1);
+    }
+    assert!(checkpoint(&dir, 1).is_file() && !checkpoint(&dir, 2).exists());
+
+    let t = Trainer::open(&cfg, &dir, true).unwrap();
+    assert_eq!(t.next_stage(), Some(2));
+    assert_eq!(t.learner.frozen_to(), 1, "stage 1's freeze_to(-2) is restored");
+    assert_weights_equal_checkpoint(&t, &checkpoint(&dir, 1));
+    let report = t.run_all().unwrap();
+    assert_eq!(report.stages_run, vec![2]);
+    assert_eq!(report.resumed_after, Some(1));
+    let progress = Progress::read(&dir.join(PROGRESS_FILE)).unwrap();
+    assert_eq!(progress.completed.len(), 2);
+    assert_eq!(progress.epochs.iter().map(|r| r.stage).collect::<Vec<_>>(), [1, 2]);
+    assert_eq!(progress.completed[1].result, report.result);
+}
+
+#[test]
+fn resume_with_another_config_is_an_error_naming_the_fields() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tiny_config(tmp.path());
+    let dir = tmp.path().join("run");
+    fastdet::train::prepare(&cfg, &dir, false).unwrap(); // writes config.json, trains nothing
+    let mut other = cfg.clone();
+    other.sz = 64;
+    other.stages[1].lrs = vec![1e-2];
+    let e = run(&other, &dir, true).unwrap_err().to_string();
+    assert!(e.contains("cannot resume") && e.contains("sz (run: 32, now: 64)") && e.contains("stages"), "{e}");
+    assert!(e.contains("tiny.json") && e.contains(CONFIG_FILE), "{e}");
+    // comment and device may change.
+    let mut same = cfg.clone();
+    same.comment = Some("on another machine".into());
+    same.device = fastdet::train::DeviceChoice::Auto;
+    assert!(same.differences(&cfg).is_empty());
+}
+
+#[test]
+fn bad_configs_name_the_file_and_the_field() {
+    let tmp = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let p = tmp.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let p = write("unknown.json", r#"{"arch": "resnet18", "learning_rate": 0.01}"#);
+    let e = TrainConfig::from_file(&p).unwrap_err().to_string();
+    assert!(e.contains("unknown.json") && e.contains("learning_rate"), "{e}");
+
+    let p = write("nested.json", r#"{"stages": [{"lrs": [0.01], "cycle_len": 1, "clr": [32, 5]}]}"#);
+    let e = TrainConfig::from_file(&p).unwrap_err().to_string();
+    assert!(e.contains("nested.json") && e.contains("clr"), "{e}");
+
+    let p = write("lrs.json", r#"{"stages": [{"lrs": [0.01]}, {"lrs": [0.001, 0.01]}]}"#);
+    let e = TrainConfig::from_file(&p).unwrap_err().to_string();
+    assert!(e.contains("lrs.json") && e.contains("stages[1].lrs") && e.contains("2 learning rates"), "{e}");
+
+    let p = write("arch.json", r#"{"arch": "vgg16"}"#);
+    let e = TrainConfig::from_file(&p).unwrap_err().to_string();
+    assert!(e.contains("arch.json") && e.contains("vgg16") && e.contains("resnet34"), "{e}");
+
+    let p = write("nodata.json", r#"{"data": "/nonexistent/pascal", "arch": "resnet18", "sz": 32}"#);
+    let cfg = TrainConfig::from_file(&p).unwrap();
+    let dir = tmp.path().join("nodata");
+    let e = run(&cfg, &dir, false).unwrap_err().to_string();
+    assert!(e.contains("nodata.json") && e.contains("data") && e.contains("/nonexistent/pascal"), "{e}");
+    assert!(!dir.exists(), "a failed start leaves nothing behind");
+
+    let e = TrainConfig::from_file(tmp.path().join("absent.json")).unwrap_err().to_string();
+    assert!(e.contains("absent.json"), "{e}");
+
+    // A CLR cut larger than the stage's iterations would make the schedule divide by zero.
+    let p = write(
+        "cut.json",
+        &format!(
+            r#"{{"data": {:?}, "arch": "resnet18", "sz": 32, "bs": 64, "device": "cpu",
+            "stages": [{{"lrs": [0.01], "cycle_len": 1, "use_clr": [32, 10]}}]}}"#,
+            sample_root().display().to_string()
+        ),
+    );
+    let cfg = TrainConfig::from_file(&p).unwrap();
+    let e = run(&cfg, &tmp.path().join("cut"), false).unwrap_err().to_string();
+    assert!(e.contains("cut.json") && e.contains("stages[0].use_clr") && e.contains("cut 10"), "{e}");
+}
+
+#[test]
+fn example_configs_parse_and_the_lesson_one_is_the_default_schedule() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/configs");
+    let quick = TrainConfig::from_file(root.join("detector_quick.json")).unwrap();
+    assert_eq!((quick.sz, quick.bs, quick.stages.len()), (64, 8, 2));
+    // The lesson's config names weights that may not be downloaded: parse without checking files.
+    let lesson = TrainConfig::from_json_str(&std::fs::read_to_string(root.join("detector_lesson.json")).unwrap()).unwrap();
+    let default = TrainConfig { weights: Some("models/resnet34.pth".into()), comment: lesson.comment.clone(), ..TrainConfig::default() };
+    assert_eq!(lesson, default);
+}
