@@ -332,16 +332,26 @@ impl Tfms {
     pub fn apply_plan(&self, scaled: &RgbImage, boxes: &[BBox], plan: &Plan) -> Augmented {
         let (w, h) = scaled.dimensions();
         let fwd = self.forward_map(plan, w, h);
-        let mut image = warp_chw(scaled, &fwd.inverse(), self.sz);
+        let (mut image, sum) = warp_chw(scaled, &fwd.inverse(), self.sz);
         let lighting: Vec<(f32, f32)> = plan
             .steps
             .iter()
             .filter_map(|s| if let Step::Lighting { b, c } = *s { Some((b, c)) } else { None })
             .collect();
-        for (b, c) in lighting {
-            apply_lighting(&mut image, b, c);
+        match lighting[..] {
+            // The usual case, fused: the mean comes from the warp's sum.
+            [] => light_and_normalize(&mut image, None),
+            [(b, c)] => {
+                let m = (sum / image.len().max(1) as f64) as f32;
+                light_and_normalize(&mut image, Some((m, b, c)));
+            }
+            _ => {
+                for (b, c) in lighting {
+                    apply_lighting(&mut image, b, c);
+                }
+                light_and_normalize(&mut image, None);
+            }
         }
-        normalize(&mut image);
         let (boxes, kept) = match self.tfm_y {
             TfmY::None => (boxes.to_vec(), (0..boxes.len()).collect()),
             TfmY::Coord => move_boxes(boxes, &fwd, self.sz),
@@ -416,9 +426,20 @@ fn reflect(i: i64, n: i64) -> usize {
     i as usize
 }
 
+/// `x.floor()` as an integer without a libm call (baseline x86-64 has no SSE4.1 `roundsd`).
+#[inline(always)]
+fn floor_i64(x: f64) -> i64 {
+    let i = x as i64;
+    if (i as f64) > x {
+        i - 1
+    } else {
+        i
+    }
+}
+
 /// Sample `src` at every output pixel centre through `inv` (output -> source), bilinear with a
-/// reflected border. Output: CHW floats in 0..1.
-fn warp_chw(src: &RgbImage, inv: &Affine, sz: u32) -> Vec<f32> {
+/// reflected border. Output: CHW floats in 0..1, and their sum (for lighting's mean).
+fn warp_chw(src: &RgbImage, inv: &Affine, sz: u32) -> (Vec<f32>, f64) {
     let (w, h) = (src.width() as i64, src.height() as i64);
     let raw = src.as_raw();
     let n = (sz * sz) as usize;
@@ -427,31 +448,59 @@ fn warp_chw(src: &RgbImage, inv: &Affine, sz: u32) -> Vec<f32> {
     let stride = 3 * w as usize;
     let (plane_r, rest) = out.split_at_mut(n);
     let (plane_g, plane_b) = rest.split_at_mut(n);
+    let mut total = 0f64;
+    const SCALE: f32 = 1.0 / 255.0;
     for v in 0..sz as usize {
         let yc = v as f64 + 0.5;
+        // Source position of the row's first pixel centre, in pixel-centre indices; it moves by
+        // (a, c) per output column.
+        let mut sx = a * 0.5 + b * yc + tx - 0.5;
+        let mut sy = c * 0.5 + d * yc + ty - 0.5;
+        let mut row_sum = 0f32;
         for u in 0..sz as usize {
-            let xc = u as f64 + 0.5;
-            // Source position in pixel-centre indices.
-            let sx = a * xc + b * yc + tx - 0.5;
-            let sy = c * xc + d * yc + ty - 0.5;
-            let (x0, y0) = (sx.floor(), sy.floor());
-            let (fx, fy) = ((sx - x0) as f32, (sy - y0) as f32);
-            let (x0, y0) = (x0 as i64, y0 as i64);
-            let (xa, xb) = (reflect(x0, w) * 3, reflect(x0 + 1, w) * 3);
-            let (ra, rb) = (reflect(y0, h) * stride, reflect(y0 + 1, h) * stride);
+            let (x0, y0) = (floor_i64(sx), floor_i64(sy));
+            let (fx, fy) = ((sx - x0 as f64) as f32, (sy - y0 as f64) as f32);
+            let (xa, xb, ra, rb) = if x0 >= 0 && x0 + 1 < w && y0 >= 0 && y0 + 1 < h {
+                let xa = x0 as usize * 3;
+                let ra = y0 as usize * stride;
+                (xa, xa + 3, ra, ra + stride)
+            } else {
+                (reflect(x0, w) * 3, reflect(x0 + 1, w) * 3, reflect(y0, h) * stride, reflect(y0 + 1, h) * stride)
+            };
+            let (w00, w01) = ((1.0 - fx) * (1.0 - fy), fx * (1.0 - fy));
+            let (w10, w11) = ((1.0 - fx) * fy, fx * fy);
+            let px = |ch: usize| {
+                (raw[ra + xa + ch] as f32 * w00 + raw[ra + xb + ch] as f32 * w01 + raw[rb + xa + ch] as f32 * w10 + raw[rb + xb + ch] as f32 * w11)
+                    * SCALE
+            };
             let o = v * sz as usize + u;
-            let mut px = [0f32; 3];
-            for (ch, p) in px.iter_mut().enumerate() {
-                let top = raw[ra + xa + ch] as f32 * (1.0 - fx) + raw[ra + xb + ch] as f32 * fx;
-                let bot = raw[rb + xa + ch] as f32 * (1.0 - fx) + raw[rb + xb + ch] as f32 * fx;
-                *p = (top * (1.0 - fy) + bot * fy) * (1.0 / 255.0);
+            let (r, g, bl) = (px(0), px(1), px(2));
+            plane_r[o] = r;
+            plane_g[o] = g;
+            plane_b[o] = bl;
+            row_sum += r + g + bl;
+            sx += a;
+            sy += c;
+        }
+        total += row_sum as f64;
+    }
+    (out, total)
+}
+
+/// Lighting (if any) and ImageNet normalisation in one pass per channel:
+/// `((clip(x * c + m * (1 - c) + b, 0, 1)) - mean) / std`.
+fn light_and_normalize(image: &mut [f32], lighting: Option<(f32, f32, f32)>) {
+    let n = image.len() / 3;
+    for (ch, plane) in image.chunks_mut(n).enumerate() {
+        let (mean, inv_std) = (IMAGENET_MEAN[ch], 1.0 / IMAGENET_STD[ch]);
+        match lighting {
+            Some((m, b, c)) => {
+                let shift = m * (1.0 - c) + b;
+                plane.iter_mut().for_each(|x| *x = ((*x * c + shift).clamp(0.0, 1.0) - mean) * inv_std);
             }
-            plane_r[o] = px[0];
-            plane_g[o] = px[1];
-            plane_b[o] = px[2];
+            None => plane.iter_mut().for_each(|x| *x = (*x - mean) * inv_std),
         }
     }
-    out
 }
 
 /// fastai's `lighting(im, b, c)` on 0..1 floats: `clip((x - m) * c + m + b, 0, 1)`.
@@ -462,15 +511,6 @@ pub fn apply_lighting(image: &mut [f32], b: f32, c: f32) {
     let m = (image.iter().map(|&x| x as f64).sum::<f64>() / image.len().max(1) as f64) as f32;
     for x in image.iter_mut() {
         *x = ((*x - m) * c + m + b).clamp(0.0, 1.0);
-    }
-}
-
-/// 0..1 CHW floats to ImageNet-normalised floats, in place.
-fn normalize(image: &mut [f32]) {
-    let n = image.len() / 3;
-    for (ch, plane) in image.chunks_mut(n).enumerate() {
-        let (m, s) = (IMAGENET_MEAN[ch], 1.0 / IMAGENET_STD[ch]);
-        plane.iter_mut().for_each(|x| *x = (*x - m) * s);
     }
 }
 
