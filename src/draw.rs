@@ -469,6 +469,11 @@ pub fn show_predictions(batch: &crate::data::Batch, out: &tch::Tensor, loss: &cr
                 let b = BBox::from_array([s(row[0]), s(row[1]), s(row[2]), s(row[3])]);
                 ax.draw_labelled(b, &name(argmax(&row[4..])), 14, Color::WHITE);
             }
+            Loss::Ssd { .. } => {
+                // Many boxes per image: decode and suppress first (crate::ssd), then draw them
+                // with Ax::show_ground_truth.
+                ax.draw_text(2.0, 2.0, "SSD: use show_ground_truth after NMS", 12, Color::WHITE);
+            }
             Loss::Bce => {
                 let names: Vec<String> =
                     row.iter().enumerate().filter(|(_, &v)| 1.0 / (1.0 + (-v).exp()) > 0.4).map(|(c, _)| name(c)).collect();

@@ -22,6 +22,7 @@ mod image_io;
 mod json;
 mod lesson_csv;
 pub mod loader;
+pub mod synthetic;
 mod split;
 mod voc;
 
@@ -95,7 +96,13 @@ impl Dataset {
     /// Load VOC XML annotations of the ids listed in `<voc>/ImageSets/Main/<split>.txt`, where
     /// `voc` is a `VOCdevkit/VOC2007` folder.
     pub fn from_voc(voc: impl AsRef<Path>, split: &str) -> Result<Self> {
-        voc::load(voc.as_ref(), split)
+        let classes: Vec<String> = VOC_CLASSES.iter().map(|s| s.to_string()).collect();
+        voc::load(voc.as_ref(), split, &classes)
+    }
+
+    /// [`Dataset::from_voc`] with another list of class names (a dataset of your own in VOC layout).
+    pub fn from_voc_with_classes(voc: impl AsRef<Path>, split: &str, classes: &[String]) -> Result<Self> {
+        voc::load(voc.as_ref(), split, classes)
     }
 
     pub fn len(&self) -> usize {

@@ -6,7 +6,7 @@ use crate::boxes::BBox;
 use crate::error::{Error, Result};
 use std::path::Path;
 
-pub(super) fn load(voc: &Path, split: &str) -> Result<Dataset> {
+pub(super) fn load(voc: &Path, split: &str, classes: &[String]) -> Result<Dataset> {
     if !voc.is_dir() {
         return Err(Error::MissingDataset {
             path: voc.to_path_buf(),
@@ -18,14 +18,14 @@ pub(super) fn load(voc: &Path, split: &str) -> Result<Dataset> {
     let mut ds = Dataset {
         source: list.clone(),
         image_dir: voc.join("JPEGImages"),
-        classes: VOC_CLASSES.iter().map(|s| s.to_string()).collect(),
+        classes: classes.to_vec(),
         images: vec![],
         warnings: vec![],
     };
     for (line_no, stem) in text.lines().map(str::trim).enumerate().filter(|(_, s)| !s.is_empty()) {
         let xml = voc.join("Annotations").join(format!("{stem}.xml"));
         let id = stem.parse::<u64>().unwrap_or(line_no as u64 + 1);
-        let (record, warnings) = parse_annotation(&xml, stem, id)?;
+        let (record, warnings) = parse_annotation(&xml, stem, id, classes)?;
         let image = ds.image_dir.join(&record.file_name);
         if !image.is_file() {
             return Err(Error::Image { path: image, image: stem.into(), problem: format!("file not found (listed in {})", list.display()) });
@@ -43,7 +43,7 @@ fn child<'a, 'i>(node: roxmltree::Node<'a, 'i>, name: &str) -> Option<roxmltree:
 }
 
 /// Read one `Annotations/<stem>.xml`; returns the record and the warnings of skipped boxes.
-pub(crate) fn parse_annotation(path: &Path, stem: &str, id: u64) -> Result<(ImageRecord, Vec<String>)> {
+pub(crate) fn parse_annotation(path: &Path, stem: &str, id: u64, classes: &[String]) -> Result<(ImageRecord, Vec<String>)> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     let doc = roxmltree::Document::parse(&text).map_err(|e| Error::Xml { path: path.into(), message: e.to_string() })?;
     let bad = |problem: String| Error::Annotation { path: path.into(), image: stem.into(), problem };
@@ -71,10 +71,14 @@ pub(crate) fn parse_annotation(path: &Path, stem: &str, id: u64) -> Result<(Imag
     let mut warnings = vec![];
     for obj in root.children().filter(|c| c.has_tag_name("object")) {
         let name = text_of(obj, "name")?;
-        let class = VOC_CLASSES
-            .iter()
-            .position(|c| *c == name)
-            .ok_or_else(|| bad(format!("unknown class name {name:?} (expected one of the 20 VOC classes)")))?;
+        let class = classes.iter().position(|c| *c == name).ok_or_else(|| {
+            let expected = if classes.len() == VOC_CLASSES.len() && classes.iter().zip(VOC_CLASSES).all(|(a, b)| a == b) {
+                "one of the 20 VOC classes".to_string()
+            } else {
+                format!("one of {}", classes.join(", "))
+            };
+            bad(format!("unknown class name {name:?} (expected {expected})"))
+        })?;
         let difficult = match child(obj, "difficult").and_then(|c| c.text()).map(str::trim) {
             None | Some("0") => false,
             Some("1") => true,
