@@ -7,7 +7,7 @@ WITH_ENV := source scripts/env.sh &&
 export FASTDET_DATA ?= $(CURDIR)/data/coco128-voc
 VOC_URL ?= http://host.robots.ox.ac.uk/pascal/VOC/voc2007
 
-.PHONY: setup build lesson test test-rust test-notebooks bench-aug bench-train lab data-voc clean
+.PHONY: setup build lesson test test-rust test-notebooks bench-aug bench-train bench-post lab data-voc clean
 
 setup:
 	@bash scripts/setup.sh
@@ -38,6 +38,12 @@ bench-aug: setup
 ## 224, fastdet (cargo bench --bench train) next to PyTorch on the same weights, batch and threads.
 bench-train: setup
 	@$(WITH_ENV) python benches/train_peer.py
+
+## Post-processing: fastdet's NMS next to torchvision.ops.nms / batched_nms (1k-20k random boxes
+## and the lesson's show_nmf), and its mAP next to pycocotools and faster-coco-eval (2,000
+## synthetic images), single thread, identical results checked; a table with ratios.
+bench-post: setup
+	@$(WITH_ENV) python benches/post_peers.py
 
 ## Jupyter Lab on notebooks/ with the "Rust (fastdet)" kernel.
 lab: setup

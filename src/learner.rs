@@ -482,6 +482,8 @@ impl Learner {
             ),
         };
         let mut opt = self.optimizer(&lrs)?;
+        // fastai restarts the smoothed training loss at every fit.
+        (self.avg_loss, self.batch_num) = (0.0, 0);
         let mut last = vec![];
         println!("{}", self.recorder_header());
         for e in 0..n_epochs {
@@ -546,11 +548,12 @@ impl Learner {
                 let loss = self.step(&mut opt, &batch?)?;
                 avg = avg * 0.98 + loss * 0.02;
                 let smoothed = avg / (1.0 - 0.98f64.powi(i as i32 + 1));
-                found.lrs.push(start[N_GROUPS - 1] * mult);
-                found.losses.push(smoothed);
-                if i > 10 && (smoothed.is_nan() || smoothed > best * 4.0) {
+                // fastai stops before recording the batch that diverged.
+                if smoothed.is_nan() || (i > 10 && smoothed > best * 4.0) {
                     break;
                 }
+                found.lrs.push(start[N_GROUPS - 1] * mult);
+                found.losses.push(smoothed);
                 if smoothed < best && i > 10 {
                     best = smoothed;
                 }

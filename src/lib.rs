@@ -20,14 +20,19 @@
 //! # Ok::<(), fastdet::Error>(())
 //! ```
 
+pub mod anchors;
 pub mod boxes;
 pub mod data;
+pub mod detect;
 pub mod device;
 pub mod draw;
 pub mod error;
 pub mod learner;
 pub mod loss;
+pub mod metrics;
 pub mod model;
+pub mod nms;
+pub mod ssd;
 pub mod train;
 pub mod transforms;
 mod util;

@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use tch::{Kind, Reduction, Tensor};
 
 /// What a learner minimises.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Loss {
     /// Softmax cross-entropy on class logits (`[B, C]` vs `[B]`).
     CrossEntropy,
@@ -17,6 +17,10 @@ pub enum Loss {
     Bce,
     /// Lesson 8's `detn_loss`: `L1(sigmoid(out[:, :4]) * sz, bbox) + class_weight * CE(out[:, 4:], class)`.
     Detn { sz: f64, class_weight: f64 },
+    /// Lesson 9's `ssd_loss` (loc + class, summed over images) on the packed output of a
+    /// `HeadKind::Ssd` head, against `Boxes` targets in pixels of `sz x sz` images
+    /// ([`crate::ssd::ssd_loss`]).
+    Ssd { cfg: crate::ssd::SsdConfig, sz: f64 },
 }
 
 impl Loss {
@@ -35,6 +39,11 @@ impl Loss {
             }
             (Loss::Detn { sz, class_weight }, BatchTarget::BoxClass { bbox, class }) => {
                 Ok(detn_loss(out, bbox, class, *sz, *class_weight))
+            }
+            (Loss::Ssd { cfg, sz }, BatchTarget::Boxes { bbox, class, n_objects }) => {
+                let out = crate::ssd::SsdOutput::unpack(out, cfg.n_classes)?;
+                let anchors = crate::anchors::Anchors::new(&cfg.anchors, out.class_logits.device());
+                Ok(crate::ssd::ssd_loss(&out, bbox, class, Some(n_objects), *sz, &anchors, cfg)?.total())
             }
             (loss, y) => Err(mismatch(&format!("{loss:?}"), y)),
         }

@@ -4,7 +4,7 @@ use fastdet::data::synthetic::{write, SyntheticConfig, SHAPES};
 use fastdet::data::Dataset;
 
 fn cfg(seed: u64) -> SyntheticConfig {
-    SyntheticConfig { n_train: 12, n_val: 4, size: 96, seed, ..Default::default() }
+    SyntheticConfig { n_train: 60, n_val: 4, size: 96, seed, ..Default::default() }
 }
 
 #[test]
@@ -13,7 +13,7 @@ fn writes_a_loadable_seeded_voc_layout() {
     let pascal = write(dir.path(), &cfg(3)).unwrap();
     let trn = pascal.json("train").unwrap();
     let val = pascal.json("val").unwrap();
-    assert_eq!((trn.len(), val.len()), (12, 4));
+    assert_eq!((trn.len(), val.len()), (60, 4));
     assert_eq!(trn.classes, SHAPES.iter().map(|s| s.to_string()).collect::<Vec<_>>());
     let classes = trn.classes.clone();
     let xml = Dataset::from_voc_with_classes(pascal.voc_dir(), "train", &classes).unwrap();

@@ -46,6 +46,34 @@ impl Source {
     }
 }
 
+/// Which average precision `fastdet eval` computes.
+#[derive(Clone, Copy, ValueEnum)]
+enum MetricArg {
+    /// Pascal VOC 2007 11-point AP (IoU > 0.5, difficult objects ignored)
+    Voc07,
+    /// Pascal VOC 2010+ area AP
+    Voc,
+    /// COCO AP@[.5:.95] (pycocotools; difficult objects as crowds)
+    Coco,
+}
+
+/// The ground truth of `fastdet eval`: a lesson JSON file, a VOC2007 folder, or a dataset root.
+fn eval_ground_truth(data: Option<&std::path::Path>, split: &str) -> Result<Dataset> {
+    let from_root = |pascal: Pascal| -> Result<Dataset> {
+        Ok(if pascal.json_path(split).is_file() { pascal.json(split)? } else { pascal.voc(split)? })
+    };
+    match data {
+        Some(p) if p.is_file() => {
+            // Lesson layout: <root>/pascal_<split>2007.json next to <root>/VOCdevkit.
+            let root = p.parent().unwrap_or(std::path::Path::new("."));
+            Ok(Dataset::from_json(p, root.join("VOCdevkit").join("VOC2007").join("JPEGImages"))?)
+        }
+        Some(p) if p.join("Annotations").is_dir() => Ok(Dataset::from_voc(p, split)?),
+        Some(p) => from_root(Pascal::open(p)?),
+        None => from_root(Pascal::open_default()?),
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Count images, objects and objects per class of a split.
@@ -73,6 +101,25 @@ enum Command {
         source: Source,
         #[arg(long)]
         out_dir: PathBuf,
+    },
+    /// Mean average precision of detections (COCO results JSON: image_id, category_id = class
+    /// index + 1, bbox [x, y, w, h], score) against a split's ground truth.
+    Eval {
+        /// A dataset root in the lesson's layout, a VOCdevkit/VOC2007 folder, or a lesson JSON
+        /// file (default: $FASTDET_DATA, data/pascal, or the bundled sample)
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Split: the lesson's JSON when the root has pascal_<split>2007.json, else VOC XML
+        #[arg(long, default_value = "val")]
+        split: String,
+        /// The detections, COCO results format
+        #[arg(long)]
+        detections: PathBuf,
+        #[arg(long, value_enum, default_value = "voc07")]
+        metric: MetricArg,
+        /// Print the result as JSON
+        #[arg(long)]
+        json: bool,
     },
     /// Train the stages of a JSON config, with a checkpoint after every stage (see
     /// examples/configs/).
@@ -117,6 +164,22 @@ fn main() -> Result<()> {
             ds.write_mc_csv(out_dir.join("mc.csv"))?;
             ds.write_mbb_csv(out_dir.join("mbb.csv"))?;
             println!("wrote lrg.csv, bb.csv, mc.csv, mbb.csv to {}", out_dir.display());
+        }
+        Command::Eval { data, split, detections, metric, json } => {
+            let ds = eval_ground_truth(data.as_deref(), &split)?;
+            let dets = fastdet::metrics::load_coco_results(&detections, &ds)?;
+            let metric = match metric {
+                MetricArg::Voc07 => fastdet::metrics::Metric::Voc07,
+                MetricArg::Voc => fastdet::metrics::Metric::Voc,
+                MetricArg::Coco => fastdet::metrics::Metric::Coco,
+            };
+            let table = fastdet::metrics::evaluate(&ds, &dets, metric)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&table)?);
+            } else {
+                println!("{}: {} images, {} detections from {}", ds.source.display(), ds.len(), dets.len(), detections.display());
+                println!("{table}");
+            }
         }
         Command::Train { config, run_dir, resume } => {
             let cfg = fastdet::train::TrainConfig::from_file(&config)?;

@@ -67,7 +67,7 @@ fn background(rng: &mut ChaCha8Rng, size: u32) -> RgbImage {
 fn draw_shape(img: &mut RgbImage, class: usize, left: i32, top: i32, side: i32, color: Rgb<u8>) -> BBox {
     match class {
         0 => {
-            let r = side / 2;
+            let r = (side - 1) / 2; // the disc covers 2r + 1 <= side pixels
             let (cx, cy) = (left + r, top + r);
             draw_filled_circle_mut(img, (cx, cy), r, color);
             BBox::new((cy - r) as f32, (cx - r) as f32, (cy + r) as f32, (cx + r) as f32)

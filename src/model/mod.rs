@@ -18,7 +18,7 @@ pub fn feature_side(sz: i64) -> i64 {
 }
 
 /// The head on top of the body.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum HeadKind {
     /// fastai 0.7's default head: `AdaptiveConcatPool2d -> Flatten -> BN(2C) -> Dropout(ps[0])
     /// -> Linear(2C, 512) -> ReLU -> BN(512) -> Dropout(ps[1]) -> Linear(512, n_out)`;
@@ -29,6 +29,9 @@ pub enum HeadKind {
     /// Lesson 8's single-object detection head: `Flatten -> ReLU -> Dropout(p) ->
     /// Linear(C*7*7, 256) -> ReLU -> BN1d(256) -> Dropout(p) -> Linear(256, 4 + n_classes)`.
     Detection { n_classes: i64, p: f64 },
+    /// Lesson 9's SSD heads (`SSD_Head`, `SSD_MultiHead`): see [`crate::ssd`]. The output is
+    /// [`crate::ssd::SsdOutput::pack`]ed: `[B, A, C+1+4]`.
+    Ssd(crate::ssd::SsdConfig),
 }
 
 impl HeadKind {
@@ -62,6 +65,7 @@ enum HeadLayers {
     Classifier { bn1: nn::BatchNorm, lin1: nn::Linear, bn2: nn::BatchNorm, lin2: nn::Linear, ps: [f64; 2] },
     Reg4 { lin: nn::Linear },
     Detection { lin1: nn::Linear, bn: nn::BatchNorm, lin2: nn::Linear, p: f64 },
+    Ssd(crate::ssd::SsdHeadNet),
 }
 
 /// A head (optimiser group 2, variables under `head.`).
@@ -89,6 +93,7 @@ impl Head {
                 lin2: linear(p / "lin2", 256, 4 + n_classes),
                 p: drop,
             },
+            HeadKind::Ssd(ref cfg) => HeadLayers::Ssd(crate::ssd::SsdHeadNet::new(p, cfg, channels)),
         };
         Self { kind, layers }
     }
@@ -129,6 +134,7 @@ impl Head {
                 let x = push("Dropout", x.dropout(*p, train), None);
                 let _ = push("Linear", x.apply(lin2), Some("head.lin2.")); // [B, 4 + C]
             }
+            HeadLayers::Ssd(net) => out.extend(net.stages(x, train)), // last: [B, A, C+1+4]
         }
         out
     }
@@ -184,8 +190,9 @@ impl ModuleT for ConvModel {
     }
 }
 
-/// Read a state dict: `.safetensors`, or a PyTorch `.pth`/`.pt` file as `torch.save` writes it
-/// (torchvision's downloads are such files).
+/// Read a state dict: `.safetensors`, or a `.pth`/`.pt` file that libtorch's C++ loader reads
+/// (`torch.save(dict(model.state_dict()))`). torchvision's downloads are pickled `OrderedDict`s,
+/// which it cannot read: convert them once with `scripts/convert_weights.py` (the error says so).
 pub fn read_state_dict(path: &Path) -> Result<Vec<(String, Tensor)>> {
     if !path.is_file() {
         return Err(Error::Io { path: path.into(), source: std::io::Error::new(std::io::ErrorKind::NotFound, "weights file not found") });

@@ -1,0 +1,198 @@
+//! Anchor boxes of lesson 9 (`pascal-multi.ipynb`): a config in, anchors out.
+//!
+//! Everything here is in units of the image (0..1), **(y, x)** order: centres `(y, x)`, sizes
+//! `(h, w)`, corners `(y1, x1, y2, x2)` — the order of [`crate::boxes::BBox`] divided by `sz`.
+//!
+//! The order of the anchors is the lesson's, which the head's [`crate::ssd::flatten_conv`] must
+//! match: for each grid (4x4 first), for each cell in row-major order (the row, y, varies
+//! slowest), for each of the `k` shapes in the order
+//! `[(zoom*i, zoom*j) for zoom in zooms for (i, j) in ratios]`. The lesson calls the first
+//! coordinate `anc_x` and makes it with `np.repeat` (slowest): it is the row, y, since the boxes
+//! are `(top, left, bottom, right)`.
+//!
+//! ```no_run
+//! use fastdet::anchors::{AnchorConfig, Anchors};
+//! let anchors = Anchors::new(&AnchorConfig::lesson_189(), tch::Device::Cpu);
+//! assert_eq!(anchors.len(), 189);
+//! ```
+
+use crate::boxes::BBox;
+use crate::draw::Figure;
+use image::RgbImage;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use tch::{Device, Kind, Tensor};
+
+/// Grids, zooms and aspect ratios of the anchors (lesson 9's `anc_grids`, `anc_zooms`,
+/// `anc_ratios`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AnchorConfig {
+    /// Cells per side of each grid, largest first (`[4, 2, 1]`).
+    pub grids: Vec<usize>,
+    /// Scales of an anchor relative to its cell (`[0.7, 1.0, 1.3]`).
+    pub zooms: Vec<f32>,
+    /// `(height, width)` factors (`[(1, 1), (1, 0.5), (0.5, 1)]`).
+    pub ratios: Vec<(f32, f32)>,
+}
+
+impl Default for AnchorConfig {
+    fn default() -> Self {
+        Self::lesson_189()
+    }
+}
+
+impl AnchorConfig {
+    /// The first SSD of lesson 9: a 4x4 grid, one square anchor of side 1/4 per cell (`k = 1`).
+    pub fn lesson_4x4() -> Self {
+        Self { grids: vec![4], zooms: vec![1.0], ratios: vec![(1.0, 1.0)] }
+    }
+
+    /// The final SSD of lesson 9: grids 4, 2, 1, zooms 0.7, 1, 1.3 (the video says 0.75), ratios
+    /// 1:1, 1:0.5, 0.5:1 -> `k = 9`, `(16 + 4 + 1) * 9 = 189` anchors.
+    pub fn lesson_189() -> Self {
+        Self { grids: vec![4, 2, 1], zooms: vec![0.7, 1.0, 1.3], ratios: vec![(1.0, 1.0), (1.0, 0.5), (0.5, 1.0)] }
+    }
+
+    /// Anchor shapes per cell: `zooms.len() * ratios.len()`.
+    pub fn k(&self) -> usize {
+        self.zooms.len() * self.ratios.len()
+    }
+
+    /// Number of anchors: `sum(g * g) * k`.
+    pub fn len(&self) -> usize {
+        self.grids.iter().map(|g| g * g).sum::<usize>() * self.k()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The lesson's `anchor_scales`: `[(zoom*i, zoom*j) for zoom in zooms for (i, j) in ratios]`,
+    /// `(h, w)` relative to a cell.
+    pub fn scales(&self) -> Vec<(f64, f64)> {
+        self.zooms.iter().flat_map(|&z| self.ratios.iter().map(move |&(i, j)| (z as f64 * i as f64, z as f64 * j as f64))).collect()
+    }
+}
+
+/// Anchors as tensors on one device, each `[A, n]`, in the lesson's order (see the module docs).
+#[derive(Debug)]
+pub struct Anchors {
+    /// `[A, 2]` centres `(y, x)`.
+    pub centers: Tensor,
+    /// `[A, 2]` sizes `(h, w)`.
+    pub sizes: Tensor,
+    /// `[A, 1]` the side of the anchor's grid cell, `1 / grid` (the lesson's `grid_sizes`).
+    pub grid_sizes: Tensor,
+    /// `[A, 4]` corners `(y1, x1, y2, x2)` (the lesson's `anchor_cnr`).
+    pub corners: Tensor,
+    /// The config they were made from.
+    pub config: AnchorConfig,
+}
+
+impl Clone for Anchors {
+    fn clone(&self) -> Self {
+        Self {
+            centers: self.centers.shallow_clone(),
+            sizes: self.sizes.shallow_clone(),
+            grid_sizes: self.grid_sizes.shallow_clone(),
+            corners: self.corners.shallow_clone(),
+            config: self.config.clone(),
+        }
+    }
+}
+
+impl Anchors {
+    /// The anchors of `cfg` on `device` (float32). Computed in f64 as numpy does, then rounded.
+    pub fn new(cfg: &AnchorConfig, device: Device) -> Self {
+        let scales = cfg.scales();
+        let (mut ctr, mut hw, mut gs) = (vec![], vec![], vec![]);
+        for &g in &cfg.grids {
+            // np.linspace(1/(2g), 1 - 1/(2g), g)
+            let off = 1.0 / (g as f64 * 2.0);
+            let step = if g > 1 { (1.0 - 2.0 * off) / (g as f64 - 1.0) } else { 0.0 };
+            let lin = |i: usize| if g > 1 && i == g - 1 { 1.0 - off } else { off + i as f64 * step };
+            for row in 0..g {
+                for col in 0..g {
+                    for &(h, w) in &scales {
+                        ctr.extend([lin(row), lin(col)]);
+                        hw.extend([h / g as f64, w / g as f64]);
+                        gs.push(1.0 / g as f64);
+                    }
+                }
+            }
+        }
+        let t = |v: &[f64], n: i64| {
+            let v: Vec<f32> = v.iter().map(|&x| x as f32).collect();
+            Tensor::from_slice(&v).view([-1, n]).to_device(device)
+        };
+        let (centers, sizes, grid_sizes) = (t(&ctr, 2), t(&hw, 2), t(&gs, 1));
+        let corners = hw2corners(&centers, &sizes);
+        Self { centers, sizes, grid_sizes, corners, config: cfg.clone() }
+    }
+
+    /// Number of anchors `A`.
+    pub fn len(&self) -> usize {
+        self.centers.size()[0] as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn device(&self) -> Device {
+        self.centers.device()
+    }
+
+    pub fn to_device(&self, device: Device) -> Self {
+        Self {
+            centers: self.centers.to_device(device),
+            sizes: self.sizes.to_device(device),
+            grid_sizes: self.grid_sizes.to_device(device),
+            corners: self.corners.to_device(device),
+            config: self.config.clone(),
+        }
+    }
+
+    /// The corners as pixel boxes of an `sz x sz` image (`corners * sz`, as the lesson draws them).
+    pub fn to_bboxes(&self, sz: f32) -> Vec<BBox> {
+        corners_to_bboxes(&self.corners, sz)
+    }
+
+    /// The lesson's picture of the anchors: every anchor over `im` (`sz x sz`), numbered and
+    /// coloured as `show_ground_truth` does, each moved by `N(0, 0.01)` (in image units) from a
+    /// generator seeded with `seed` so that anchors of the same cell can be told apart.
+    pub fn show(&self, im: &RgbImage, seed: u64) -> Figure {
+        let sz = im.width().min(im.height()) as f32;
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut normal = || {
+            // Box-Muller
+            let (u1, u2): (f32, f32) = (rng.random::<f32>().max(1e-7), rng.random());
+            (-2.0 * u1.ln()).sqrt() * (std::f32::consts::TAU * u2).cos()
+        };
+        let boxes: Vec<BBox> = self
+            .to_bboxes(1.0)
+            .into_iter()
+            .map(|b| {
+                let a = b.to_array().map(|v| (v + normal() * 0.01) * sz);
+                BBox::from_array(a)
+            })
+            .collect();
+        let mut fig = Figure::single(im.width(), im.height());
+        fig.ax(0).show_ground_truth(im, &boxes, None, None, 0.0, &[]);
+        fig
+    }
+}
+
+/// The lesson's `hw2corners(ctr, hw) = cat([ctr - hw/2, ctr + hw/2], 1)`: `[A, 2] + [A, 2] ->
+/// [A, 4]`.
+pub fn hw2corners(ctr: &Tensor, hw: &Tensor) -> Tensor {
+    let half = hw / 2.0;
+    Tensor::cat(&[ctr - &half, ctr + &half], 1) // [A, 4]
+}
+
+/// `[N, 4]` corners in 0..1 -> pixel boxes of an `sz x sz` image.
+pub fn corners_to_bboxes(corners: &Tensor, sz: f32) -> Vec<BBox> {
+    let v: Vec<f32> = Vec::try_from(corners.to_device(Device::Cpu).to_kind(Kind::Float).flatten(0, -1)).unwrap_or_default();
+    v.chunks_exact(4).map(|c| BBox::new(c[0] * sz, c[1] * sz, c[2] * sz, c[3] * sz)).collect()
+}

@@ -1,0 +1,185 @@
+//! mAP against pycocotools and a port of voc_eval.py (tests/golden/gen_map.py writes
+//! tests/golden/map.json), the COCO results reader, and the edge cases.
+
+use fastdet::boxes::BBox;
+use fastdet::data::{sample_root, Dataset, ImageRecord, Pascal};
+use fastdet::metrics::{evaluate, load_coco_results, save_coco_results, voc_ap, Detection, Metric};
+use serde_json::Value;
+
+fn golden() -> Value {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/map.json");
+    serde_json::from_str(&std::fs::read_to_string(path).expect("tests/golden/map.json")).expect("json")
+}
+
+/// The sample's train + val ground truth with gen_map.py's changes: an empty image and the
+/// listed objects marked difficult.
+fn ground_truth(g: &Value) -> Dataset {
+    let pascal = Pascal::open(sample_root()).unwrap();
+    let mut ds = pascal.json("train").unwrap();
+    ds.images.extend(pascal.json("val").unwrap().images);
+    ds.images.push(ImageRecord {
+        id: g["empty_image_id"].as_u64().unwrap(),
+        file_name: "empty.jpg".into(),
+        width: 640,
+        height: 480,
+        objects: vec![],
+    });
+    for d in g["difficult"].as_array().unwrap() {
+        let (id, k) = (d[0].as_u64().unwrap(), d[1].as_u64().unwrap() as usize);
+        let i = ds.index_of(id).unwrap();
+        ds.images[i].objects[k].difficult = true;
+    }
+    ds
+}
+
+fn detections(g: &Value) -> Vec<Detection> {
+    g["detections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            let b: Vec<f32> = d["bbox"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+            Detection {
+                image_id: d["image_id"].as_u64().unwrap(),
+                class: d["category_id"].as_u64().unwrap() as usize - 1,
+                bbox: BBox::from_xywh([b[0], b[1], b[2], b[3]]),
+                score: d["score"].as_f64().unwrap() as f32,
+            }
+        })
+        .collect()
+}
+
+fn close(got: Option<f64>, want: &Value, what: &str) {
+    match (got, want.as_f64()) {
+        (Some(g), Some(w)) => assert!((g - w).abs() <= 1e-6, "{what}: {g} vs {w}"),
+        (None, None) => {}
+        (g, w) => panic!("{what}: {g:?} vs {w:?}"),
+    }
+}
+
+#[test]
+fn map_equals_voc_eval_and_pycocotools() {
+    let g = golden();
+    let ds = ground_truth(&g);
+    let dets = detections(&g);
+    for (metric, key) in [(Metric::Voc07, "voc07"), (Metric::Voc, "voc"), (Metric::Coco, "coco")] {
+        let t = evaluate(&ds, &dets, metric).unwrap();
+        let want = &g[key];
+        close(Some(t.map), &want["map"], &format!("{key} mAP"));
+        for c in &t.classes {
+            close(c.ap, &want["ap"][c.class], &format!("{key} AP of {}", c.name));
+            if metric == Metric::Coco {
+                close(c.ap50, &want["ap50"][c.class], &format!("AP50 of {}", c.name));
+                close(c.ap75, &want["ap75"][c.class], &format!("AP75 of {}", c.name));
+            }
+        }
+        if metric == Metric::Coco {
+            close(t.map50, &want["map50"], "AP50");
+            close(t.map75, &want["map75"], "AP75");
+        }
+        // Display, HTML and the PR figure work on real results.
+        assert!(t.to_string().contains(&format!("mAP ({key})")));
+        assert!(t.to_html().contains("<table>"));
+        t.pr_figure(6).unwrap().to_png().unwrap();
+    }
+}
+
+#[test]
+fn coco_results_round_trip_and_errors_name_the_entry() {
+    let g = golden();
+    let ds = ground_truth(&g);
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("dets.json");
+    std::fs::write(&p, serde_json::to_string(&g["detections"]).unwrap()).unwrap();
+    let dets = load_coco_results(&p, &ds).unwrap();
+    assert_eq!(dets, detections(&g));
+    let p2 = dir.path().join("again.json");
+    save_coco_results(&p2, &dets).unwrap();
+    assert_eq!(load_coco_results(&p2, &ds).unwrap(), dets);
+
+    std::fs::write(&p, r#"[{"image_id": 71, "category_id": 3, "bbox": [1,2,3,4], "score": 0.5},
+                           {"image_id": 12345, "category_id": 3, "bbox": [1,2,3,4], "score": 0.5}]"#)
+    .unwrap();
+    let e = load_coco_results(&p, &ds).unwrap_err().to_string();
+    assert!(e.contains("dets.json") && e.contains("entry 1") && e.contains("12345"), "{e}");
+    std::fs::write(&p, r#"[{"image_id": 71, "category_id": 21, "bbox": [1,2,3,4], "score": 0.5}]"#).unwrap();
+    let e = load_coco_results(&p, &ds).unwrap_err().to_string();
+    assert!(e.contains("dets.json") && e.contains("entry 0") && e.contains("category_id 21"), "{e}");
+    std::fs::write(&p, r#"[{"image_id": 71, "category_id": 0, "bbox": [1,2,3,4], "score": 0.5}]"#).unwrap();
+    assert!(load_coco_results(&p, &ds).is_err());
+    std::fs::write(&p, r#"[{"image_id": 71}]"#).unwrap();
+    assert!(load_coco_results(&p, &ds).unwrap_err().to_string().contains("dets.json"));
+    // The library checks too.
+    let bad = [Detection { image_id: 1, class: 0, bbox: BBox::new(0., 0., 5., 5.), score: 1.0 }];
+    assert!(evaluate(&ds, &bad, Metric::Coco).unwrap_err().to_string().contains("image_id 1"));
+    let bad = [Detection { image_id: 71, class: 20, bbox: BBox::new(0., 0., 5., 5.), score: 1.0 }];
+    assert!(evaluate(&ds, &bad, Metric::Voc).is_err());
+}
+
+fn tiny() -> Dataset {
+    use fastdet::data::Object;
+    let obj = |t, l, b, r, class, difficult| Object { bbox: BBox::new(t, l, b, r), class, difficult };
+    Dataset {
+        source: "tiny.json".into(),
+        image_dir: ".".into(),
+        classes: vec!["a".into(), "b".into(), "c".into()],
+        images: vec![
+            ImageRecord { id: 1, file_name: "1.jpg".into(), width: 100, height: 100, objects: vec![obj(0., 0., 99., 49., 0, false), obj(10., 60., 30., 80., 0, true)] },
+            ImageRecord { id: 2, file_name: "2.jpg".into(), width: 100, height: 100, objects: vec![] },
+            ImageRecord { id: 3, file_name: "3.jpg".into(), width: 100, height: 100, objects: vec![obj(0., 0., 9., 9., 2, true)] },
+        ],
+        warnings: vec![],
+    }
+}
+
+#[test]
+fn edge_cases_give_numbers_not_nan() {
+    let ds = tiny();
+    let d = |image_id, class, bbox: BBox, score| Detection { image_id, class, bbox, score };
+    for metric in [Metric::Voc07, Metric::Voc, Metric::Coco] {
+        // No detections: AP 0 for the class with ground truth; none for the others.
+        let t = evaluate(&ds, &[], metric).unwrap();
+        assert_eq!(t.classes[0].ap, Some(0.0));
+        assert_eq!((t.classes[1].ap, t.classes[2].ap), (None, None), "b has no object, c only a difficult one");
+        assert_eq!(t.map, 0.0);
+        // A perfect box touching the border, a duplicate, a detection on the difficult object,
+        // one on the empty image, a zero-area box, identical scores, a NaN score.
+        let dets = [
+            d(1, 0, BBox::new(0., 0., 99., 49.), 0.9),
+            d(1, 0, BBox::new(0., 0., 99., 49.), 0.9),
+            d(1, 0, BBox::new(10., 60., 30., 80.), 0.9),
+            d(2, 0, BBox::new(5., 5., 20., 20.), 0.9),
+            d(1, 0, BBox::new(5., 5., 5., 4.), 0.95),
+            d(1, 1, BBox::new(0., 0., 99., 49.), f32::NAN),
+            d(3, 2, BBox::new(0., 0., 9., 9.), 0.5),
+        ];
+        let t = evaluate(&ds, &dets, metric).unwrap();
+        for c in &t.classes {
+            assert!(c.ap.is_none_or(|a| a.is_finite() && (0.0..=1.0).contains(&a)), "{metric}: {c:?}");
+        }
+        assert!(t.map.is_finite());
+        let ap = t.classes[0].ap.unwrap();
+        // Ranked: zero-area FP (0.95), then the TP, its duplicate (FP), the difficult one
+        // (ignored), the empty image's FP. Recall 1 at precision 1/2.
+        match metric {
+            Metric::Voc07 => assert!((ap - 0.5).abs() < 1e-12, "{ap}"),
+            Metric::Voc => assert!((ap - 0.5).abs() < 1e-12, "{ap}"),
+            Metric::Coco => assert!((ap - 0.5).abs() < 1e-12, "{ap}"),
+        }
+        // Deterministic with ties.
+        assert_eq!(evaluate(&ds, &dets, metric).unwrap(), t);
+    }
+    // An empty dataset.
+    let mut empty = tiny();
+    empty.images.clear();
+    assert_eq!(evaluate(&empty, &[], Metric::Coco).unwrap().map, 0.0);
+}
+
+#[test]
+fn voc_ap_on_known_curves() {
+    assert!((voc_ap(&[0.5, 1.0], &[1.0, 0.5], false) - 0.75).abs() < 1e-12);
+    // 11-point: recall >= 0..0.5 -> 1.0 (6 points), 0.6..1.0 -> 0.5 (5 points).
+    assert!((voc_ap(&[0.5, 1.0], &[1.0, 0.5], true) - (6.0 + 2.5) / 11.0).abs() < 1e-12);
+    assert_eq!(voc_ap(&[], &[], true), 0.0);
+    assert_eq!(voc_ap(&[], &[], false), 0.0);
+}

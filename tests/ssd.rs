@@ -1,0 +1,443 @@
+//! Lesson 9's SSD against the lesson's own Python: `tests/golden/ssd.json`, written by
+//! `tests/golden/gen_ssd.py` (verbatim ports of the notebook's anchors, `jaccard`,
+//! `actn_to_bb`, `map_to_ground_truth`, `BCE_Loss`, `FocalLoss`, `ssd_1_loss`, `ssd_loss`,
+//! `flatten_conv`), plus head shapes, edge cases and a short training run.
+
+use fastdet::anchors::{AnchorConfig, Anchors};
+use fastdet::data::BatchTarget;
+use fastdet::loss::Loss;
+use fastdet::model::{feature_side, group_of, Arch, ConvModel, HeadKind};
+use fastdet::ssd::*;
+use serde_json::Value;
+use std::path::Path;
+use tch::nn::{self, OptimizerConfig};
+use tch::{Device, Kind, Tensor};
+
+fn golden() -> Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/ssd.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e} (run tests/golden/gen_ssd.py)", path.display()));
+    serde_json::from_str(&text).unwrap()
+}
+
+fn f64s(v: &Value) -> Vec<f64> {
+    match v {
+        Value::Array(a) => a.iter().flat_map(f64s).collect(),
+        n => vec![n.as_f64().unwrap_or_else(|| panic!("not a number: {n}"))],
+    }
+}
+
+fn tensor(v: &Value, shape: &[i64]) -> Tensor {
+    let data: Vec<f32> = f64s(v).into_iter().map(|x| x as f32).collect();
+    Tensor::from_slice(&data).view(shape)
+}
+
+fn ints(v: &Value) -> Tensor {
+    Tensor::from_slice(&f64s(v).into_iter().map(|x| x as i64).collect::<Vec<_>>())
+}
+
+fn to_vec(t: &Tensor) -> Vec<f64> {
+    Vec::try_from(t.to_kind(Kind::Double).flatten(0, -1)).unwrap()
+}
+
+/// `sin(0.7 i + 0.3) * scale + shift` over the flat index, as `det()` in gen_ssd.py.
+fn det(shape: &[i64], scale: f64, shift: f64) -> Tensor {
+    let n: i64 = shape.iter().product();
+    let v: Vec<f32> = (0..n).map(|i| ((i as f64 * 0.7 + 0.3).sin() * scale + shift) as f32).collect();
+    Tensor::from_slice(&v).view(shape)
+}
+
+#[track_caller]
+fn close(what: &str, got: &[f64], want: &[f64], rtol: f64, atol: f64) {
+    assert_eq!(got.len(), want.len(), "{what}: {} values vs {} expected", got.len(), want.len());
+    for (i, (a, b)) in got.iter().zip(want).enumerate() {
+        assert!((a - b).abs() <= atol + rtol * b.abs(), "{what}[{i}]: {a} vs PyTorch {b}");
+    }
+}
+
+#[track_caller]
+fn close1(what: &str, got: f64, want: f64, rtol: f64) {
+    close(what, &[got], &[want], rtol, 1e-7);
+}
+
+fn checksums(t: &Tensor) -> Vec<f64> {
+    let v = to_vec(t);
+    let s: f64 = v.iter().sum();
+    let a: f64 = v.iter().map(|x| x.abs()).sum();
+    let w: f64 = v.iter().enumerate().map(|(i, x)| x * (i as f64 * 0.3).cos()).sum();
+    vec![s, a, w]
+}
+
+// ---------------------------------------------------------------------------------------------
+// Anchors
+
+fn check_anchors(a: &Anchors, g: &Value, n: i64) {
+    let anc = tensor(&g["anchors"], &[n, 4]);
+    close("centres", &to_vec(&a.centers), &to_vec(&anc.narrow(1, 0, 2)), 0.0, 1e-7);
+    close("sizes", &to_vec(&a.sizes), &to_vec(&anc.narrow(1, 2, 2)), 0.0, 1e-7);
+    let gs = f64s(&g["grid_sizes"]);
+    let gs = if gs.len() == 1 { vec![gs[0]; n as usize] } else { gs }; // the 4x4 version has one
+    close("grid_sizes", &to_vec(&a.grid_sizes), &gs, 0.0, 1e-7);
+    close("corners", &to_vec(&a.corners), &f64s(&g["anchor_cnr"]), 0.0, 1e-7);
+}
+
+#[test]
+fn anchors_match_the_lesson_in_order() {
+    let g = golden();
+    let a4 = Anchors::new(&AnchorConfig::lesson_4x4(), Device::Cpu);
+    assert_eq!((a4.len(), AnchorConfig::lesson_4x4().k()), (16, 1)); // 4*4 cells, k = 1
+    check_anchors(&a4, &g["anchors_4x4"], 16);
+    let cfg = AnchorConfig::lesson_189();
+    assert_eq!((cfg.k(), cfg.len()), (9, 189)); // (16 + 4 + 1) * 9
+    let a = Anchors::new(&cfg, Device::Cpu);
+    check_anchors(&a, &g["anchors_189"], 189);
+    // Row (y) slowest: anchor 9 is the second cell of the first row, x = 3/8.
+    assert_eq!(to_vec(&a.centers.get(9)), vec![0.125, 0.375]);
+}
+
+#[test]
+fn anchors_draw() {
+    let im = image::RgbImage::from_pixel(224, 224, image::Rgb([90, 120, 150]));
+    let fig = Anchors::new(&AnchorConfig::lesson_189(), Device::Cpu).show(&im, 0);
+    assert!(fig.to_png().unwrap().len() > 1000);
+    assert_eq!(Anchors::new(&AnchorConfig::lesson_4x4(), Device::Cpu).to_bboxes(224.0)[5].to_array(), [56.0, 56.0, 112.0, 112.0]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Geometry
+
+#[test]
+fn iou_is_the_lessons_jaccard() {
+    let g = &golden()["jaccard"];
+    let (a, b) = (tensor(&g["a"], &[5, 4]), tensor(&g["b"], &[7, 4]));
+    let got = iou(&a, &b); // [5, 7]
+    assert_eq!(got.size(), [5, 7]);
+    close("iou", &to_vec(&got), &f64s(&g["iou"]), 1e-6, 1e-7);
+}
+
+#[test]
+fn actn_to_bb_is_the_lessons() {
+    let g = &golden()["actn_to_bb"];
+    let a = Anchors::new(&AnchorConfig::lesson_189(), Device::Cpu);
+    let got = actn_to_bb(&tensor(&g["actn"], &[189, 4]), &a);
+    close("actn_to_bb", &to_vec(&got), &f64s(&g["bb"]), 1e-6, 1e-7);
+}
+
+#[test]
+fn flatten_conv_is_the_lessons() {
+    let g = &golden()["flatten_conv"];
+    let x = Tensor::arange(2 * 6 * 2 * 3, (Kind::Float, Device::Cpu)).view([2, 6, 2, 3]);
+    let got = flatten_conv(&x, 2); // [2, 6, 2, 3] -> [2, 2*3*2, 6/2] = [2, 12, 3]
+    assert_eq!(got.size(), [2, 12, 3]);
+    close("flatten_conv", &to_vec(&got), &f64s(&g["out"]), 0.0, 0.0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Matching
+
+#[test]
+fn map_to_ground_truth_lesson_mode() {
+    let g = &golden()["map_to_ground_truth"];
+    let ov = tensor(&g["overlaps"], &[3, 16]);
+    let (o, i) = map_to_ground_truth(&ov, Matching::Lesson);
+    close("gt_overlap", &to_vec(&o), &f64s(&g["gt_overlap"]), 1e-7, 1e-7);
+    assert_eq!(to_vec(&i), f64s(&g["gt_idx"]));
+    // The flaw: gts 0 and 2 share best anchor 5; gt 0's best overlap 0.95 is lost.
+    assert_eq!(to_vec(&i)[5], 2.0);
+}
+
+#[test]
+fn map_to_ground_truth_loses_no_gt() {
+    let g = &golden()["map_to_ground_truth"];
+    let ov = tensor(&g["overlaps"], &[3, 16]);
+    let (o, i) = map_to_ground_truth(&ov, Matching::NoGtLost);
+    let (o, i) = (to_vec(&o), to_vec(&i));
+    // gt 0 (best 0.95) keeps anchor 5; gt 2 takes its next-best free anchor.
+    assert_eq!(i[5], 0.0);
+    let forced: Vec<usize> = (0..16).filter(|&a| o[a] == 1.99f32 as f64).collect();
+    let mut gts: Vec<i64> = forced.iter().map(|&a| i[a] as i64).collect();
+    gts.sort();
+    assert_eq!(gts, vec![0, 1, 2], "every gt has its own forced anchor: {forced:?}");
+    let ovv = to_vec(&ov);
+    let a2 = forced.iter().copied().find(|&a| i[a] == 2.0).unwrap();
+    let next_best = (0..16).filter(|&a| a != 5).max_by(|&a, &b| ovv[32 + a].total_cmp(&ovv[32 + b])).unwrap();
+    assert_eq!(a2, next_best);
+}
+
+#[test]
+fn matching_modes_agree_without_conflicts() {
+    // Distinct best anchors: both modes give the lesson's answer.
+    for seed in 0..20 {
+        tch::manual_seed(seed);
+        let ov = Tensor::rand([4, 30], (Kind::Float, Device::Cpu));
+        let best: Vec<i64> = Vec::try_from(ov.argmax(1, false)).unwrap();
+        let mut uniq = best.clone();
+        uniq.sort();
+        uniq.dedup();
+        let (o1, i1) = map_to_ground_truth(&ov, Matching::Lesson);
+        let (o2, i2) = map_to_ground_truth(&ov, Matching::NoGtLost);
+        if uniq.len() == best.len() {
+            assert_eq!(to_vec(&o1), to_vec(&o2));
+            assert_eq!(to_vec(&i1), to_vec(&i2));
+        }
+    }
+}
+
+#[test]
+fn matching_more_gts_than_anchors_and_ties() {
+    // 20 gts, 16 anchors, every overlap the same: deterministic, each anchor forced once.
+    let v = vec![0.5f32; 20 * 16];
+    let (o, i) = match_anchors(&v, 20, 16, Matching::NoGtLost);
+    assert!(o.iter().all(|&x| x == 1.99));
+    let mut gts = i.clone();
+    gts.sort();
+    gts.dedup();
+    assert_eq!(gts.len(), 16, "16 different gts get the 16 anchors");
+    assert_eq!(match_anchors(&v, 20, 16, Matching::NoGtLost), (o, i));
+    // Lesson mode with ties: the first index wins everywhere, as torch's max(dim).
+    let (o, i) = match_anchors(&v, 20, 16, Matching::Lesson);
+    assert_eq!(o[0], 1.99);
+    assert_eq!(i[0], 19); // every gt's best anchor is 0; the last one wins
+    assert!(i[1..].iter().all(|&g| g == 0) && o[1..].iter().all(|&x| x == 0.5));
+    // NaN overlaps are never preferred, and no gts at all is fine.
+    // gt 1 (best 0.3) takes anchor 1 first; gt 0's NaN anchor 0 is all that is left for it.
+    let (o, i) = match_anchors(&[f32::NAN, 0.2, 0.1, 0.3], 2, 2, Matching::NoGtLost);
+    assert_eq!((o, i), (vec![1.99, 1.99], vec![0, 1]));
+    let (o, i) = match_anchors(&[f32::NAN, 0.2], 1, 2, Matching::Lesson);
+    assert_eq!((o, i), (vec![0.0, 1.99], vec![0, 0]));
+    assert_eq!(match_anchors(&[], 0, 3, Matching::NoGtLost), (vec![0.0; 3], vec![0; 3]));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Losses
+
+#[test]
+fn bce_and_focal_losses_match_the_lesson() {
+    let g = golden();
+    for (case, gamma) in g["class_loss"].as_array().unwrap().iter().zip([1.0, 2.0]) {
+        let targ = ints(&case["targ"]);
+        for (name, loss) in [("bce", ClassLoss::Bce), ("focal", ClassLoss::Focal { alpha: 0.25, gamma })] {
+            let pred = tensor(&case["pred"], &[16, 21]).set_requires_grad(true);
+            let l = class_loss(&pred, &targ, loss);
+            close1(&format!("{name} gamma {gamma}"), f64::try_from(&l).unwrap(), case[name]["loss"].as_f64().unwrap(), 1e-5);
+            l.backward();
+            close(&format!("{name} grad"), &to_vec(&pred.grad()), &f64s(&case[name]["grad"]), 1e-4, 1e-7);
+        }
+        let bce = class_loss(&tensor(&case["pred"], &[16, 21]), &targ, ClassLoss::Bce);
+        close1("bce vs fused", f64::try_from(&bce).unwrap(), case["bce_fused"].as_f64().unwrap(), 1e-5);
+    }
+    assert_eq!(ClassLoss::focal(), ClassLoss::Focal { alpha: 0.25, gamma: 1.0 });
+}
+
+fn lesson_cfg(class_loss: ClassLoss) -> SsdConfig {
+    SsdConfig::lesson_189(20).with_class_loss(class_loss).with_matching(Matching::Lesson)
+}
+
+#[test]
+fn ssd_loss_matches_the_lesson() {
+    let g = golden();
+    let s = &g["ssd"];
+    let anchors = Anchors::new(&AnchorConfig::lesson_189(), Device::Cpu);
+    let bbox = tensor(&s["bbox"], &[2, 4, 4]);
+    let clas = ints(&s["clas"]).view([2, 4]);
+    let sz = s["sz"].as_f64().unwrap();
+    for (name, cl) in [("bce", ClassLoss::Bce), ("focal", ClassLoss::focal())] {
+        let want = &s[name];
+        let cfg = lesson_cfg(cl);
+        let b_c = det(&[2, 189, 21], 2.0, -3.0).set_requires_grad(true);
+        let b_bb = det(&[2, 189, 4], 1.5, 0.0).set_requires_grad(true);
+        // ssd_1_loss, image by image, after the lesson's get_y
+        for i in 0..2 {
+            let (bb, cc) = get_y(&bbox.get(i), &clas.get(i), sz);
+            let p = ssd_1_loss(&b_c.get(i), &b_bb.get(i), &bb, &cc, &anchors, &cfg);
+            close1(&format!("{name} loc {i}"), f64::try_from(&p.loc).unwrap(), f64s(&want["loc"])[i as usize], 1e-5);
+            close1(&format!("{name} clas {i}"), f64::try_from(&p.class).unwrap(), f64s(&want["clas"])[i as usize], 1e-5);
+        }
+        // ssd_loss over the batch, lesson padding removal
+        let out = SsdOutput { class_logits: b_c.shallow_clone(), box_offsets: b_bb.shallow_clone() };
+        let parts = ssd_loss(&out, &bbox, &clas, None, sz, &anchors, &cfg).unwrap();
+        let total = parts.total();
+        close1(&format!("{name} total"), f64::try_from(&total).unwrap(), want["total"].as_f64().unwrap(), 1e-5);
+        total.backward();
+        close(&format!("{name} grad bb0"), &to_vec(&b_bb.grad().get(0)), &f64s(&want["grad_bb0"]), 1e-4, 1e-7);
+        close(&format!("{name} grad bb sums"), &checksums(&b_bb.grad()), &f64s(&want["grad_bb_checksums"]), 1e-4, 1e-6);
+        close(&format!("{name} grad c sums"), &checksums(&b_c.grad()), &f64s(&want["grad_c_checksums"]), 1e-4, 1e-6);
+        for (row, v) in want["grad_c0_rows"].as_object().unwrap() {
+            let r: i64 = row.parse().unwrap();
+            close(&format!("{name} grad c0 row {r}"), &to_vec(&b_c.grad().get(0).get(r)), &f64s(v), 1e-4, 1e-7);
+        }
+        // The same targets with n_objects (the loader's padding count) and through Loss::compute.
+        let n_objects = Tensor::from_slice(&[3i64, 1]);
+        let with_n = ssd_loss(&out, &bbox, &clas, Some(&n_objects), sz, &anchors, &cfg).unwrap().total();
+        close1("n_objects", f64::try_from(&with_n).unwrap(), want["total"].as_f64().unwrap(), 1e-5);
+        let y = BatchTarget::Boxes { bbox: bbox.shallow_clone(), class: clas.shallow_clone(), n_objects };
+        let via = Loss::Ssd { cfg: cfg.clone(), sz }.compute(&out.pack(), &y).unwrap();
+        close1("Loss::Ssd", f64::try_from(&via).unwrap(), want["total"].as_f64().unwrap(), 1e-5);
+    }
+    // The matching of image 0.
+    let (bb, _) = get_y(&bbox.get(0), &clas.get(0), sz);
+    let (o, i) = map_to_ground_truth(&iou(&bb, &anchors.corners), Matching::Lesson);
+    close("match0 overlap", &to_vec(&o), &f64s(&s["match0"]["gt_overlap"]), 1e-6, 1e-7);
+    assert_eq!(to_vec(&i), f64s(&s["match0"]["gt_idx"]));
+}
+
+#[test]
+fn ssd_loss_edge_cases_are_finite() {
+    let anchors = Anchors::new(&AnchorConfig::lesson_4x4(), Device::Cpu);
+    let out = SsdOutput { class_logits: det(&[4, 16, 21], 1.0, -3.0).set_requires_grad(true), box_offsets: det(&[4, 16, 4], 1.0, 0.0).set_requires_grad(true) };
+    // image 0: no objects; 1: 20 objects (more than the 16 anchors); 2: degenerate boxes (zero
+    // height, zero width, inverted); 3: one box covering the image.
+    let n = 20;
+    let mut bb = vec![0f32; 4 * n * 4];
+    let mut cl = vec![0i64; 4 * n];
+    for k in 0..n {
+        let (y, x) = ((k / 5) as f32 * 50.0, (k % 5) as f32 * 40.0);
+        bb[(n + k) * 4..][..4].copy_from_slice(&[y, x, y + 30.0, x + 30.0]);
+        cl[n + k] = (k % 20) as i64;
+    }
+    for (j, b) in [[10.0, 10.0, 10.0, 50.0], [10.0, 10.0, 50.0, 10.0], [60.0, 60.0, 20.0, 20.0]].iter().enumerate() {
+        bb[(2 * n + n - 3 + j) * 4..][..4].copy_from_slice(b);
+    }
+    bb[(3 * n + n - 1) * 4..][..4].copy_from_slice(&[0.0, 0.0, 223.0, 223.0]);
+    let bbox = Tensor::from_slice(&bb).view([4, n as i64, 4]);
+    let class = Tensor::from_slice(&cl).view([4, n as i64]);
+    let n_objects = Tensor::from_slice(&[0i64, 20, 3, 1]);
+    for matching in [Matching::Lesson, Matching::NoGtLost] {
+        for cl in [ClassLoss::Bce, ClassLoss::focal(), ClassLoss::Focal { alpha: 0.25, gamma: 2.0 }] {
+            let cfg = SsdConfig::lesson_4x4(20).with_class_loss(cl).with_matching(matching);
+            for n_obj in [Some(&n_objects), None] {
+                let p = ssd_loss(&out, &bbox, &class, n_obj, 224.0, &anchors, &cfg).unwrap();
+                let total = p.total();
+                assert!(f64::try_from(&total).unwrap().is_finite(), "{matching:?} {cl:?}: {p:?}");
+                total.backward(); // gradients accumulate over the cases; all must stay finite
+                assert!(to_vec(&out.box_offsets.grad()).iter().all(|v| v.is_finite()));
+                assert!(to_vec(&out.class_logits.grad()).iter().all(|v| v.is_finite()));
+            }
+        }
+    }
+    // No objects: all background, loc exactly 0.
+    let one = SsdOutput { class_logits: out.class_logits.narrow(0, 0, 1), box_offsets: out.box_offsets.narrow(0, 0, 1) };
+    let cfg = SsdConfig::lesson_4x4(20);
+    let p = ssd_loss(&one, &bbox.narrow(0, 0, 1), &class.narrow(0, 0, 1), Some(&n_objects.narrow(0, 0, 1)), 224.0, &anchors, &cfg).unwrap();
+    assert_eq!(f64::try_from(&p.loc).unwrap(), 0.0);
+    let bg = class_loss(&out.class_logits.get(0), &Tensor::full([16], 20i64, (Kind::Int64, Device::Cpu)), ClassLoss::Bce);
+    assert_eq!(f64::try_from(&p.class).unwrap(), f64::try_from(&bg).unwrap());
+    // Identical scores everywhere: finite, deterministic.
+    let flat = SsdOutput { class_logits: Tensor::zeros([1, 16, 21], (Kind::Float, Device::Cpu)), box_offsets: Tensor::zeros([1, 16, 4], (Kind::Float, Device::Cpu)) };
+    let a = f64::try_from(ssd_loss(&flat, &bbox.narrow(0, 1, 1), &class.narrow(0, 1, 1), None, 224.0, &anchors, &cfg).unwrap().total()).unwrap();
+    let b = f64::try_from(ssd_loss(&flat, &bbox.narrow(0, 1, 1), &class.narrow(0, 1, 1), None, 224.0, &anchors, &cfg).unwrap().total()).unwrap();
+    assert!(a.is_finite() && a == b);
+    // Errors, not panics: a class out of range, anchors that do not fit.
+    let bad = class.narrow(0, 3, 1) + 25;
+    assert!(ssd_loss(&one, &bbox.narrow(0, 3, 1), &bad, None, 224.0, &anchors, &cfg).is_err());
+    let a189 = Anchors::new(&AnchorConfig::lesson_189(), Device::Cpu);
+    let e = ssd_loss(&one, &bbox.narrow(0, 3, 1), &class.narrow(0, 3, 1), None, 224.0, &a189, &cfg).unwrap_err();
+    assert!(e.to_string().contains("16 anchors"), "{e}");
+    assert!(SsdOutput::unpack(&Tensor::zeros([2, 16, 24], (Kind::Float, Device::Cpu)), 20).is_err());
+    // Degenerate boxes in iou: zero union is 0, not NaN.
+    let z = Tensor::zeros([2, 4], (Kind::Float, Device::Cpu));
+    assert_eq!(to_vec(&iou(&z, &z)), vec![0.0; 4]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Heads
+
+#[test]
+fn heads_have_the_lessons_shapes_and_names() {
+    tch::manual_seed(0);
+    let x = Tensor::randn([2, 3, 224, 224], (Kind::Float, Device::Cpu));
+    for (cfg, a) in [(SsdConfig::lesson_4x4(20), 16), (SsdConfig::lesson_189(20), 189)] {
+        cfg.check(224).unwrap();
+        let vs = nn::VarStore::new(Device::Cpu);
+        let model = ConvModel::new(&vs, Arch::ResNet34, HeadKind::Ssd(cfg.clone()), 224);
+        let packed = tch::no_grad(|| model.forward(&x, false, 0));
+        assert_eq!(packed.size(), [2, a, 20 + 1 + 4]); // [B, A, C+1+4]
+        let out = SsdOutput::unpack(&packed, 20).unwrap();
+        assert_eq!(out.class_logits.size(), [2, a, 21]); // 4x4: 16 anchors; multi: (16+4+1)*9
+        assert_eq!(out.box_offsets.size(), [2, a, 4]);
+        assert_eq!(to_vec(&out.pack()), to_vec(&packed));
+        let vars = vs.variables();
+        let head: Vec<&String> = vars.keys().filter(|n| n.starts_with("head.")).collect();
+        assert!(head.iter().all(|n| group_of(n) == 2));
+        let bias = if a == 16 { "head.out.oconv1.bias" } else { "head.out3.oconv1.bias" };
+        let b = to_vec(&vars[bias]);
+        assert!(b.iter().all(|&v| v == cfg.bias), "{bias}: {b:?}");
+        assert_eq!(b.len() as i64, 21 * cfg.k());
+        let expected: &[&str] = if a == 16 {
+            &["head.sconv0.conv.weight", "head.sconv2.bn.running_mean", "head.out.oconv2.weight"]
+        } else {
+            &["head.sconv0.conv.weight", "head.sconv1.bn.weight", "head.sconv3.conv.bias", "head.out1.oconv1.weight", "head.out3.oconv2.bias"]
+        };
+        for n in expected {
+            assert!(vars.contains_key(*n), "{n} missing from {head:?}");
+        }
+        // The head's stages end with the packed output (summary()).
+        let feats = tch::no_grad(|| model.body.forward_groups(&x, [false, false]));
+        let stages = model.head.stages(&feats, false);
+        assert_eq!(stages.last().unwrap().1.size(), [2, a, 25]);
+        // Decoding: boxes in 0..1 corners, probabilities in 0..1.
+        let d = decode(&out, &Anchors::new(&cfg.anchors, Device::Cpu));
+        assert_eq!((d.len(), d[0].boxes.size(), d[0].probs.size()), (2, vec![a, 4], vec![a, 21]));
+        let (cls, prs) = d[0].best();
+        assert!(cls.iter().all(|&c| c <= 20) && prs.iter().all(|&p| (0.0..=1.0).contains(&p)));
+        assert_eq!(d[0].bboxes(224.0).len() as i64, a);
+    }
+    // Configs go through serde (typed configs saved next to results).
+    let k = HeadKind::Ssd(SsdConfig::lesson_189(20).with_class_loss(ClassLoss::focal()));
+    let back: HeadKind = serde_json::from_str(&serde_json::to_string(&k).unwrap()).unwrap();
+    assert_eq!(back, k);
+    // Head grids at other sizes, and the check that names them.
+    assert_eq!(SsdConfig::lesson_189(20).head_grids(feature_side(128)), vec![2, 1, 1]);
+    assert!(SsdConfig::lesson_189(20).check(128).is_err());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Training sanity
+
+#[test]
+fn a_few_steps_lower_the_ssd_loss() {
+    // ResNet18 from scratch at sz 128 (features 4x4 -> grids 2, 1, 1), 4 images, each with
+    // bright rectangles where its boxes are; Adam on one fixed batch.
+    tch::manual_seed(1);
+    let sz = 128i64;
+    let mut cfg = SsdConfig::lesson_189(3);
+    cfg.anchors.grids = cfg.head_grids(feature_side(sz));
+    cfg.check(sz).unwrap();
+    let boxes: [&[([f32; 4], i64)]; 4] = [
+        &[([10., 10., 60., 60.], 0)],
+        &[([64., 20., 120., 100.], 1), ([5., 70., 40., 120.], 2)],
+        &[([0., 0., 127., 127.], 1)],
+        &[([30., 30., 90., 60.], 2), ([70., 80., 110., 120.], 0)],
+    ];
+    let x = Tensor::randn([4, 3, sz, sz], (Kind::Float, Device::Cpu)) * 0.3;
+    let (mut bb, mut cl, mut n) = (vec![0f32; 4 * 2 * 4], vec![0i64; 4 * 2], vec![]);
+    for (i, objs) in boxes.iter().enumerate() {
+        n.push(objs.len() as i64);
+        for (j, (b, c)) in objs.iter().enumerate() {
+            let row = i * 2 + 2 - objs.len() + j;
+            bb[row * 4..][..4].copy_from_slice(b);
+            cl[row] = *c;
+            let (t, l, h, w) = (b[0] as i64, b[1] as i64, (b[2] - b[0]) as i64 + 1, (b[3] - b[1]) as i64 + 1);
+            let _ = x.get(i as i64).narrow(0, *c, 1).narrow(1, t, h).narrow(2, l, w).fill_(2.0);
+        }
+    }
+    let y = BatchTarget::Boxes {
+        bbox: Tensor::from_slice(&bb).view([4, 2, 4]),
+        class: Tensor::from_slice(&cl).view([4, 2]),
+        n_objects: Tensor::from_slice(&n),
+    };
+    let vs = nn::VarStore::new(Device::Cpu);
+    let model = ConvModel::new(&vs, Arch::ResNet18, HeadKind::Ssd(cfg.clone()), sz);
+    let loss = Loss::Ssd { cfg, sz: sz as f64 };
+    let mut opt = nn::Adam::default().build(&vs, 1e-3).unwrap();
+    let mut losses = vec![];
+    for _ in 0..30 {
+        let l = loss.compute(&model.forward(&x, true, 0), &y).unwrap();
+        opt.backward_step(&l);
+        losses.push(f64::try_from(&l).unwrap());
+    }
+    let first: f64 = losses[..3].iter().sum::<f64>() / 3.0;
+    let last: f64 = losses[losses.len() - 3..].iter().sum::<f64>() / 3.0;
+    eprintln!("ssd losses: {losses:.3?}");
+    assert!(losses.iter().all(|l| l.is_finite()));
+    assert!(last < 0.5 * first, "loss did not fall clearly: {losses:?}");
+}
