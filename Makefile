@@ -7,7 +7,7 @@ WITH_ENV := source scripts/env.sh &&
 export FASTDET_DATA ?= $(CURDIR)/data/coco128-voc
 VOC_URL ?= http://host.robots.ox.ac.uk/pascal/VOC/voc2007
 
-.PHONY: setup build lesson test test-rust test-notebooks bench-aug bench-train bench-post lab data-voc clean
+.PHONY: ssd-synthetic setup build lesson test test-rust test-notebooks bench-aug bench-train bench-post lab data-voc clean
 
 setup:
 	@bash scripts/setup.sh
@@ -44,6 +44,10 @@ bench-train: setup
 ## synthetic images), single thread, identical results checked; a table with ratios.
 bench-post: setup
 	@$(WITH_ENV) python benches/post_peers.py
+
+## SSD trained from scratch on the synthetic shapes set (CPU, minutes); prints the VOC07 mAP.
+ssd-synthetic: setup
+	@$(WITH_ENV) cargo run --release --example ssd_synthetic
 
 ## Jupyter Lab on notebooks/ with the "Rust (fastdet)" kernel.
 lab: setup

@@ -2,7 +2,7 @@
 //! synthetic shapes set (written by the crate, seeded), evaluated with VOC07 mAP on its
 //! validation split. `make ssd-synthetic` runs it.
 //!
-//!     cargo run --release --example ssd_synthetic [-- --epochs N --out DIR]
+//!     cargo run --release --example ssd_synthetic [-- --epochs N --lr LR --out DIR]
 
 use fastdet::data::synthetic::{self, SyntheticConfig};
 use fastdet::data::{DataLoader, DetDataset, ImageData, TargetKind};
@@ -19,7 +19,8 @@ use std::time::Instant;
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let arg = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
-    let epochs: usize = arg("--epochs").map(|s| s.parse()).transpose()?.unwrap_or(10);
+    let epochs: usize = arg("--epochs").map(|s| s.parse()).transpose()?.unwrap_or(25);
+    let lr: f64 = arg("--lr").map(|s| s.parse()).transpose()?.unwrap_or(3e-3);
     let out = std::path::PathBuf::from(arg("--out").unwrap_or("out/synthetic".into()));
     let started = Instant::now();
     tch::manual_seed(0);
@@ -38,7 +39,7 @@ fn main() -> anyhow::Result<()> {
     let mut learn = Learner::new(md, Arch::ResNet18, HeadKind::Ssd(ssd.clone()), Loss::Ssd { cfg: ssd.clone(), sz: sz as f64 }, vec![], None)?;
     learn.models_dir = out.join("models");
     learn.unfreeze();
-    learn.fit(1e-3, 1, FitOpts::clr(epochs, 10., 5))?;
+    learn.fit(lr, 1, FitOpts::clr(epochs, 10., 5))?;
     learn.save("ssd_synthetic")?;
 
     let val_ds = DetDataset::new(Arc::new(val.clone()), (0..val.len()).collect(), tfms.1, TargetKind::AllBoxes, false)?;

@@ -59,7 +59,11 @@ pub mod prelude {
     pub use crate::learner::{FitOpts, Learner, Lrs};
     pub use crate::loss::{Loss, Metric};
     pub use crate::model::{find_weights, Arch, HeadKind};
+    pub use crate::anchors::{AnchorConfig, Anchors};
+    pub use crate::metrics::{evaluate, ApTable, Metric as ApMetric};
+    pub use crate::nms::{show_nmf, NmfOpts};
     pub use crate::quick_mode;
+    pub use crate::ssd::{show_results, ClassLoss, Matching, SsdConfig, SsdOutput};
     pub use crate::transforms::{
         denorm, tfms_from_model, Aug, Augmented, CropType, Plan, RandomFlip, RandomLighting, RandomRotate, Step, TfmY, Tfms,
     };

@@ -195,6 +195,11 @@ impl Dataset {
         lesson_csv::write_mbb(self, path.as_ref())
     }
 
+    /// The images at `indices` (a validation split's ground truth, say), in that order.
+    pub fn subset(&self, indices: &[usize]) -> Dataset {
+        Dataset { images: indices.iter().filter_map(|&i| self.images.get(i).cloned()).collect(), ..self.clone() }
+    }
+
     /// Objects per class (difficult ones included), in class order.
     pub fn class_counts(&self) -> Vec<usize> {
         let mut counts = vec![0; self.classes.len()];
