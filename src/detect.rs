@@ -40,3 +40,58 @@ pub fn detections(learn: &Learner, dl: &DataLoader, opts: NmfOpts) -> Result<Vec
     }
     Ok(dets)
 }
+
+/// `fastdet predict`: the detections of a trained SSD run (a `fastdet train` folder) on every
+/// image of `data`, written to `out` in the COCO results format; with `draw`, one picture per
+/// image (the detections over the original image) in that folder. Returns the detections.
+pub fn predict_run(
+    run_dir: &std::path::Path,
+    data: &crate::data::Dataset,
+    out: &std::path::Path,
+    draw: Option<&std::path::Path>,
+    opts: NmfOpts,
+) -> Result<Vec<Detection>> {
+    use crate::train::{Progress, TrainConfig, CONFIG_FILE, PROGRESS_FILE};
+    let cfg = TrainConfig::from_file(run_dir.join(CONFIG_FILE))?;
+    let progress = Progress::read(&run_dir.join(PROGRESS_FILE))?;
+    let last = progress.completed.last().ok_or_else(|| {
+        Error::Invalid(format!("{}: no stage is finished, so there are no weights to predict with", run_dir.display()))
+    })?;
+    let mut learn = cfg.learner()?;
+    ssd_config(&learn)?;
+    if learn.data.classes != data.classes {
+        return Err(Error::Invalid(format!(
+            "{}: the run was trained on classes {:?}, the data has {:?}",
+            run_dir.display(),
+            learn.data.classes,
+            data.classes
+        )));
+    }
+    learn.load(&run_dir.join(&last.checkpoint).to_string_lossy())?;
+    let val_tfms = learn.data.val_dl.dataset.tfms.clone();
+    let ds = crate::data::DetDataset::new(
+        std::sync::Arc::new(data.clone()),
+        (0..data.len()).collect(),
+        val_tfms,
+        crate::data::TargetKind::AllBoxes,
+        false,
+    )?;
+    let dl = DataLoader::new(ds, learn.data.val_dl.bs, false, 0, learn.device())?;
+    let dets = detections(&learn, &dl, opts)?;
+    crate::metrics::save_coco_results(out, &dets)?;
+    if let Some(dir) = draw {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        for (i, rec) in data.images.iter().enumerate() {
+            let mine: Vec<&Detection> = dets.iter().filter(|d| d.image_id == rec.id).collect();
+            let boxes: Vec<_> = mine.iter().map(|d| d.bbox).collect();
+            let clas: Vec<_> = mine.iter().map(|d| d.class).collect();
+            let prs: Vec<_> = mine.iter().map(|d| d.score).collect();
+            let im = data.image(i)?;
+            let mut fig = crate::draw::Figure::single(im.width(), im.height());
+            fig.ax(0).show_ground_truth(&im, &boxes, Some(&clas), Some(&prs), 0.0, &data.classes);
+            let stem = std::path::Path::new(&rec.file_name).file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or(rec.id.to_string());
+            fig.save_png(dir.join(format!("{stem}.png")))?;
+        }
+    }
+    Ok(dets)
+}

@@ -44,6 +44,13 @@ pub enum Task {
     Classifier,
     /// Box of the largest object: `head_reg4`, L1 loss.
     Regression,
+    /// The classes present: the default head with sigmoid outputs, BCE, `accuracy_thresh(0.5)`.
+    Multilabel,
+    /// Every object: SSD with the lesson's 189 anchors (grids fitted to `sz`), BCE class loss.
+    Ssd,
+    /// The same with the lesson's focal loss (`alpha 0.25, gamma 1`).
+    #[serde(rename = "ssd_focal")]
+    SsdFocal,
 }
 
 /// Which annotation files of the data root to read.
@@ -489,6 +496,15 @@ impl TrainConfig {
             Task::Detection => (TargetKind::BoxClass, HeadKind::detection(n), Loss::detn(sz), vec![Metric::DetnAcc, Metric::DetnL1 { sz }]),
             Task::Classifier => (TargetKind::LargestClass, HeadKind::classifier(n), Loss::CrossEntropy, vec![Metric::Accuracy]),
             Task::Regression => (TargetKind::LargestBox, HeadKind::Reg4, Loss::L1, vec![]),
+            Task::Multilabel => (TargetKind::MultiLabel, HeadKind::classifier(n), Loss::Bce, vec![Metric::AccuracyThresh(0.5)]),
+            Task::Ssd | Task::SsdFocal => {
+                let mut cfg = crate::ssd::SsdConfig::lesson_189(n);
+                cfg.anchors.grids = cfg.head_grids(crate::model::feature_side(self.sz as i64));
+                if self.task == Task::SsdFocal {
+                    cfg = cfg.with_class_loss(crate::ssd::ClassLoss::focal());
+                }
+                (TargetKind::AllBoxes, HeadKind::Ssd(cfg.clone()), Loss::Ssd { cfg, sz }, vec![])
+            }
         }
     }
 

@@ -195,3 +195,35 @@ fn example_configs_parse_and_the_lesson_one_is_the_default_schedule() {
     let default = TrainConfig { weights: Some("models/resnet34.pth".into()), comment: lesson.comment.clone(), ..TrainConfig::default() };
     assert_eq!(lesson, default);
 }
+
+/// `fastdet train` with the SSD task, then `fastdet predict` (detections in COCO results format,
+/// pictures) and `evaluate` on them.
+#[test]
+fn ssd_run_predicts_and_evaluates() {
+    let mut cfg = fastdet::train::TrainConfig::from_file("examples/configs/ssd_quick.json").unwrap();
+    cfg.sz = 64;
+    cfg.data = Some(fastdet::data::sample_root());
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    fastdet::train::run(&cfg, &run, false).unwrap();
+    let val = fastdet::data::Pascal::open(fastdet::data::sample_root()).unwrap().json("val").unwrap();
+    let out = dir.path().join("dets.json");
+    let pics = dir.path().join("pics");
+    let opts = fastdet::nms::NmfOpts { thresh: 0.0, ..Default::default() };
+    let dets = fastdet::detect::predict_run(&run, &val, &out, Some(&pics), opts).unwrap();
+    assert!(!dets.is_empty());
+    let back = fastdet::metrics::load_coco_results(&out, &val).unwrap();
+    assert_eq!(back.len(), dets.len());
+    assert!(back.iter().all(|d| val.index_of(d.image_id).is_some() && d.class < 20));
+    assert_eq!(std::fs::read_dir(&pics).unwrap().count(), val.len());
+    let table = fastdet::metrics::evaluate(&val, &back, fastdet::metrics::Metric::Voc07).unwrap();
+    assert!((0.0..=1.0).contains(&table.map));
+    // A run of another task cannot predict boxes.
+    let mut det = cfg.clone();
+    det.task = fastdet::train::Task::Detection;
+    let run2 = dir.path().join("run2");
+    det.stages.truncate(1);
+    fastdet::train::run(&det, &run2, false).unwrap();
+    let e = fastdet::detect::predict_run(&run2, &val, &out, None, opts).unwrap_err().to_string();
+    assert!(e.contains("SSD"), "{e}");
+}

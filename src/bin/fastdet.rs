@@ -123,6 +123,23 @@ enum Command {
     },
     /// Train the stages of a JSON config, with a checkpoint after every stage (see
     /// examples/configs/).
+    /// Detections of a trained SSD run on a split, as COCO results JSON (and pictures with --draw).
+    Predict {
+        /// A run folder of `fastdet train` (its config.json, progress.json and checkpoints)
+        #[arg(long)]
+        weights: PathBuf,
+        #[command(flatten)]
+        source: Source,
+        /// The detections file to write
+        #[arg(long)]
+        out: PathBuf,
+        /// A folder for one picture per image with its detections
+        #[arg(long)]
+        draw: Option<PathBuf>,
+        /// Keep class scores above this (the lesson's show_nmf: 0.25)
+        #[arg(long, default_value_t = 0.25)]
+        thresh: f32,
+    },
     Train {
         /// The run's JSON config (every field optional; `{}` is the lesson's detector)
         #[arg(long)]
@@ -180,6 +197,12 @@ fn main() -> Result<()> {
                 println!("{}: {} images, {} detections from {}", ds.source.display(), ds.len(), dets.len(), detections.display());
                 println!("{table}");
             }
+        }
+        Command::Predict { weights, source, out, draw, thresh } => {
+            let ds = source.load()?;
+            let opts = fastdet::nms::NmfOpts { thresh, ..Default::default() };
+            let dets = fastdet::detect::predict_run(&weights, &ds, &out, draw.as_deref(), opts)?;
+            println!("wrote {} detections on {} images to {}", dets.len(), ds.len(), out.display());
         }
         Command::Train { config, run_dir, resume } => {
             let cfg = fastdet::train::TrainConfig::from_file(&config)?;
