@@ -2,7 +2,7 @@
 //! synthetic shapes set (written by the crate, seeded), evaluated with VOC07 mAP on its
 //! validation split. `make ssd-synthetic` runs it.
 //!
-//!     cargo run --release --example ssd_synthetic [-- --epochs N --lr LR --out DIR]
+//!     cargo run --release --example ssd_synthetic [-- --epochs N --lr LR --thresh T --out DIR [--reuse]]
 
 use fastdet::data::synthetic::{self, SyntheticConfig};
 use fastdet::data::{DataLoader, DetDataset, ImageData, TargetKind};
@@ -39,12 +39,17 @@ fn main() -> anyhow::Result<()> {
     let mut learn = Learner::new(md, Arch::ResNet18, HeadKind::Ssd(ssd.clone()), Loss::Ssd { cfg: ssd.clone(), sz: sz as f64 }, vec![], None)?;
     learn.models_dir = out.join("models");
     learn.unfreeze();
-    learn.fit(lr, 1, FitOpts::clr(epochs, 10., 5))?;
-    learn.save("ssd_synthetic")?;
+    if args.iter().any(|a| a == "--reuse") {
+        learn.load("ssd_synthetic")?; // evaluate the weights of an earlier run
+    } else {
+        learn.fit(lr, 1, FitOpts::clr(epochs, 10., 5))?;
+        learn.save("ssd_synthetic")?;
+    }
 
     let val_ds = DetDataset::new(Arc::new(val.clone()), (0..val.len()).collect(), tfms.1, TargetKind::AllBoxes, false)?;
     let val_dl = DataLoader::new(val_ds, 32, false, 0, device)?;
-    let dets = fastdet::detect::detections(&learn, &val_dl, NmfOpts { thresh: 0.05, overlap: 0.4, top_k: 100 })?;
+    let thresh: f32 = arg("--thresh").map(|s| s.parse()).transpose()?.unwrap_or(0.01);
+    let dets = fastdet::detect::detections(&learn, &val_dl, NmfOpts { thresh, overlap: 0.4, top_k: 100 })?;
     let table = evaluate(&val, &dets, Metric::Voc07)?;
     println!("{table}");
     println!("VOC07 mAP on the synthetic validation set: {:.3} ({} detections, {:.0} s in all)", table.map, dets.len(), started.elapsed().as_secs_f32());
