@@ -29,7 +29,6 @@ use crate::loss::{Loss, Metric};
 use crate::model::{Arch, HeadKind, N_GROUPS};
 use crate::transforms::{tfms_from_model, Aug, CropType, RandomFlip, RandomLighting, RandomRotate, TfmY};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use tch::Device;
 
@@ -654,28 +653,10 @@ pub fn checkpoint_name(stage: usize) -> String {
     format!("stage-{stage}")
 }
 
-/// Write a file atomically: a temporary file beside it, flushed, then renamed over it.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()
-    };
-    if let Err(e) = write() {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(Error::io(&tmp, e));
-    }
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
-}
-
 fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     let mut text = serde_json::to_string_pretty(value).map_err(|source| Error::Json { path: path.into(), source })?;
     text.push('\n');
-    write_atomic(path, text.as_bytes())
+    crate::util::write_atomic(path, text.as_bytes())
 }
 
 /// A checked run directory: the resolved config and what was done so far.

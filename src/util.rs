@@ -1,15 +1,24 @@
 //! Small helpers shared by modules.
 
 use crate::error::{Error, Result};
+use std::io::Write;
 use std::path::Path;
 
-/// Write a file atomically: to a temporary file beside it, then rename, so an interrupted write
-/// never leaves a half-written file in place of a good one.
+/// Write a file atomically: a temporary file beside it, flushed to disk, then renamed over it,
+/// so an interrupted write never leaves a half-written file in place of a good one.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
-    std::fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()
+    };
+    if let Err(e) = write() {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(Error::io(&tmp, e));
+    }
     std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }
