@@ -100,11 +100,13 @@ pub fn box_sz(b: &Tensor) -> Tensor {
 }
 
 /// The lesson's `jaccard(box_a, box_b)`: IoU `[N, M]` of corner boxes `(y1, x1, y2, x2)`, no
-/// `+1`: `inter / (box_sz(a)[:, None] + box_sz(b)[None] - inter)`.
+/// `+1`: `inter / (box_sz(a)[:, None] + box_sz(b)[None] - inter)`. Where the union is zero (two
+/// empty boxes) the IoU is 0, not NaN.
 pub fn jaccard(box_a: &Tensor, box_b: &Tensor) -> Tensor {
-    let inter = intersect(box_a, box_b);
-    let union = box_sz(box_a).unsqueeze(1) + box_sz(box_b).unsqueeze(0) - &inter;
-    inter / union
+    let inter = intersect(box_a, box_b); // [N, M]
+    let union = box_sz(box_a).unsqueeze(1) + box_sz(box_b).unsqueeze(0) - &inter; // [N, M]
+    let safe = union.abs().gt(0.0);
+    (&inter / union.where_scalarother(&safe, 1.0)).where_scalarother(&safe, 0.0)
 }
 
 // ------------------------------------------------------------------------------------------

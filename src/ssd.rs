@@ -407,27 +407,8 @@ impl SsdHeadNet {
 // ---------------------------------------------------------------------------------------------
 // Geometry
 
-/// Lesson 9's `intersect(a, b)`: `[N, 4] x [M, 4] -> [N, M]` intersection areas (no +1).
-pub fn intersect(a: &Tensor, b: &Tensor) -> Tensor {
-    let max_xy = a.unsqueeze(1).narrow(2, 2, 2).minimum(&b.unsqueeze(0).narrow(2, 2, 2)); // [N, M, 2]
-    let min_xy = a.unsqueeze(1).narrow(2, 0, 2).maximum(&b.unsqueeze(0).narrow(2, 0, 2)); // [N, M, 2]
-    let inter = (max_xy - min_xy).clamp_min(0.0); // [N, M, 2]
-    inter.select(2, 0) * inter.select(2, 1) // [N, M]
-}
-
-/// Lesson 9's `box_sz`: `(y2 - y1) * (x2 - x1)`, `[N, 4] -> [N]`.
-pub fn box_sz(b: &Tensor) -> Tensor {
-    (b.select(1, 2) - b.select(1, 0)) * (b.select(1, 3) - b.select(1, 1))
-}
-
-/// Lesson 9's `jaccard(a, b)`: the IoU matrix `[N, M]` of corner boxes (no +1, so it suits
-/// boxes in 0..1). Where the union is zero (two empty boxes) the IoU is 0, not NaN.
-pub fn iou(a: &Tensor, b: &Tensor) -> Tensor {
-    let inter = intersect(a, b); // [N, M]
-    let union = box_sz(a).unsqueeze(1) + box_sz(b).unsqueeze(0) - &inter; // [N, M]
-    let safe = union.abs().gt(0.0);
-    (&inter / union.where_scalarother(&safe, 1.0)).where_scalarother(&safe, 0.0)
-}
+/// Lesson 9's `intersect`, `box_sz` and `jaccard` (here `iou`): one geometry, in [`crate::nms`].
+pub use crate::nms::{box_sz, intersect, jaccard as iou};
 
 /// Lesson 9's `actn_to_bb`: activations `[A, 4]` -> corners `[A, 4]`. With `t = tanh(actn)`,
 /// centre = `t[:2]/2 * grid_size + anchor_centre` (at most half a cell away), size =
