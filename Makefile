@@ -17,6 +17,7 @@ build: setup
 
 ## The main job: execute every notebook on the bundled sample; executed .ipynb + .html in out/.
 lesson: setup
+	@$(WITH_ENV) cargo run --release --quiet --example ssd_synthetic -- --if-missing
 	@$(WITH_ENV) python scripts/run_notebooks.py notebooks --out out
 
 test: setup
@@ -45,7 +46,8 @@ bench-train: setup
 bench-post: setup
 	@$(WITH_ENV) python benches/post_peers.py
 
-## SSD trained from scratch on the synthetic shapes set (CPU, minutes); prints the VOC07 mAP.
+## SSD trained from scratch on the synthetic shapes set (CPU, ~15 minutes); prints the VOC07 mAP.
+## The weights stay in the per-user cache, where notebook 06 finds them (make lesson trains once).
 ssd-synthetic: setup
 	@$(WITH_ENV) cargo run --release --example ssd_synthetic
 
