@@ -277,6 +277,13 @@ pub struct SsdHead {
     out: OutConv,
 }
 
+/// The class logits and box activations among a head's `stages` (the last three are class
+/// logits, box activations, packed).
+fn output_of(mut s: Stages) -> SsdOutput {
+    let (c, b) = (s.remove(s.len() - 3).1, s.remove(s.len() - 2).1);
+    SsdOutput { class_logits: c, box_offsets: b }
+}
+
 impl SsdHead {
     pub fn new(p: &nn::Path, cfg: &SsdConfig, nin: i64) -> Self {
         Self {
@@ -288,9 +295,7 @@ impl SsdHead {
     }
 
     pub fn forward_t(&self, x: &Tensor, train: bool) -> SsdOutput {
-        let mut s = self.stages(x, train);
-        let (c, b) = (s.remove(s.len() - 3).1, s.remove(s.len() - 2).1);
-        SsdOutput { class_logits: c, box_offsets: b }
+        output_of(self.stages(x, train))
     }
 
     /// Named steps for `summary()`; the last three are class logits, box activations, packed.
@@ -341,9 +346,7 @@ impl SsdMultiHead {
     }
 
     pub fn forward_t(&self, x: &Tensor, train: bool) -> SsdOutput {
-        let mut s = self.stages(x, train);
-        let (c, b) = (s.remove(s.len() - 3).1, s.remove(s.len() - 2).1);
-        SsdOutput { class_logits: c, box_offsets: b }
+        output_of(self.stages(x, train))
     }
 
     /// Named steps for `summary()`; the last three are class logits, box activations, packed.

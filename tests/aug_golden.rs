@@ -14,6 +14,7 @@
 //! from the reflected tiles; the JSON lists them as `reflect_copies`) are not objects and are left
 //! out of `expected`; fastdet never returns more boxes than it was given.
 
+mod common;
 use fastdet::boxes::BBox;
 use fastdet::data::{sample_root, Dataset, Pascal};
 use fastdet::transforms::{move_boxes, scale_to, CropType, Plan, Step, TfmY, Tfms};
@@ -27,8 +28,7 @@ const TOL: f64 = 1.0;
 const TIGHT: f64 = 0.01;
 
 fn golden() -> Value {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/aug_boxes.json");
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    common::golden("aug_boxes.json")
 }
 
 fn train() -> Dataset {

@@ -13,6 +13,7 @@
 //! - Learning-rate schedules: `tests/golden/schedules.json` (`gen_schedules.py`, a verbatim copy
 //!   of fastai 0.7's `CosAnneal`, `CircularLR` and `LR_Finder` driven as fastai's fit loop does).
 
+mod common;
 use fastdet::loss::{detn_loss, Loss};
 use fastdet::model::{load_backbone, Arch, ConvModel, HeadKind, ResNetBody};
 use serde_json::Value;
@@ -21,23 +22,7 @@ use std::process::Command;
 use tch::nn::{self, OptimizerConfig};
 use tch::{Device, Kind, Tensor};
 
-fn golden(name: &str) -> Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name);
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap()
-}
-
-fn f64s(v: &Value) -> Vec<f64> {
-    match v {
-        Value::Array(a) => a.iter().flat_map(f64s).collect(),
-        n => vec![n.as_f64().unwrap_or_else(|| panic!("not a number: {n}"))],
-    }
-}
-
-fn tensor(v: &Value, shape: &[i64]) -> Tensor {
-    let data: Vec<f32> = f64s(v).into_iter().map(|x| x as f32).collect();
-    Tensor::from_slice(&data).view(shape)
-}
+use common::{f64s, golden, tensor};
 
 fn to_vec(t: &Tensor) -> Vec<f64> {
     Vec::<f64>::try_from(t.to_kind(Kind::Double).flatten(0, -1)).unwrap()

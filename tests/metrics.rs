@@ -1,14 +1,14 @@
 //! mAP against pycocotools and a port of voc_eval.py (tests/golden/gen_map.py writes
 //! tests/golden/map.json), the COCO results reader, and the edge cases.
 
+mod common;
 use fastdet::boxes::BBox;
 use fastdet::data::{sample_root, Dataset, ImageRecord, Pascal};
 use fastdet::metrics::{evaluate, load_coco_results, save_coco_results, voc_ap, Detection, Metric};
 use serde_json::Value;
 
 fn golden() -> Value {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/map.json");
-    serde_json::from_str(&std::fs::read_to_string(path).expect("tests/golden/map.json")).expect("json")
+    common::golden("map.json")
 }
 
 /// The sample's train + val ground truth with gen_map.py's changes: an empty image and the

@@ -1,6 +1,7 @@
 //! NMS against torchvision (tests/golden/gen_nms.py writes tests/golden/nms.json), the plain
 //! reference loop, the lesson's variants and the edge cases.
 
+mod common;
 use fastdet::boxes::BBox;
 use fastdet::nms::{
     batched_nms, iou_matrix, jaccard, nms, nms_bboxes, nms_lesson, nms_reference, nms_topk, score_order, show_nmf,
@@ -10,8 +11,7 @@ use fastdet::tch::Tensor;
 use serde_json::Value;
 
 fn golden() -> Value {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/nms.json");
-    serde_json::from_str(&std::fs::read_to_string(path).expect("tests/golden/nms.json")).expect("json")
+    common::golden("nms.json")
 }
 
 fn boxes_of(v: &Value) -> Vec<[f32; 4]> {

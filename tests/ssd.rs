@@ -3,32 +3,20 @@
 //! `actn_to_bb`, `map_to_ground_truth`, `BCE_Loss`, `FocalLoss`, `ssd_1_loss`, `ssd_loss`,
 //! `flatten_conv`), plus head shapes, edge cases and a short training run.
 
+mod common;
 use fastdet::anchors::{AnchorConfig, Anchors};
 use fastdet::data::BatchTarget;
 use fastdet::loss::Loss;
 use fastdet::model::{feature_side, group_of, Arch, ConvModel, HeadKind};
 use fastdet::ssd::*;
 use serde_json::Value;
-use std::path::Path;
 use tch::nn::{self, OptimizerConfig};
 use tch::{Device, Kind, Tensor};
 
+use common::{f64s, tensor};
+
 fn golden() -> Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/ssd.json");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e} (run tests/golden/gen_ssd.py)", path.display()));
-    serde_json::from_str(&text).unwrap()
-}
-
-fn f64s(v: &Value) -> Vec<f64> {
-    match v {
-        Value::Array(a) => a.iter().flat_map(f64s).collect(),
-        n => vec![n.as_f64().unwrap_or_else(|| panic!("not a number: {n}"))],
-    }
-}
-
-fn tensor(v: &Value, shape: &[i64]) -> Tensor {
-    let data: Vec<f32> = f64s(v).into_iter().map(|x| x as f32).collect();
-    Tensor::from_slice(&data).view(shape)
+    common::golden("ssd.json")
 }
 
 fn ints(v: &Value) -> Tensor {
