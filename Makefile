@@ -60,7 +60,7 @@ lab: setup
 data-voc: setup
 	@mkdir -p data/pascal
 	@cd data/pascal && for t in VOCtrainval_06-Nov-2007.tar VOCtest_06-Nov-2007.tar; do \
-	  [ -f "$$t" ] || curl -fL --retry 3 -o "$$t.part" "$(VOC_URL)/$$t" && mv "$$t.part" "$$t"; \
+	  if [ ! -f "$$t" ]; then curl -fL --retry 3 -o "$$t.part" "$(VOC_URL)/$$t" && mv "$$t.part" "$$t"; fi; \
 	  tar -xf "$$t"; done
 	@$(WITH_ENV) for s in train val test; do \
 	  cargo run --release --quiet -- voc2json data/pascal/VOCdevkit/VOC2007 $$s data/pascal/pascal_$${s}2007.json; done

@@ -10,8 +10,8 @@
 
 use fastdet::boxes::BBox;
 use fastdet::data::{Dataset, ImageRecord, Object};
-use fastdet::metrics::{evaluate, load_coco_results, Metric};
-use fastdet::nms::{batched_nms, nms, show_nmf, NmfOpts};
+use fastdet::metrics::{evaluate, load_coco_results, ApMetric};
+use fastdet::nms::{batched_nms, nms, nms_detections, NmfOpts};
 use fastdet::tch::Tensor;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -98,7 +98,7 @@ fn main() {
         let lt: Vec<Tensor> =
             (0..n_img).map(|i| Tensor::from_slice(&l[i * a * c1..(i + 1) * a * c1]).view([a as i64, c1 as i64])).collect();
         let (ms, dets) = best_ms(reps * 4, || {
-            (0..n_img).map(|i| show_nmf(&bt[i], &lt[i], 224.0, NmfOpts::default()).expect("show_nmf")).collect::<Vec<_>>()
+            (0..n_img).map(|i| nms_detections(&bt[i], &lt[i], 224.0, NmfOpts::default()).expect("nms_detections")).collect::<Vec<_>>()
         });
         let flat: Vec<Value> = dets
             .iter()
@@ -114,7 +114,7 @@ fn main() {
     if gt.is_file() {
         let ds = coco_gt(&gt);
         let dets = load_coco_results(dir.join("map_dets.json"), &ds).expect("map_dets.json");
-        for (metric, key) in [(Metric::Coco, "coco"), (Metric::Voc07, "voc07"), (Metric::Voc, "voc")] {
+        for (metric, key) in [(ApMetric::Coco, "coco"), (ApMetric::Voc07, "voc07"), (ApMetric::Voc, "voc")] {
             let (ms, t) = best_ms(reps, || evaluate(&ds, &dets, metric).expect("evaluate"));
             eprintln!("mAP {key}: {ms:.3} ms = {:.6}", t.map);
             out[format!("map_{key}")] = json!({"ms": ms, "map": t.map, "map50": t.map50, "map75": t.map75,

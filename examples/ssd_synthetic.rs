@@ -8,7 +8,7 @@
 //! `--if-missing` only evaluates when trained weights are already there.
 
 use fastdet::detect::{synthetic_dir, SyntheticSsd};
-use fastdet::metrics::Metric;
+use fastdet::metrics::ApMetric;
 use std::time::Instant;
 
 fn main() -> anyhow::Result<()> {
@@ -28,7 +28,7 @@ fn main() -> anyhow::Result<()> {
         println!("training from scratch: {epochs} epochs, lr {lr} (about 20-30 s an epoch on 2 cores)");
         ssd.train(lr, epochs)?;
     }
-    let table = ssd.evaluate(0.01, Metric::Voc07)?;
+    let table = ssd.evaluate(0.01, ApMetric::Voc07)?;
     println!("{table}");
     println!("VOC07 mAP on the synthetic validation set: {:.3} ({:.0} s in all)", table.map, started.elapsed().as_secs_f32());
     Ok(())

@@ -1,9 +1,10 @@
-//! Anchor boxes of lesson 9 (`pascal-multi.ipynb`): a config in, anchors out.
+//! Anchor boxes of lesson 9 (`pascal-multi.ipynb`): a config in, anchors out; and the way back
+//! from the head's activations to boxes ([`actn_to_bb`], [`decode`]).
 //!
 //! Everything here is in units of the image (0..1), **(y, x)** order: centres `(y, x)`, sizes
 //! `(h, w)`, corners `(y1, x1, y2, x2)` — the order of [`crate::boxes::BBox`] divided by `sz`.
 //!
-//! The order of the anchors is the lesson's, which the head's [`crate::ssd::flatten_conv`] must
+//! The order of the anchors is the lesson's, which the head's [`crate::model::ssd::flatten_conv`] must
 //! match: for each grid (4x4 first), for each cell in row-major order (the row, y, varies
 //! slowest), for each of the `k` shapes in the order
 //! `[(zoom*i, zoom*j) for zoom in zooms for (i, j) in ratios]`. The lesson calls the first
@@ -16,11 +17,8 @@
 //! assert_eq!(anchors.len(), 189);
 //! ```
 
-use crate::boxes::BBox;
-use crate::draw::Figure;
-use image::RgbImage;
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use crate::boxes::{corners_to_bboxes, hw2corners, BBox};
+use crate::error::Result;
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
@@ -155,44 +153,56 @@ impl Anchors {
     }
 
     /// The corners as pixel boxes of an `sz x sz` image (`corners * sz`, as the lesson draws them).
-    pub fn to_bboxes(&self, sz: f32) -> Vec<BBox> {
+    pub fn to_bboxes(&self, sz: f32) -> Result<Vec<BBox>> {
         corners_to_bboxes(&self.corners, sz)
     }
 
-    /// The lesson's picture of the anchors: every anchor over `im` (`sz x sz`), numbered and
-    /// coloured as `show_ground_truth` does, each moved by `N(0, 0.01)` (in image units) from a
-    /// generator seeded with `seed` so that anchors of the same cell can be told apart.
-    pub fn show(&self, im: &RgbImage, seed: u64) -> Figure {
-        let sz = im.width().min(im.height()) as f32;
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let mut normal = || {
-            // Box-Muller
-            let (u1, u2): (f32, f32) = (rng.random::<f32>().max(1e-7), rng.random());
-            (-2.0 * u1.ln()).sqrt() * (std::f32::consts::TAU * u2).cos()
-        };
-        let boxes: Vec<BBox> = self
-            .to_bboxes(1.0)
-            .into_iter()
-            .map(|b| {
-                let a = b.to_array().map(|v| (v + normal() * 0.01) * sz);
-                BBox::from_array(a)
-            })
-            .collect();
-        let mut fig = Figure::single(im.width(), im.height());
-        fig.ax(0).show_ground_truth(im, &boxes, None, None, 0.0, &[]);
-        fig
+    /// The anchors at `idx` (`[P]` int64) only.
+    pub fn index_select(&self, idx: &Tensor) -> Anchors {
+        Anchors {
+            centers: self.centers.index_select(0, idx),
+            sizes: self.sizes.index_select(0, idx),
+            grid_sizes: self.grid_sizes.index_select(0, idx),
+            corners: self.corners.index_select(0, idx),
+            config: self.config.clone(),
+        }
     }
 }
 
-/// The lesson's `hw2corners(ctr, hw) = cat([ctr - hw/2, ctr + hw/2], 1)`: `[A, 2] + [A, 2] ->
-/// [A, 4]`.
-pub fn hw2corners(ctr: &Tensor, hw: &Tensor) -> Tensor {
-    let half = hw / 2.0;
-    Tensor::cat(&[ctr - &half, ctr + &half], 1) // [A, 4]
+// ---------------------------------------------------------------------------------------------
+// From activations to boxes
+
+/// Lesson 9's `actn_to_bb`: activations `[A, 4]` -> corners `[A, 4]`. With `t = tanh(actn)`,
+/// centre = `t[:2]/2 * grid_size + anchor_centre` (at most half a cell away), size =
+/// `(t[2:]/2 + 1) * anchor_size` (0.5x to 1.5x the anchor).
+pub fn actn_to_bb(actn: &Tensor, anchors: &Anchors) -> Tensor {
+    let t = actn.tanh(); // [A, 4]
+    let ctr = t.narrow(1, 0, 2) / 2.0 * &anchors.grid_sizes + &anchors.centers; // [A, 2]
+    let hw = (t.narrow(1, 2, 2) / 2.0 + 1.0) * &anchors.sizes; // [A, 2]
+    hw2corners(&ctr, &hw)
 }
 
-/// `[N, 4]` corners in 0..1 -> pixel boxes of an `sz x sz` image.
-pub fn corners_to_bboxes(corners: &Tensor, sz: f32) -> Vec<BBox> {
-    let v: Vec<f32> = Vec::try_from(corners.to_device(Device::Cpu).to_kind(Kind::Float).flatten(0, -1)).unwrap_or_default();
-    v.chunks_exact(4).map(|c| BBox::new(c[0] * sz, c[1] * sz, c[2] * sz, c[3] * sz)).collect()
+/// One image's predictions, decoded: every anchor's box and class probabilities.
+#[derive(Debug)]
+pub struct Decoded {
+    /// `[A, 4]` corners `(y1, x1, y2, x2)` in 0..1 ([`actn_to_bb`]).
+    pub boxes: Tensor,
+    /// `[A, C+1]` `sigmoid` of the class logits (background last), as the lesson plots them.
+    pub probs: Tensor,
+}
+
+impl Decoded {
+    /// The boxes in pixels of an `sz x sz` image.
+    pub fn bboxes(&self, sz: f32) -> Result<Vec<BBox>> {
+        corners_to_bboxes(&self.boxes, sz)
+    }
+
+    /// Each anchor's most likely class over all `C + 1` columns and its probability (the
+    /// lesson's `plot_results`: `b_clas.max(1)`, background included).
+    pub fn best(&self) -> Result<(Vec<usize>, Vec<f32>)> {
+        let (p, c) = self.probs.to_device(Device::Cpu).to_kind(Kind::Float).max_dim(1, false);
+        let p: Vec<f32> = Vec::try_from(p)?;
+        let c: Vec<i64> = Vec::try_from(c)?;
+        Ok((c.into_iter().map(|c| c as usize).collect(), p))
+    }
 }

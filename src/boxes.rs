@@ -14,9 +14,23 @@
 //!
 //! Fields are `f32` so that augmented boxes can hold fractional coordinates; boxes read from
 //! annotations are whole numbers and every conversion of whole numbers here is exact.
+//!
+//! Box arithmetic lives here and nowhere else, in the three conventions the lesson and its
+//! references use:
+//! - **the lesson's, no `+1`** ([`iou_matrix`], [`jaccard`], [`intersect`], [`box_sz`]): corners
+//!   `(a1, b1, a2, b2)` with area `(a2-a1)*(b2-b1)`, in `f32` as PyTorch computes it (SSD
+//!   matching, NMS);
+//! - **VOC pixels, `+1`** ([`voc_iou`], [`BBox::pixel_iou`]): inclusive pixel boxes whose areas
+//!   count both edges, in `f64` as `voc_eval.py` computes it (VOC mAP, the synthetic set);
+//! - **COCO `[x, y, w, h]`** ([`coco_iou`]): `maskUtils.bbIou`, with crowd regions (COCO mAP).
+//!
+//! Units: pixel boxes are [`BBox`]; the SSD works in 0..1 units of the image ("unit corners",
+//! `(y1, x1, y2, x2)`), converted with [`BBox::from_unit_corners`] and [`corners_to_bboxes`].
 
+use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use tch::{Device, Kind, Tensor};
 
 /// A box in pixels, `(top, left, bottom, right)`, zero-based, inclusive. See the module docs.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -110,6 +124,17 @@ impl BBox {
             (self.right + 1.0) * sx - 1.0,
         )
     }
+
+    /// A box from unit corners `(y1, x1, y2, x2)` (0..1 units of an `sz x sz` image, as the SSD
+    /// predicts them) to pixels: every corner times `sz`, no `+1` (as the lesson draws them).
+    pub fn from_unit_corners([y1, x1, y2, x2]: [f32; 4], sz: f32) -> Self {
+        Self::new(y1 * sz, x1 * sz, y2 * sz, x2 * sz)
+    }
+
+    /// IoU of two inclusive pixel boxes, `+1` areas, in `f64` ([`voc_iou`] on [`BBox::to_voc`]).
+    pub fn pixel_iou(&self, other: &BBox) -> f64 {
+        voc_iou(&self.to_voc().map(f64::from), &other.to_voc().map(f64::from))
+    }
 }
 
 impl fmt::Display for BBox {
@@ -132,6 +157,146 @@ pub fn hw_bb(xywh: [f32; 4]) -> [f32; 4] {
 /// The lesson's `bb_hw` on plain arrays: `[y1, x1, y2, x2]` -> `[x, y, w, h]`.
 pub fn bb_hw(a: [f32; 4]) -> [f32; 4] {
     BBox::from_array(a).to_xywh()
+}
+
+// ------------------------------------------------------------------------------------------
+// IoU, the lesson's convention (no `+1`)
+// ------------------------------------------------------------------------------------------
+
+/// An `n x m` matrix of `f32`, row-major.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Matrix {
+    pub rows: usize,
+    pub cols: usize,
+    pub data: Vec<f32>,
+}
+
+impl Matrix {
+    pub fn get(&self, r: usize, c: usize) -> f32 {
+        self.data[r * self.cols + c]
+    }
+
+    pub fn row(&self, r: usize) -> &[f32] {
+        &self.data[r * self.cols..(r + 1) * self.cols]
+    }
+
+    /// As nested rows.
+    pub fn to_vecs(&self) -> Vec<Vec<f32>> {
+        (0..self.rows).map(|r| self.row(r).to_vec()).collect()
+    }
+}
+
+/// The lesson's `jaccard` on [`BBox`]es: the IoU matrix `[a.len(), b.len()]` with corners
+/// `(top, left, bottom, right)` and areas `(bottom-top)*(right-left)`, **no `+1`**;
+/// computed as the lesson does: `inter / ((sz_a + sz_b) - inter)`. An empty union gives 0.
+pub fn iou_matrix(a: &[BBox], b: &[BBox]) -> Matrix {
+    let a: Vec<[f32; 4]> = a.iter().map(BBox::to_array).collect();
+    let b: Vec<[f32; 4]> = b.iter().map(BBox::to_array).collect();
+    iou_matrix_corners(&a, &b)
+}
+
+/// [`iou_matrix`] on plain corner arrays `[a1, b1, a2, b2]`.
+pub fn iou_matrix_corners(a: &[[f32; 4]], b: &[[f32; 4]]) -> Matrix {
+    let mut data = Vec::with_capacity(a.len() * b.len());
+    for p in a {
+        let sa = (p[2] - p[0]) * (p[3] - p[1]);
+        for q in b {
+            let w = (p[2].min(q[2]) - p[0].max(q[0])).max(0.0);
+            let h = (p[3].min(q[3]) - p[1].max(q[1])).max(0.0);
+            let inter = w * h;
+            let sb = (q[2] - q[0]) * (q[3] - q[1]);
+            let iou = inter / (sa + sb - inter);
+            data.push(if iou.is_nan() { 0.0 } else { iou });
+        }
+    }
+    Matrix { rows: a.len(), cols: b.len(), data }
+}
+
+/// The lesson's `intersect(box_a, box_b)`: `[N, 4] x [M, 4] -> [N, M]` intersection areas.
+pub fn intersect(box_a: &Tensor, box_b: &Tensor) -> Tensor {
+    let max_xy = box_a.unsqueeze(1).narrow(2, 2, 2).minimum(&box_b.unsqueeze(0).narrow(2, 2, 2));
+    let min_xy = box_a.unsqueeze(1).narrow(2, 0, 2).maximum(&box_b.unsqueeze(0).narrow(2, 0, 2));
+    let inter = (max_xy - min_xy).clamp_min(0.0);
+    inter.select(2, 0) * inter.select(2, 1)
+}
+
+/// The lesson's `box_sz(b)`: `(b[:,2]-b[:,0]) * (b[:,3]-b[:,1])`.
+pub fn box_sz(b: &Tensor) -> Tensor {
+    (b.select(1, 2) - b.select(1, 0)) * (b.select(1, 3) - b.select(1, 1))
+}
+
+/// The lesson's `jaccard(box_a, box_b)`: IoU `[N, M]` of corner boxes `(y1, x1, y2, x2)`, no
+/// `+1`: `inter / (box_sz(a)[:, None] + box_sz(b)[None] - inter)`. Where the union is zero (two
+/// empty boxes) the IoU is 0, not NaN.
+pub fn jaccard(box_a: &Tensor, box_b: &Tensor) -> Tensor {
+    let inter = intersect(box_a, box_b); // [N, M]
+    let union = box_sz(box_a).unsqueeze(1) + box_sz(box_b).unsqueeze(0) - &inter; // [N, M]
+    let safe = union.abs().gt(0.0);
+    (&inter / union.where_scalarother(&safe, 1.0)).where_scalarother(&safe, 0.0)
+}
+
+/// The lesson's `hw2corners(ctr, hw) = cat([ctr - hw/2, ctr + hw/2], 1)`: centres `[A, 2]` and
+/// sizes `[A, 2]` -> corners `[A, 4]`.
+pub fn hw2corners(ctr: &Tensor, hw: &Tensor) -> Tensor {
+    let half = hw / 2.0;
+    Tensor::cat(&[ctr - &half, ctr + &half], 1) // [A, 4]
+}
+
+/// `[N, 4]` unit corners -> pixel boxes of an `sz x sz` image ([`BBox::from_unit_corners`]).
+pub fn corners_to_bboxes(corners: &Tensor, sz: f32) -> Result<Vec<BBox>> {
+    Ok(tensor_corners(corners)?.into_iter().map(|c| BBox::from_unit_corners(c, sz)).collect())
+}
+
+/// A `[N, 4]` tensor (any device, any float kind) as corner arrays; an empty tensor gives none.
+pub fn tensor_corners(boxes: &Tensor) -> Result<Vec<[f32; 4]>> {
+    let size = boxes.size();
+    if size.len() != 2 || size[1] != 4 {
+        if boxes.numel() == 0 {
+            return Ok(Vec::new());
+        }
+        return Err(Error::Shape { what: "boxes".into(), expected: "[N, 4]".into(), found: size });
+    }
+    let flat: Vec<f32> = Vec::try_from(boxes.to_device(Device::Cpu).to_kind(Kind::Float).contiguous().view([-1]))?;
+    Ok(flat.chunks_exact(4).map(|c| [c[0], c[1], c[2], c[3]]).collect())
+}
+
+// ------------------------------------------------------------------------------------------
+// IoU, VOC's pixel convention (`+1`) and COCO's
+// ------------------------------------------------------------------------------------------
+
+/// `voc_eval.py`'s overlap of two one-based inclusive corner boxes `[xmin, ymin, xmax, ymax]`,
+/// operation by operation in `f64`: `iw = max(min(x2) - max(x1) + 1, 0)`, likewise `ih`, then
+/// `inter / ((w_a + 1)(h_a + 1)... + ... - inter)` with `a` the first box (the detection).
+#[inline]
+pub fn voc_iou(bb: &[f64; 4], g: &[f64; 4]) -> f64 {
+    let ixmin = g[0].max(bb[0]);
+    let iymin = g[1].max(bb[1]);
+    let ixmax = g[2].min(bb[2]);
+    let iymax = g[3].min(bb[3]);
+    let iw = (ixmax - ixmin + 1.0).max(0.0);
+    let ih = (iymax - iymin + 1.0).max(0.0);
+    let inters = iw * ih;
+    let uni = (bb[2] - bb[0] + 1.0) * (bb[3] - bb[1] + 1.0) + (g[2] - g[0] + 1.0) * (g[3] - g[1] + 1.0) - inters;
+    inters / uni
+}
+
+/// `maskUtils.bbIou` (pycocotools) for one pair of `[x, y, w, h]` boxes, `d` the detection and
+/// `g` the ground truth; for a crowd `g` the union is the detection's area.
+#[inline]
+pub fn coco_iou(d: &[f64; 4], g: &[f64; 4], crowd: bool) -> f64 {
+    let ga = g[2] * g[3];
+    let da = d[2] * d[3];
+    let w = (d[2] + d[0]).min(g[2] + g[0]) - d[0].max(g[0]);
+    if w <= 0.0 {
+        return 0.0;
+    }
+    let h = (d[3] + d[1]).min(g[3] + g[1]) - d[1].max(g[1]);
+    if h <= 0.0 {
+        return 0.0;
+    }
+    let i = w * h;
+    let u = if crowd { da } else { da + ga - i };
+    i / u
 }
 
 #[cfg(test)]

@@ -1,4 +1,7 @@
-//! Drawing images, boxes and labels (lesson 8's matplotlib helpers, with plotters).
+//! Drawing images, boxes and labels (lesson 8's matplotlib helpers, with plotters), and the
+//! notebook display protocol. This module knows boxes and images only; pictures of the
+//! crate's own types (batches, anchors, predictions, curves) are drawn with it in
+//! [`crate::show`].
 //!
 //! A [`Figure`] is a grid of panels (`rows x cols`) on one RGB canvas; [`Figure::ax`] gives the
 //! panel to draw on, like matplotlib's `ax`. Boxes and text positions are given in the pixel
@@ -7,15 +10,15 @@
 //! - [`Ax::show_img`], [`Ax::draw_rect`] (line width 2 with a black outline of width 4),
 //!   [`Ax::draw_text`] (bold, top-aligned, black outline of 1 px), [`Ax::show_ground_truth`]
 //!   (boxes in 12 `Set3` colours labelled `"i: class 0.87"`);
-//! - [`show_img`], [`draw_im`], [`draw_idx`] for one image;
-//! - in an evcxr notebook a `Figure` shows itself inline as a PNG; [`Figure::save_png`] writes it.
+//! - [`show_img`], [`draw_im`] for one image; [`Figure::for_items`] for a grid of `n` pictures;
+//! - in an evcxr notebook a `Figure` shows itself inline as a PNG ([`evcxr_show`], evcxr's
+//!   protocol, written once here); [`Figure::save_png`] writes it.
 //!
 //! A line of width `lw` is centred on the box's outer edge: for a box whose left column is `x`
 //! at scale 1, the white line covers columns `x-1..=x` and the outline `x-2..=x+1`. Text uses
 //! DejaVu Sans Bold, embedded in the crate, so it renders on machines without fonts.
 
 use crate::boxes::BBox;
-use crate::data::Dataset;
 use crate::error::{Error, Result};
 use image::{Rgb, RgbImage};
 use plotters::prelude::*;
@@ -95,7 +98,7 @@ impl Figure {
     /// A `rows x cols` grid of `cell_w x cell_h` panels on white.
     pub fn grid(rows: u32, cols: u32, cell_w: u32, cell_h: u32) -> Result<Self> {
         if rows == 0 || cols == 0 || cell_w == 0 || cell_h == 0 {
-            return Err(Error::Invalid(format!(
+            return Err(Error::Draw(format!(
                 "a figure needs at least one row, column and pixel: got {rows}x{cols} panels of {cell_w}x{cell_h}"
             )));
         }
@@ -109,6 +112,16 @@ impl Figure {
             }
         }
         Ok(Self { canvas: RgbImage::from_pixel(w, h, Rgb([255, 255, 255])), panels, error: None })
+    }
+
+    /// A grid for `n` square pictures of side `sz`, `cols` wide (fewer when `n` is smaller);
+    /// an error when there is nothing to show.
+    pub fn for_items(n: usize, cols: u32, sz: u32) -> Result<Self> {
+        if n == 0 || cols == 0 {
+            return Err(Error::Draw(format!("nothing to show: {n} pictures in {cols} columns")));
+        }
+        let cols = cols.min(n as u32);
+        Self::grid((n as u32).div_ceil(cols), cols, sz.max(1), sz.max(1))
     }
 
     /// One panel exactly the size of a `width x height` image, no margin (scale 1: drawn
@@ -140,12 +153,12 @@ impl Figure {
     /// The canvas encoded as PNG.
     pub fn to_png(&self) -> Result<Vec<u8>> {
         if let Some(e) = &self.error {
-            return Err(Error::Invalid(format!("drawing failed: {e}")));
+            return Err(Error::Draw(e.clone()));
         }
         let mut bytes = Vec::new();
         self.canvas
             .write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)
-            .map_err(|e| Error::Invalid(format!("PNG encoding failed: {e}")))?;
+            .map_err(|e| Error::Draw(format!("PNG encoding failed: {e}")))?;
         Ok(bytes)
     }
 
@@ -157,14 +170,7 @@ impl Figure {
 
     /// evcxr's display protocol: the figure appears inline as a PNG in a notebook.
     pub fn evcxr_display(&self) {
-        use base64::Engine;
-        match self.to_png() {
-            Ok(png) => println!(
-                "EVCXR_BEGIN_CONTENT image/png\n{}\nEVCXR_END_CONTENT",
-                base64::engine::general_purpose::STANDARD.encode(png)
-            ),
-            Err(e) => println!("EVCXR_BEGIN_CONTENT text/plain\n{e}\nEVCXR_END_CONTENT"),
-        }
+        evcxr_show(&Display::Png(self.to_png()));
     }
 
     /// Run plotters drawing on the canvas, remembering the first error.
@@ -384,102 +390,24 @@ pub fn draw_im(im: &RgbImage, ann: &[(BBox, usize)], classes: &[String]) -> Figu
     fig
 }
 
-/// The lesson's `draw_idx(i)`: image `i` of a dataset with its (non-difficult) objects.
-pub fn draw_idx(ds: &Dataset, i: usize) -> Result<Figure> {
-    let im = ds.image(i)?;
-    Ok(draw_im(&im, &ds.annotations(i), &ds.classes))
+/// What a value shows in a notebook (evcxr's MIME types).
+#[derive(Debug)]
+pub enum Display {
+    /// A PNG picture, or the error that kept it from being drawn (shown as text).
+    Png(Result<Vec<u8>>),
+    Html(String),
+    Text(String),
 }
 
-/// A grid of augmented samples with their boxes (white, as the lesson draws them), `cols` wide.
-pub fn show_augmented(samples: &[crate::transforms::Augmented], cols: u32) -> Result<Figure> {
-    let (rows, cols, cell) = grid_shape(samples.len(), cols, samples.first().map(|s| s.sz).unwrap_or(1))?;
-    let mut fig = Figure::grid(rows, cols, cell, cell)?;
-    for (i, s) in samples.iter().enumerate() {
-        let mut ax = fig.ax(i);
-        ax.show_img(&s.to_rgb());
-        s.boxes.iter().for_each(|&b| {
-            ax.draw_rect(b, Color::WHITE);
-        });
-    }
-    Ok(fig)
-}
-
-/// A batch from a loader, denormalised, with its boxes and class names (`show_ground_truth`
-/// colours), `cols` wide. Classification targets show the class name in the corner.
-pub fn show_batch(batch: &crate::data::Batch, classes: &[String], cols: u32) -> Result<Figure> {
-    use crate::data::BatchTarget;
-    let images = batch.images()?;
-    let (rows, cols, cell) = grid_shape(images.len(), cols, images.first().map(|i| i.width()).unwrap_or(1))?;
-    let mut fig = Figure::grid(rows, cols, cell, cell)?;
-    for (i, im) in images.iter().enumerate() {
-        let objects = batch.objects(i)?;
-        let boxes: Vec<BBox> = objects.iter().map(|o| o.0).collect();
-        let clas: Vec<usize> = objects.iter().map(|o| o.1.unwrap_or(classes.len())).collect();
-        let mut ax = fig.ax(i);
-        ax.show_ground_truth(im, &boxes, Some(&clas), None, 0.0, classes);
-        let names = match &batch.y {
-            BatchTarget::Class(t) => vec![i64::try_from(t.get(i as i64))? as usize],
-            BatchTarget::MultiLabel(t) => {
-                let v: Vec<f32> = Vec::try_from(t.get(i as i64))?;
-                v.iter().enumerate().filter(|(_, &p)| p > 0.5).map(|(c, _)| c).collect()
-            }
-            _ => vec![],
-        };
-        if !names.is_empty() {
-            let txt = names.iter().map(|&c| classes.get(c).map(String::as_str).unwrap_or("?")).collect::<Vec<_>>().join(" ");
-            ax.draw_text(2.0, 2.0, &txt, 14, Color::WHITE);
-        }
-    }
-    Ok(fig)
-}
-
-fn grid_shape(n: usize, cols: u32, sz: u32) -> Result<(u32, u32, u32)> {
-    if n == 0 || cols == 0 {
-        return Err(Error::Invalid(format!("nothing to show: {n} samples in {cols} columns")));
-    }
-    let cols = cols.min(n as u32);
-    Ok(((n as u32).div_ceil(cols), cols, sz.max(1)))
-}
-
-/// Model outputs drawn on their batch's images, `cols` wide, decoded the way `loss` reads them:
-/// class names for a classifier (`CrossEntropy`), the box for `head_reg4` (`L1`), box and class
-/// for the single-object detector (`Detn`), classes with probability over 0.4 for multi-label
-/// (`Bce`, as the lesson shows them).
-pub fn show_predictions(batch: &crate::data::Batch, out: &tch::Tensor, loss: &crate::loss::Loss, classes: &[String], cols: u32) -> Result<Figure> {
-    use crate::loss::Loss;
-    let images = batch.images()?;
-    let (rows, cols, cell) = grid_shape(images.len(), cols, images.first().map(|i| i.width()).unwrap_or(1))?;
-    let mut fig = Figure::grid(rows, cols, cell, cell)?;
-    let out = out.to_device(tch::Device::Cpu).to_kind(tch::Kind::Float);
-    let name = |c: usize| classes.get(c).cloned().unwrap_or_else(|| "?".into());
-    for (i, im) in images.iter().enumerate() {
-        let row: Vec<f32> = Vec::try_from(out.get(i as i64))?;
-        let mut ax = fig.ax(i);
-        ax.show_img(im);
-        let argmax = |v: &[f32]| v.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(c, _)| c).unwrap_or(0);
-        match loss {
-            Loss::CrossEntropy => {
-                ax.draw_text(2.0, 2.0, &name(argmax(&row)), 14, Color::WHITE);
-            }
-            Loss::L1 => {
-                ax.draw_rect(BBox::from_array([row[0], row[1], row[2], row[3]]), Color::WHITE);
-            }
-            Loss::Detn { sz, .. } => {
-                let s = |v: f32| (1.0 / (1.0 + (-v).exp())) * *sz as f32;
-                let b = BBox::from_array([s(row[0]), s(row[1]), s(row[2]), s(row[3])]);
-                ax.draw_labelled(b, &name(argmax(&row[4..])), 14, Color::WHITE);
-            }
-            Loss::Ssd { .. } => {
-                // Many boxes per image: decode and suppress first (crate::ssd), then draw them
-                // with Ax::show_ground_truth.
-                ax.draw_text(2.0, 2.0, "SSD: use show_ground_truth after NMS", 12, Color::WHITE);
-            }
-            Loss::Bce => {
-                let names: Vec<String> =
-                    row.iter().enumerate().filter(|(_, &v)| 1.0 / (1.0 + (-v).exp()) > 0.4).map(|(c, _)| name(c)).collect();
-                ax.draw_text(2.0, 2.0, &names.join(" "), 14, Color::WHITE);
-            }
-        }
-    }
-    Ok(fig)
+/// evcxr's display protocol, written once: a `evcxr_display(&self)` method calls this, and the
+/// notebook shows the content when the cell ends (the last one of each kind).
+pub fn evcxr_show(content: &Display) {
+    use base64::Engine;
+    let (mime, body) = match content {
+        Display::Png(Ok(png)) => ("image/png", base64::engine::general_purpose::STANDARD.encode(png)),
+        Display::Png(Err(e)) => ("text/plain", e.to_string()),
+        Display::Html(h) => ("text/html", h.clone()),
+        Display::Text(t) => ("text/plain", t.clone()),
+    };
+    println!("EVCXR_BEGIN_CONTENT {mime}\n{body}\nEVCXR_END_CONTENT");
 }

@@ -17,8 +17,10 @@
 
 use crate::data::{Batch, DataLoader, ImageData};
 use crate::error::{Error, Result};
-use crate::loss::{Loss, Metric};
-use crate::model::{count_params, group_of, load_backbone, Arch, ConvModel, HeadKind, N_GROUPS};
+use crate::loss::Loss;
+use crate::metrics::Metric;
+use crate::model::{count_params, group_of, load_backbone, Arch, ConvModel, N_GROUPS};
+use crate::task::{Task, TaskParts};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -83,6 +85,61 @@ impl FitOpts {
     /// `cycle_len=n, use_clr=(div, cut)`
     pub fn clr(cycle_len: usize, div: f64, cut: usize) -> Self {
         Self { cycle_len: Some(cycle_len), use_clr: Some((div, cut)), ..Default::default() }
+    }
+
+    /// `n_cycle` epochs with these options: the error names the option (`cycle_len`,
+    /// `cycle_mult`, `use_clr`) and says what is wrong. With `n_batches` (batches per epoch) the
+    /// triangular cycle must be at least `cut` iterations long, else fastai's schedule divides by
+    /// zero. The one check of `fit` and of `fastdet train`'s stages.
+    pub fn validate(&self, n_cycle: usize, n_batches: Option<usize>) -> std::result::Result<(), (&'static str, String)> {
+        if n_cycle == 0 {
+            return Err(("n_cycle", "must be at least 1".into()));
+        }
+        if self.cycle_len == Some(0) {
+            return Err(("cycle_len", "must be at least 1".into()));
+        }
+        if self.cycle_mult == Some(0) {
+            return Err(("cycle_mult", "must be at least 1".into()));
+        }
+        if self.cycle_mult.is_some() && self.cycle_len.is_none() {
+            return Err(("cycle_mult", "needs cycle_len (as in fastai)".into()));
+        }
+        if let Some((div, cut)) = self.use_clr {
+            let Some(cl) = self.cycle_len else {
+                return Err(("use_clr", "needs cycle_len (the length of the triangular cycle)".into()));
+            };
+            if self.cycle_mult.is_some() {
+                return Err(("cycle_mult", "has no effect with use_clr (fastai ignores it): leave one out".into()));
+            }
+            if !(div.is_finite() && div >= 1.0) {
+                return Err(("use_clr", format!("div {div} must be a number >= 1")));
+            }
+            if cut == 0 {
+                return Err(("use_clr", "cut must be at least 1".into()));
+            }
+            if let Some(nb) = n_batches.filter(|&nb| nb * cl < cut) {
+                return Err((
+                    "use_clr",
+                    format!(
+                        "cut {cut} is more than the cycle's {} iterations ({nb} batches x cycle_len {cl}): the triangular schedule would divide by zero; use a smaller cut, a larger cycle_len or a smaller bs",
+                        nb * cl
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Epochs that `fit(lrs, n_cycle, self)` trains.
+    pub fn epochs(&self, n_cycle: usize) -> usize {
+        match (self.cycle_len, self.use_clr) {
+            (None, _) => n_cycle,
+            (Some(cl), Some(_)) => n_cycle * cl,
+            (Some(cl), None) => {
+                let m = self.cycle_mult.unwrap_or(1);
+                (0..n_cycle).map(|j| cl * m.pow(j as u32)).sum()
+            }
+        }
     }
 }
 
@@ -161,28 +218,55 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    /// The loss and learning-rate curves of everything trained so far.
-    pub fn plot(&self) -> Result<crate::draw::Figure> {
-        let mut fig = crate::draw::Figure::grid(1, 2, 420, 300)?;
-        let it: Vec<f64> = (0..self.losses.len()).map(|i| i as f64).collect();
-        fig.ax(0).line_plot(&it, &self.losses, "iterations", "loss (smoothed)", false);
-        fig.ax(1).line_plot(&it, &self.lrs, "iterations", "learning rate", false);
-        Ok(fig)
-    }
-
     /// The epoch table as text.
     pub fn table(&self) -> String {
-        let mut s = format!("{:>5} {:>10} {:>10}", "epoch", "trn_loss", "val_loss");
-        for m in &self.metric_names {
-            s += &format!(" {m:>12}");
-        }
+        let mut s = table_header(&self.metric_names, false);
         for r in &self.epochs {
-            s += &format!("\n{:>5} {:>10.6} {:>10.6}", r.epoch, r.trn_loss, r.val_loss);
-            for v in &r.metrics {
-                s += &format!(" {v:>12.6}");
-            }
+            s += "\n";
+            s += &table_line(None, r.epoch, r.trn_loss, r.val_loss, &r.metrics);
         }
         s
+    }
+}
+
+/// The header of the epoch table: `[stage] epoch trn_loss val_loss <metrics>` (with a stage
+/// column for `fastdet train`'s runs).
+pub fn table_header(metric_names: &[String], with_stage: bool) -> String {
+    let mut s = if with_stage { format!("{:>5} ", "stage") } else { String::new() };
+    s += &format!("{:>5} {:>10} {:>10}", "epoch", "trn_loss", "val_loss");
+    for m in metric_names {
+        s += &format!(" {m:>12}");
+    }
+    s
+}
+
+/// One line of the epoch table (see [`table_header`]).
+pub fn table_line(stage: Option<usize>, epoch: usize, trn_loss: f64, val_loss: f64, metrics: &[f64]) -> String {
+    let mut s = stage.map(|k| format!("{k:>5} ")).unwrap_or_default();
+    s += &format!("{epoch:>5} {trn_loss:>10.6} {val_loss:>10.6}");
+    for v in metrics {
+        s += &format!(" {v:>12.6}");
+    }
+    s
+}
+
+/// fastai's smoothing of the training loss: an exponential moving average with momentum
+/// [`AVG_MOM`], debiased by `1 - AVG_MOM^n` (fastai 0.7's `fit` and `lr_find`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SmoothedLoss {
+    avg: f64,
+    n: i32,
+}
+
+/// fastai's `avg_mom`.
+pub const AVG_MOM: f64 = 0.98;
+
+impl SmoothedLoss {
+    /// Add a batch's loss; returns the debiased average so far.
+    pub fn add(&mut self, loss: f64) -> f64 {
+        self.n += 1;
+        self.avg = self.avg * AVG_MOM + loss * (1.0 - AVG_MOM);
+        self.avg / (1.0 - AVG_MOM.powi(self.n))
     }
 }
 
@@ -191,29 +275,6 @@ impl Recorder {
 pub struct LrFind {
     pub lrs: Vec<f64>,
     pub losses: Vec<f64>,
-}
-
-impl LrFind {
-    /// Loss against learning rate on a log axis, without the first `n_skip` and last
-    /// `n_skip_end` points (fastai's `sched.plot(10, 5)`).
-    pub fn plot_skip(&self, n_skip: usize, n_skip_end: usize) -> Result<crate::draw::Figure> {
-        let end = self.lrs.len().saturating_sub(n_skip_end);
-        let (lrs, losses) = if n_skip < end { (&self.lrs[n_skip..end], &self.losses[n_skip..end]) } else { (&self.lrs[..], &self.losses[..]) };
-        let mut fig = crate::draw::Figure::grid(1, 1, 560, 360)?;
-        fig.ax(0).line_plot(lrs, losses, "learning rate (log scale)", "loss", true);
-        Ok(fig)
-    }
-
-    pub fn plot(&self) -> Result<crate::draw::Figure> {
-        self.plot_skip(10, 5)
-    }
-
-    pub fn evcxr_display(&self) {
-        match self.plot() {
-            Ok(f) => f.evcxr_display(),
-            Err(e) => println!("{e}"),
-        }
-    }
 }
 
 /// Output shapes and parameter counts, layer by layer.
@@ -232,21 +293,15 @@ impl std::fmt::Display for Summary {
     }
 }
 
-impl Summary {
-    pub fn evcxr_display(&self) {
-        println!("EVCXR_BEGIN_CONTENT text/plain\n{self}\nEVCXR_END_CONTENT");
-    }
-}
-
 /// Progress of the batches of an epoch: a bar on a terminal, else a line every few seconds.
-struct Progress {
+struct BatchProgress {
     bar: Option<indicatif::ProgressBar>,
     last: Instant,
     total: usize,
     label: String,
 }
 
-impl Progress {
+impl BatchProgress {
     fn new(total: usize, label: String) -> Self {
         let bar = std::io::stderr().is_terminal().then(|| {
             let b = indicatif::ProgressBar::new(total as u64);
@@ -290,27 +345,71 @@ pub struct Learner {
     pub loss: Loss,
     pub metrics: Vec<Metric>,
     pub recorder: Recorder,
-    /// Where `save`/`load` put weights (`models/` as fastai).
-    pub models_dir: PathBuf,
+    /// Where `save`/`load` put weights (set with [`LearnerOpts::models_dir`]).
+    models_dir: PathBuf,
     /// Groups below this one are frozen.
     frozen_to: usize,
     /// Epochs trained so far (each epoch gets its own shuffle and augmentations).
     epochs_done: usize,
-    /// Smoothed-loss state (fastai's `avg_mom = 0.98`).
-    avg_loss: f64,
-    batch_num: usize,
+}
+
+/// How to build a [`Learner`] beyond its data and task: the backbone, its ImageNet weights and
+/// where checkpoints go.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LearnerOpts {
+    pub arch: Arch,
+    /// A torchvision state dict of the backbone (`.pth` or `.safetensors`); `None` = random.
+    pub weights: Option<PathBuf>,
+    /// Where `save`/`load` put weights (`models/` as fastai).
+    pub models_dir: PathBuf,
+}
+
+impl Default for LearnerOpts {
+    /// ResNet34 (the lesson's), no weights, `models/`.
+    fn default() -> Self {
+        Self { arch: Arch::ResNet34, weights: None, models_dir: PathBuf::from("models") }
+    }
+}
+
+impl LearnerOpts {
+    /// The lesson's ResNet34 with `weights` (from [`crate::model::find_weights`], say), saving
+    /// under `models_dir`.
+    pub fn new(weights: Option<PathBuf>, models_dir: impl Into<PathBuf>) -> Self {
+        Self { weights, models_dir: models_dir.into(), ..Default::default() }
+    }
+
+    pub fn arch(mut self, arch: Arch) -> Self {
+        self.arch = arch;
+        self
+    }
 }
 
 impl Learner {
-    /// A learner with a ResNet body and the given head; the body is loaded from `weights`
-    /// (a torchvision state dict) if given, else randomly initialised, which it says. The new
-    /// learner is frozen up to its head, as fastai's `ConvLearner.pretrained`.
-    pub fn new(data: ImageData, arch: Arch, head: HeadKind, loss: Loss, metrics: Vec<Metric>, weights: Option<&Path>) -> Result<Self> {
+    /// A learner for `task`'s head, loss and metrics ([`Task::parts`]) on `data`, whose target
+    /// must be the task's. See [`Learner::new`].
+    pub fn for_task(data: ImageData, task: Task, opts: LearnerOpts) -> Result<Self> {
+        let parts = task.parts(data.classes.len() as i64, data.trn_dl.dataset.tfms.sz);
+        Self::new(data, parts, opts)
+    }
+
+    /// A learner with a ResNet body and the head, loss and metrics of `parts`; the body is
+    /// loaded from `opts.weights` (a torchvision state dict) if given, else randomly
+    /// initialised, which it says. The new learner is frozen up to its head, as fastai's
+    /// `ConvLearner.pretrained`. An error when `data` holds other targets than `parts` reads.
+    pub fn new(data: ImageData, parts: TaskParts, opts: LearnerOpts) -> Result<Self> {
+        let TaskParts { target, head, loss, metrics } = parts;
+        let found = data.trn_dl.dataset.target;
+        if found != target {
+            return Err(Error::Invalid(format!(
+                "the data holds {found:?} targets but the head and loss are for {target:?}: build the ImageData with TargetKind::{target:?}"
+            )));
+        }
+        let LearnerOpts { arch, weights, models_dir } = opts;
         let device = data.trn_dl.device;
         let sz = data.trn_dl.dataset.tfms.sz as i64;
         let mut vs = nn::VarStore::new(device);
         let model = ConvModel::new(&vs, arch, head, sz);
-        match weights {
+        match &weights {
             Some(w) => {
                 let n = load_backbone(&mut vs, w)?;
                 println!("loaded {n} backbone tensors of {} from {}", arch.name(), w.display());
@@ -320,22 +419,25 @@ impl Learner {
                 arch.name()
             ),
         }
+        let metric_names = metrics.iter().map(|m| m.name()).collect();
         let mut learner = Self {
             vs,
             model,
             data,
             loss,
             metrics,
-            recorder: Recorder { metric_names: vec![], ..Default::default() },
-            models_dir: PathBuf::from("models"),
+            recorder: Recorder { metric_names, ..Default::default() },
+            models_dir,
             frozen_to: 0,
             epochs_done: 0,
-            avg_loss: 0.0,
-            batch_num: 0,
         };
-        learner.recorder.metric_names = learner.metrics.iter().map(|m| m.name()).collect();
         learner.freeze_to(-1);
         Ok(learner)
+    }
+
+    /// Where `save` and `load` put weights.
+    pub fn models_dir(&self) -> &Path {
+        &self.models_dir
     }
 
     pub fn device(&self) -> Device {
@@ -446,13 +548,6 @@ impl Learner {
         Ok(value)
     }
 
-    fn smooth(&mut self, loss: f64) -> f64 {
-        const AVG_MOM: f64 = 0.98;
-        self.batch_num += 1;
-        self.avg_loss = self.avg_loss * AVG_MOM + loss * (1.0 - AVG_MOM);
-        self.avg_loss / (1.0 - AVG_MOM.powi(self.batch_num as i32))
-    }
-
     /// fastai 0.7's `fit(lrs, n_cycle, cycle_len, cycle_mult, use_clr)`; prints the epoch table
     /// and returns the last `[val_loss, metrics...]`.
     pub fn fit(&mut self, lrs: impl Into<Lrs>, n_cycle: usize, opts: FitOpts) -> Result<Vec<f64>> {
@@ -461,35 +556,22 @@ impl Learner {
         if nb == 0 {
             return Err(Error::Invalid("fit: the training set is empty".into()));
         }
-        let cycle_mult = opts.cycle_mult.unwrap_or(1);
-        if opts.cycle_len.is_none() && (opts.use_clr.is_some() || opts.cycle_mult.is_some()) {
-            return Err(Error::Invalid("fit: use_clr and cycle_mult need a cycle_len (as in fastai)".into()));
-        }
-        if opts.use_clr.is_some() && opts.cycle_mult.is_some_and(|m| m != 1) {
-            return Err(Error::Invalid("fit: cycle_mult applies to SGDR, not to use_clr (fastai ignores it there)".into()));
-        }
-        if let Some((div, cut)) = opts.use_clr {
-            if !(div >= 1.0 && div.is_finite()) || cut == 0 {
-                return Err(Error::Invalid(format!("fit: use_clr = ({div}, {cut}) needs div >= 1 and cut >= 1")));
-            }
-        }
-        let (mut sched, n_epochs) = match (opts.cycle_len, opts.use_clr) {
-            (None, _) => (Schedule::Constant, n_cycle),
-            (Some(cl), Some((div, cut))) => (Schedule::circular(nb * cl, div, cut), n_cycle * cl),
-            (Some(cl), None) => (
-                Schedule::cos_anneal(nb * cl, cycle_mult),
-                (0..n_cycle).map(|j| cl * cycle_mult.pow(j as u32)).sum(),
-            ),
+        opts.validate(n_cycle, Some(nb)).map_err(|(field, problem)| Error::Invalid(format!("fit: {field}: {problem}")))?;
+        let n_epochs = opts.epochs(n_cycle);
+        let mut sched = match (opts.cycle_len, opts.use_clr) {
+            (None, _) => Schedule::Constant,
+            (Some(cl), Some((div, cut))) => Schedule::circular(nb * cl, div, cut),
+            (Some(cl), None) => Schedule::cos_anneal(nb * cl, opts.cycle_mult.unwrap_or(1)),
         };
         let mut opt = self.optimizer(&lrs)?;
         // fastai restarts the smoothed training loss at every fit.
-        (self.avg_loss, self.batch_num) = (0.0, 0);
+        let mut smoother = SmoothedLoss::default();
         let mut last = vec![];
-        println!("{}", self.recorder_header());
+        println!("{}", table_header(&self.recorder.metric_names, false));
         for e in 0..n_epochs {
             let epoch = self.epochs_done;
             let snap = self.snapshot();
-            let mut progress = Progress::new(nb, format!("epoch {e}"));
+            let mut progress = BatchProgress::new(nb, format!("epoch {e}"));
             let mut smoothed = f64::NAN;
             for (k, batch) in self.data.trn_dl.clone().iter(epoch as u64).enumerate() {
                 let batch = batch?;
@@ -500,11 +582,9 @@ impl Learner {
                 let loss = self.step(&mut opt, &batch)?;
                 if !loss.is_finite() {
                     self.restore(&snap);
-                    return Err(Error::Invalid(format!(
-                        "training stopped: the loss is {loss} at epoch {e}, batch {k}; the weights are back to the start of that epoch (try a lower learning rate)"
-                    )));
+                    return Err(Error::NonFinite { what: "loss".into(), value: loss, epoch: e, batch: Some(k) });
                 }
-                smoothed = self.smooth(loss);
+                smoothed = smoother.add(loss);
                 self.recorder.lrs.push(lrs[N_GROUPS - 1] * mult);
                 self.recorder.losses.push(smoothed);
                 progress.update(k + 1, smoothed);
@@ -512,20 +592,12 @@ impl Learner {
             progress.finish();
             let (val_loss, metrics) = self.validate(&self.data.val_dl)?;
             let row = EpochRow { epoch: e, trn_loss: smoothed, val_loss, metrics: metrics.clone() };
-            println!("{}", format_row(&row));
+            println!("{}", table_line(None, row.epoch, row.trn_loss, row.val_loss, &row.metrics));
             self.recorder.epochs.push(row);
             self.epochs_done += 1;
             last = std::iter::once(val_loss).chain(metrics).collect();
         }
         Ok(last)
-    }
-
-    fn recorder_header(&self) -> String {
-        let mut s = format!("{:>5} {:>10} {:>10}", "epoch", "trn_loss", "val_loss");
-        for m in &self.recorder.metric_names {
-            s += &format!(" {m:>12}");
-        }
-        s
     }
 
     /// fastai's `lr_find(start_lr, end_lr)`: over at most one epoch the learning rate grows
@@ -537,7 +609,7 @@ impl Learner {
         let nb = self.data.trn_dl.len().max(1);
         let ratio = end / start[N_GROUPS - 1];
         let mut opt = self.optimizer(&start)?;
-        let (mut avg, mut best) = (0.0, f64::INFINITY);
+        let (mut smoother, mut best) = (SmoothedLoss::default(), f64::INFINITY);
         let mut found = LrFind { lrs: vec![], losses: vec![] };
         let result = (|| -> Result<()> {
             for (i, batch) in self.data.trn_dl.clone().iter(self.epochs_done as u64).enumerate() {
@@ -546,8 +618,7 @@ impl Learner {
                     opt.set_lr_group(g, lr * mult);
                 }
                 let loss = self.step(&mut opt, &batch?)?;
-                avg = avg * 0.98 + loss * 0.02;
-                let smoothed = avg / (1.0 - 0.98f64.powi(i as i32 + 1));
+                let smoothed = smoother.add(loss);
                 // fastai stops before recording the batch that diverged.
                 if smoothed.is_nan() || (i > 10 && smoothed > best * 4.0) {
                     break;
@@ -597,7 +668,7 @@ impl Learner {
         let path = self.path_of(name);
         std::fs::create_dir_all(&self.models_dir).map_err(|e| Error::io(&self.models_dir, e))?;
         let tmp = self.models_dir.join(format!(".{name}.{}.tmp.safetensors", std::process::id()));
-        self.vs.save(&tmp).map_err(|e| Error::Invalid(format!("{}: cannot save weights: {e}", tmp.display())))?;
+        self.vs.save(&tmp).map_err(|e| Error::checkpoint(&tmp, format!("cannot save weights: {e}")))?;
         std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
         Ok(path)
     }
@@ -608,17 +679,7 @@ impl Learner {
         if !path.is_file() {
             return Err(Error::Io { path, source: std::io::Error::new(std::io::ErrorKind::NotFound, "checkpoint not found") });
         }
-        self.vs
-            .load(&path)
-            .map_err(|e| Error::Invalid(format!("{}: not a checkpoint of this model (corrupt, or another architecture): {e}", path.display())))?;
+        self.vs.load(&path).map_err(|e| Error::checkpoint(&path, format!("not a checkpoint of this model (corrupt, or another architecture): {e}")))?;
         Ok(())
     }
-}
-
-fn format_row(r: &EpochRow) -> String {
-    let mut s = format!("{:>5} {:>10.6} {:>10.6}", r.epoch, r.trn_loss, r.val_loss);
-    for v in &r.metrics {
-        s += &format!(" {v:>12.6}");
-    }
-    s
 }

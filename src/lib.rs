@@ -4,12 +4,24 @@
 //! lesson 9 `pascal-multi.ipynb`, Pascal VOC 2007 with a ResNet34 at 224x224) as a Rust crate
 //! for evcxr notebooks and the command line.
 //!
-//! - [`boxes`]: the box type and its one convention `(top, left, bottom, right)`, inclusive;
-//! - [`data`]: the lesson's JSON and VOC XML into one [`data::Dataset`], splits, lesson CSVs;
-//! - [`transforms`]: augmentation where boxes follow the image (`tfm_y=TfmType.COORD`);
-//! - [`data::loader`]: datasets of the lesson's targets and a parallel, prefetching loader;
-//! - [`draw`]: images, boxes and labels drawn with plotters, shown inline in notebooks;
-//! - [`device`]: CUDA when present, else CPU.
+//! Layers, each using only those above it:
+//! - [`error`], [`device`], [`boxes`]: the error type, CUDA or CPU, and all box arithmetic
+//!   (one convention `(top, left, bottom, right)`, inclusive; IoU; unit corners);
+//! - [`data`], [`transforms`]: the lesson's JSON and VOC XML into one [`data::Dataset`], splits,
+//!   lesson CSVs, the synthetic shapes set; augmentation where boxes follow the image; datasets
+//!   of the lesson's targets and a parallel, prefetching loader ([`data::loader`]);
+//! - [`anchors`]: lesson 9's anchor grids, and activations back to boxes;
+//! - [`model`]: the ResNet body and the lessons' heads ([`model::ssd`] for the SSD);
+//! - [`loss`], [`metrics`], [`nms`]: lesson 8's losses and lesson 9's SSD loss
+//!   ([`loss::ssd`]); epoch metrics and mAP; NMS;
+//! - [`task`], [`learner`]: a task's target, head, loss and metrics; the fastai-style learner;
+//! - [`detect`], [`train`]: detections of a trained SSD; `fastdet train`'s runs;
+//! - [`draw`], [`show`]: drawing boxes and text on figures, and the pictures of everything
+//!   above (the display layer, which nothing below imports);
+//! - [`ssd`]: lesson 9's SSD names, mapped to the modules above.
+//!
+//! `tests/layers.rs` checks the layering from the `use crate::` lines of `src/`: no import cycle
+//! between modules, and no domain module imports [`draw`] or [`show`].
 //!
 //! ```no_run
 //! use fastdet::prelude::*;
@@ -32,7 +44,9 @@ pub mod loss;
 pub mod metrics;
 pub mod model;
 pub mod nms;
+pub mod show;
 pub mod ssd;
+pub mod task;
 pub mod train;
 pub mod transforms;
 mod util;
@@ -49,25 +63,28 @@ pub fn quick_mode() -> bool {
     std::env::var("FASTDET_QUICK").is_ok_and(|v| !v.is_empty() && v != "0")
 }
 
-/// What a notebook needs in one `use`.
+/// What a notebook needs in one `use`: the notebook API (see the README's contracts).
 pub mod prelude {
-    pub use crate::boxes::{bb_hw, hw_bb, BBox};
-    pub use crate::data::{get_cv_idxs, open_image, Dataset, ImageRecord, Object, Pascal, VOC_CLASSES};
-    pub use crate::device::default_device;
-    pub use crate::data::{Batch, BatchTarget, DataLoader, DetDataset, ImageData, TargetKind};
-    pub use crate::draw::{draw_idx, draw_im, show_augmented, show_batch, show_predictions, Color, Figure};
-    pub use crate::learner::{FitOpts, Learner, Lrs};
-    pub use crate::loss::{Loss, Metric};
-    pub use crate::model::{find_weights, Arch, HeadKind};
     pub use crate::anchors::{AnchorConfig, Anchors};
-    pub use crate::metrics::{evaluate, ApTable, Metric as ApMetric};
-    pub use crate::nms::{show_nmf, NmfOpts};
-    pub use crate::quick_mode;
-    pub use crate::ssd::{show_results, ClassLoss, Matching, SsdConfig, SsdOutput};
-    pub use crate::transforms::{
-        denorm, tfms_from_model, Aug, Augmented, CropType, Plan, RandomFlip, RandomLighting, RandomRotate, Step, TfmY, Tfms,
-    };
+    pub use crate::boxes::{bb_hw, hw_bb, iou_matrix, BBox};
+    pub use crate::data::{get_cv_idxs, open_image, Dataset, ImageRecord, Object, Pascal, VOC_CLASSES};
+    pub use crate::data::{Batch, BatchTarget, DataLoader, DataOpts, DetDataset, ImageData, TargetKind};
+    pub use crate::device::default_device;
+    pub use crate::draw::{draw_im, show_img, Color, Figure};
     pub use crate::error::{Error, Result};
+    pub use crate::learner::{FitOpts, Learner, LearnerOpts, Lrs};
+    pub use crate::loss::Loss;
+    pub use crate::metrics::{evaluate, ApMetric, ApTable, Metric};
+    pub use crate::model::ssd::{ClassLoss, Matching, SsdConfig, SsdOutput};
+    pub use crate::model::{find_weights, Arch, HeadKind};
+    pub use crate::nms::NmfOpts;
+    pub use crate::quick_mode;
+    pub use crate::show::{draw_idx, show_augmented, show_batch, show_nmf, show_predictions, show_results};
+    pub use crate::task::{Task, TaskParts};
+    pub use crate::transforms::{
+        denorm, lesson_augmentations, tfms_from_model, transforms_side_on, Aug, Augmented, CropType, Plan, RandomFlip, RandomLighting,
+        RandomRotate, Step, TfmY, Tfms,
+    };
     pub use image::RgbImage;
     pub use tch::{Device, Kind, Tensor};
 }

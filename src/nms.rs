@@ -1,7 +1,8 @@
-//! Overlap and non-maximum suppression (lesson 9, `pascal-multi.ipynb`): the lesson's
-//! `intersect` / `box_sz` / `jaccard`, greedy NMS that keeps exactly what
-//! `torchvision.ops.nms` keeps, the lesson's own `nms(boxes, scores, overlap, top_k)`,
-//! per-class [`batched_nms`], and the lesson's `show_nmf` post-processing as [`show_nmf`].
+//! Non-maximum suppression (lesson 9, `pascal-multi.ipynb`): greedy NMS that keeps exactly
+//! what `torchvision.ops.nms` keeps, the lesson's own `nms(boxes, scores, overlap, top_k)`,
+//! per-class [`batched_nms`], and the post-processing of the lesson's `show_nmf` without the
+//! drawing ([`nms_detections`]; the picture is [`crate::show::show_nmf`]). IoU itself is in
+//! [`crate::boxes`].
 //!
 //! # Conventions
 //! - **Corners, no `+1`.** Boxes are 4 corners `[a1, b1, a2, b2]` with area `(a2-a1)*(b2-b1)`,
@@ -29,85 +30,9 @@
 //! computed with the same `f32` formula, so the kept set is the same as the plain loop's
 //! ([`nms_reference`], which is torchvision's kernel line by line).
 
-use crate::boxes::BBox;
+use crate::boxes::{tensor_corners, BBox};
 use crate::error::{Error, Result};
 use tch::{Kind, Tensor};
-
-// ------------------------------------------------------------------------------------------
-// IoU
-// ------------------------------------------------------------------------------------------
-
-/// An `n x m` matrix of `f32`, row-major.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Matrix {
-    pub rows: usize,
-    pub cols: usize,
-    pub data: Vec<f32>,
-}
-
-impl Matrix {
-    pub fn get(&self, r: usize, c: usize) -> f32 {
-        self.data[r * self.cols + c]
-    }
-
-    pub fn row(&self, r: usize) -> &[f32] {
-        &self.data[r * self.cols..(r + 1) * self.cols]
-    }
-
-    /// As nested rows.
-    pub fn to_vecs(&self) -> Vec<Vec<f32>> {
-        (0..self.rows).map(|r| self.row(r).to_vec()).collect()
-    }
-}
-
-/// The lesson's `jaccard` on [`BBox`]es: the IoU matrix `[a.len(), b.len()]` with corners
-/// `(top, left, bottom, right)` and areas `(bottom-top)*(right-left)`, **no `+1`**;
-/// computed as the lesson does: `inter / ((sz_a + sz_b) - inter)`. An empty union gives 0.
-pub fn iou_matrix(a: &[BBox], b: &[BBox]) -> Matrix {
-    let a: Vec<[f32; 4]> = a.iter().map(BBox::to_array).collect();
-    let b: Vec<[f32; 4]> = b.iter().map(BBox::to_array).collect();
-    iou_matrix_corners(&a, &b)
-}
-
-/// [`iou_matrix`] on plain corner arrays `[a1, b1, a2, b2]`.
-pub fn iou_matrix_corners(a: &[[f32; 4]], b: &[[f32; 4]]) -> Matrix {
-    let mut data = Vec::with_capacity(a.len() * b.len());
-    for p in a {
-        let sa = (p[2] - p[0]) * (p[3] - p[1]);
-        for q in b {
-            let w = (p[2].min(q[2]) - p[0].max(q[0])).max(0.0);
-            let h = (p[3].min(q[3]) - p[1].max(q[1])).max(0.0);
-            let inter = w * h;
-            let sb = (q[2] - q[0]) * (q[3] - q[1]);
-            let iou = inter / (sa + sb - inter);
-            data.push(if iou.is_nan() { 0.0 } else { iou });
-        }
-    }
-    Matrix { rows: a.len(), cols: b.len(), data }
-}
-
-/// The lesson's `intersect(box_a, box_b)`: `[N, 4] x [M, 4] -> [N, M]` intersection areas.
-pub fn intersect(box_a: &Tensor, box_b: &Tensor) -> Tensor {
-    let max_xy = box_a.unsqueeze(1).narrow(2, 2, 2).minimum(&box_b.unsqueeze(0).narrow(2, 2, 2));
-    let min_xy = box_a.unsqueeze(1).narrow(2, 0, 2).maximum(&box_b.unsqueeze(0).narrow(2, 0, 2));
-    let inter = (max_xy - min_xy).clamp_min(0.0);
-    inter.select(2, 0) * inter.select(2, 1)
-}
-
-/// The lesson's `box_sz(b)`: `(b[:,2]-b[:,0]) * (b[:,3]-b[:,1])`.
-pub fn box_sz(b: &Tensor) -> Tensor {
-    (b.select(1, 2) - b.select(1, 0)) * (b.select(1, 3) - b.select(1, 1))
-}
-
-/// The lesson's `jaccard(box_a, box_b)`: IoU `[N, M]` of corner boxes `(y1, x1, y2, x2)`, no
-/// `+1`: `inter / (box_sz(a)[:, None] + box_sz(b)[None] - inter)`. Where the union is zero (two
-/// empty boxes) the IoU is 0, not NaN.
-pub fn jaccard(box_a: &Tensor, box_b: &Tensor) -> Tensor {
-    let inter = intersect(box_a, box_b); // [N, M]
-    let union = box_sz(box_a).unsqueeze(1) + box_sz(box_b).unsqueeze(0) - &inter; // [N, M]
-    let safe = union.abs().gt(0.0);
-    (&inter / union.where_scalarother(&safe, 1.0)).where_scalarother(&safe, 0.0)
-}
 
 // ------------------------------------------------------------------------------------------
 // Greedy NMS
@@ -472,6 +397,11 @@ pub fn batched_nms(boxes: &[[f32; 4]], scores: &[f32], classes: &[usize], iou_th
 /// is not stable). Returns the kept indices, best first.
 pub fn nms_topk(boxes: &[[f32; 4]], scores: &[f32], overlap: f64, top_k: usize) -> Result<Vec<usize>> {
     check_lengths(boxes.len(), scores.len())?;
+    Ok(nms_topk_unchecked(boxes, scores, overlap, top_k))
+}
+
+/// [`nms_topk`] for slices whose lengths agree (checked by the caller).
+fn nms_topk_unchecked(boxes: &[[f32; 4]], scores: &[f32], overlap: f64, top_k: usize) -> Vec<usize> {
     let mut idx = score_order(scores);
     idx.truncate(top_k);
     let ov = overlap as f32;
@@ -495,7 +425,7 @@ pub fn nms_topk(boxes: &[[f32; 4]], scores: &[f32], overlap: f64, top_k: usize) 
         }
         std::mem::swap(&mut idx, &mut rest);
     }
-    Ok(keep)
+    keep
 }
 
 /// The lesson's `nms(boxes, scores, overlap, top_k)` on tensors: `boxes [N, 4]` corners,
@@ -504,7 +434,7 @@ pub fn nms_topk(boxes: &[[f32; 4]], scores: &[f32], overlap: f64, top_k: usize) 
 /// (`ids, count = nms(...); ids = ids[:count]`). See [`nms_topk`].
 pub fn nms_lesson(boxes: &Tensor, scores: &Tensor, overlap: f64, top_k: usize) -> Result<(Tensor, usize)> {
     let n = scores.size().first().copied().unwrap_or(0);
-    let b = tensor_boxes(boxes)?;
+    let b = tensor_corners(boxes)?;
     let s: Vec<f32> = Vec::try_from(scores.to_device(tch::Device::Cpu).to_kind(Kind::Float).flatten(0, -1))?;
     let keep = nms_topk(&b, &s, overlap, top_k)?;
     let mut out = vec![0i64; n.max(0) as usize];
@@ -514,27 +444,16 @@ pub fn nms_lesson(boxes: &Tensor, scores: &Tensor, overlap: f64, top_k: usize) -
     Ok((Tensor::from_slice(&out), keep.len()))
 }
 
-fn tensor_boxes(boxes: &Tensor) -> Result<Vec<[f32; 4]>> {
-    let size = boxes.size();
-    if size.len() != 2 || size[1] != 4 {
-        if boxes.numel() == 0 {
-            return Ok(Vec::new());
-        }
-        return Err(Error::Invalid(format!("boxes must be [N, 4], got {size:?}")));
-    }
-    let flat: Vec<f32> = Vec::try_from(boxes.to_device(tch::Device::Cpu).to_kind(Kind::Float).contiguous().view([-1]))?;
-    Ok(flat.chunks_exact(4).map(|c| [c[0], c[1], c[2], c[3]]).collect())
-}
-
-/// One detected object: a box in pixels, a class index (no background) and its score.
+/// One detected object of one image: a box in pixels, a class index (no background) and its
+/// score. ([`crate::metrics::Detection`] is the same placed in a dataset, with its image id.)
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Detection {
+pub struct ScoredBox {
     pub bbox: BBox,
     pub class: usize,
     pub score: f32,
 }
 
-/// Settings of [`show_nmf`]; the defaults are the lesson's.
+/// Settings of the lesson's `show_nmf` ([`nms_detections`]); the defaults are the lesson's.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct NmfOpts {
     /// Keep class scores (sigmoid of the logits) strictly above this: 0.25.
@@ -551,26 +470,26 @@ impl Default for NmfOpts {
     }
 }
 
-/// The lesson's `show_nmf` post-processing without the drawing, for one image.
+/// The lesson's `show_nmf` post-processing without the drawing, for one image: per class, the
+/// scores over a threshold, then the lesson's NMS.
 ///
 /// `boxes`: `[A, 4]` predicted corners `(y1, x1, y2, x2)` in 0..1 units (`actn_to_bb`);
 /// `class_logits`: `[A, C+1]`, background last (the lesson's `b_clas[idx]`). For each class
 /// `0..C` (background skipped), scores = `sigmoid(logit)`; those `> thresh` go through
 /// [`nms_topk`]`(overlap, top_k)`. Boxes are scaled by `size` to pixels as
-/// `BBox::from_array(corners * size)` (how [`crate::draw::show_predictions`] reads
-/// predictions). Detections come class by class, best first within a class.
-pub fn show_nmf(boxes: &Tensor, class_logits: &Tensor, size: f32, opts: NmfOpts) -> Result<Vec<Detection>> {
-    let b = tensor_boxes(boxes)?;
+/// [`BBox::from_unit_corners`]. Detections come class by class, best first within a class.
+pub fn nms_detections(boxes: &Tensor, class_logits: &Tensor, size: f32, opts: NmfOpts) -> Result<Vec<ScoredBox>> {
+    let b = tensor_corners(boxes)?;
     let cs = class_logits.size();
     if cs.len() != 2 || cs[0] as usize != b.len() || cs[1] < 1 {
-        return Err(Error::Invalid(format!("show_nmf: {} boxes but class logits of shape {cs:?}", b.len())));
+        return Err(Error::Invalid(format!("nms_detections: {} boxes but class logits of shape {cs:?}", b.len())));
     }
     let logits: Vec<f32> = Vec::try_from(class_logits.to_device(tch::Device::Cpu).to_kind(Kind::Float).contiguous().view([-1]))?;
-    Ok(nmf_slices(&b, &logits, cs[1] as usize, size, opts))
+    Ok(nms_detections_slices(&b, &logits, cs[1] as usize, size, opts))
 }
 
-/// [`show_nmf`] on plain slices: `logits` row-major `[A, n_cols]` with background last.
-pub fn nmf_slices(boxes: &[[f32; 4]], logits: &[f32], n_cols: usize, size: f32, opts: NmfOpts) -> Vec<Detection> {
+/// [`nms_detections`] on plain slices: `logits` row-major `[A, n_cols]` with background last.
+pub fn nms_detections_slices(boxes: &[[f32; 4]], logits: &[f32], n_cols: usize, size: f32, opts: NmfOpts) -> Vec<ScoredBox> {
     let mut out = Vec::new();
     let (mut cb, mut cs) = (Vec::new(), Vec::new());
     for cl in 0..n_cols.saturating_sub(1) {
@@ -586,12 +505,8 @@ pub fn nmf_slices(boxes: &[[f32; 4]], logits: &[f32], n_cols: usize, size: f32, 
         if cs.is_empty() {
             continue;
         }
-        // Lengths agree by construction.
-        let keep = nms_topk(&cb, &cs, opts.overlap, opts.top_k).unwrap_or_default();
-        out.extend(keep.into_iter().map(|k| {
-            let c = cb[k];
-            Detection { bbox: BBox::from_array([c[0] * size, c[1] * size, c[2] * size, c[3] * size]), class: cl, score: cs[k] }
-        }));
+        let keep = nms_topk_unchecked(&cb, &cs, opts.overlap, opts.top_k);
+        out.extend(keep.into_iter().map(|k| ScoredBox { bbox: BBox::from_unit_corners(cb[k], size), class: cl, score: cs[k] }));
     }
     out
 }

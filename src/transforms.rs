@@ -35,15 +35,26 @@ use fast_image_resize as fr;
 use image::RgbImage;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
 
 /// ImageNet statistics, as fastai's `imagenet_stats` (on 0..1 floats).
 pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
 pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
 
 /// Left-right flip with probability `p` (fastai `RandomFlip`, default `p = 0.5`).
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RandomFlip {
+    #[serde(default = "flip_p")]
     pub p: f32,
+}
+
+fn flip_p() -> f32 {
+    RandomFlip::default().p
+}
+
+fn rotate_p() -> f32 {
+    RandomRotate::new(0.0).p
 }
 
 impl Default for RandomFlip {
@@ -55,9 +66,11 @@ impl Default for RandomFlip {
 /// Rotation about the image centre by an angle uniform in `[-deg, deg]` degrees, with
 /// probability `p` (fastai `RandomRotate`, default `p = 0.75`). Positive angles turn the image
 /// counter-clockwise, as OpenCV's `getRotationMatrix2D`.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RandomRotate {
     pub deg: f32,
+    #[serde(default = "rotate_p")]
     pub p: f32,
 }
 
@@ -71,14 +84,18 @@ impl RandomRotate {
 /// contrast factor `c'' = -1/(c'-1)` if `c' < 0` else `c'+1`, then
 /// `x = clip((x - m) * c'' + m + b', 0, 1)` with `m` the mean of the whole image. Never moves
 /// boxes.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RandomLighting {
     pub b: f32,
     pub c: f32,
 }
 
-/// One augmentation of the pipeline, applied in order.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// One augmentation of the pipeline, applied in order. In JSON (`fastdet train` configs):
+/// `{"type": "flip", "p": 0.5}`, `{"type": "rotate", "deg": 3, "p": 0.5}`,
+/// `{"type": "lighting", "b": 0.05, "c": 0.05}` (`p` may be left out: fastai's defaults).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
 pub enum Aug {
     Flip(RandomFlip),
     Rotate(RandomRotate),
@@ -101,8 +118,21 @@ impl From<RandomLighting> for Aug {
     }
 }
 
-/// The last geometric step (fastai `CropType`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The lesson's augmentations for boxes (lesson 8, single-object detection, and lesson 9):
+/// `RandomFlip()`, `RandomRotate(3, p=0.5)`, `RandomLighting(0.05, 0.05)`.
+pub fn lesson_augmentations() -> Vec<Aug> {
+    vec![RandomFlip::default().into(), RandomRotate { deg: 3.0, p: 0.5 }.into(), RandomLighting { b: 0.05, c: 0.05 }.into()]
+}
+
+/// fastai's `transforms_side_on` (the lesson's classifiers): `RandomRotate(10)`,
+/// `RandomLighting(0.05, 0.05)`, `RandomFlip()`.
+pub fn transforms_side_on() -> Vec<Aug> {
+    vec![RandomRotate::new(10.0).into(), RandomLighting { b: 0.05, c: 0.05 }.into(), RandomFlip::default().into()]
+}
+
+/// The last geometric step (fastai `CropType`; `"no"`, `"center"`, `"random"` in JSON).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum CropType {
     /// Squash the whole image to `sz x sz`, no crop (`CropType.NO`, the lesson's choice for boxes).
     No,

@@ -1,8 +1,8 @@
-//! Small helpers shared by modules.
+//! Small helpers shared by modules: atomic file writes and the per-user cache folder.
 
 use crate::error::{Error, Result};
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Write a file atomically: a temporary file beside it, flushed to disk, then renamed over it,
 /// so an interrupted write never leaves a half-written file in place of a good one.
@@ -21,4 +21,14 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         return Err(Error::io(&tmp, e));
     }
     std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+}
+
+/// The per-user cache every clone shares (`$FASTDET_CACHE`, else `$XDG_CACHE_HOME/fastdet`,
+/// else `~/.cache/fastdet`; `out/` when none of them is set).
+pub fn cache_dir() -> PathBuf {
+    std::env::var_os("FASTDET_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|p| PathBuf::from(p).join("fastdet")))
+        .or_else(|| std::env::var_os("HOME").map(|p| PathBuf::from(p).join(".cache").join("fastdet")))
+        .unwrap_or_else(|| PathBuf::from("out"))
 }

@@ -1,7 +1,7 @@
 //! `fastdet train`: a config file, a run directory with a checkpoint per stage, `--resume`.
 
 use fastdet::data::sample_root;
-use fastdet::train::{run, Progress, TrainConfig, Trainer, CONFIG_FILE, PROGRESS_FILE};
+use fastdet::train::{run, RunProgress, TrainConfig, Trainer, CONFIG_FILE, PROGRESS_FILE};
 use std::path::{Path, PathBuf};
 use tch::Tensor;
 
@@ -54,7 +54,7 @@ fn a_run_writes_config_checkpoints_and_progress_and_resume_after_it_does_nothing
     let saved = TrainConfig::from_file(dir.join(CONFIG_FILE)).unwrap();
     assert!(saved.differences(&cfg).is_empty(), "{:?}", saved.differences(&cfg));
     assert_eq!(saved.stages, cfg.stages);
-    let progress = Progress::read(&dir.join(PROGRESS_FILE)).unwrap();
+    let progress = RunProgress::read(&dir.join(PROGRESS_FILE)).unwrap();
     assert_eq!(progress.completed.iter().map(|c| c.stage).collect::<Vec<_>>(), [1, 2]);
     assert_eq!(progress.epochs.iter().map(|r| r.stage).collect::<Vec<_>>(), [1, 2]);
     assert_eq!(progress.completed[1].result, report.result);
@@ -78,7 +78,7 @@ fn a_run_writes_config_checkpoints_and_progress_and_resume_after_it_does_nothing
     assert_eq!(std::fs::metadata(checkpoint(&dir, 2)).unwrap().modified().unwrap(), ckpt_time);
 
     // Lose the last stage (progress entry and checkpoint): --resume trains it again.
-    let mut p = Progress::read(&dir.join(PROGRESS_FILE)).unwrap();
+    let mut p = RunProgress::read(&dir.join(PROGRESS_FILE)).unwrap();
     p.completed.pop();
     p.epochs.retain(|r| r.stage == 1);
     std::fs::write(dir.join(PROGRESS_FILE), serde_json::to_string(&p).unwrap()).unwrap();
@@ -87,7 +87,7 @@ fn a_run_writes_config_checkpoints_and_progress_and_resume_after_it_does_nothing
     assert_eq!(resumed.stages_run, vec![2]);
     assert_eq!(resumed.resumed_after, Some(1));
     assert!(checkpoint(&dir, 2).is_file());
-    assert_eq!(Progress::read(&dir.join(PROGRESS_FILE)).unwrap().completed.len(), 2);
+    assert_eq!(RunProgress::read(&dir.join(PROGRESS_FILE)).unwrap().completed.len(), 2);
 }
 
 #[test]
@@ -112,7 +112,7 @@ fn an_interrupted_run_resumes_from_the_last_checkpoint_with_its_freezing() {
     let report = t.run_all().unwrap();
     assert_eq!(report.stages_run, vec![2]);
     assert_eq!(report.resumed_after, Some(1));
-    let progress = Progress::read(&dir.join(PROGRESS_FILE)).unwrap();
+    let progress = RunProgress::read(&dir.join(PROGRESS_FILE)).unwrap();
     assert_eq!(progress.completed.len(), 2);
     assert_eq!(progress.epochs.iter().map(|r| r.stage).collect::<Vec<_>>(), [1, 2]);
     assert_eq!(progress.completed[1].result, report.result);
@@ -210,20 +210,32 @@ fn ssd_run_predicts_and_evaluates() {
     let out = dir.path().join("dets.json");
     let pics = dir.path().join("pics");
     let opts = fastdet::nms::NmfOpts { thresh: 0.0, ..Default::default() };
-    let dets = fastdet::detect::predict_run(&run, &val, &out, Some(&pics), opts).unwrap();
+    let dets = fastdet::detect::predict_run(&run, &val, &out, opts).unwrap();
+    fastdet::show::save_detections(&val, &dets, &pics).unwrap();
     assert!(!dets.is_empty());
     let back = fastdet::metrics::load_coco_results(&out, &val).unwrap();
     assert_eq!(back.len(), dets.len());
     assert!(back.iter().all(|d| val.index_of(d.image_id).is_some() && d.class < 20));
     assert_eq!(std::fs::read_dir(&pics).unwrap().count(), val.len());
-    let table = fastdet::metrics::evaluate(&val, &back, fastdet::metrics::Metric::Voc07).unwrap();
+    let table = fastdet::metrics::evaluate(&val, &back, fastdet::metrics::ApMetric::Voc07).unwrap();
     assert!((0.0..=1.0).contains(&table.map));
     // A run of another task cannot predict boxes.
     let mut det = cfg.clone();
-    det.task = fastdet::train::Task::Detection;
+    det.task = fastdet::task::Task::Detection;
     let run2 = dir.path().join("run2");
     det.stages.truncate(1);
     fastdet::train::run(&det, &run2, false).unwrap();
-    let e = fastdet::detect::predict_run(&run2, &val, &out, None, opts).unwrap_err().to_string();
+    let e = fastdet::detect::predict_run(&run2, &val, &out, opts).unwrap_err().to_string();
     assert!(e.contains("SSD"), "{e}");
+}
+
+/// `fastdet --help` gives each command its own line (predict once had train's doc comment).
+#[test]
+fn help_describes_each_command() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fastdet")).arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = |cmd: &str| text.lines().find(|l| l.trim_start().starts_with(&format!("{cmd} "))).unwrap_or_default().to_string();
+    assert!(line("predict").contains("Detections of a trained SSD run"), "{text}");
+    assert!(line("train").contains("Train the stages of a JSON config"), "{text}");
 }

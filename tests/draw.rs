@@ -4,7 +4,8 @@
 
 use fastdet::boxes::BBox;
 use fastdet::data::{sample_root, Pascal};
-use fastdet::draw::{draw_idx, draw_im, show_img, Color, Figure, SET3};
+use fastdet::draw::{draw_im, show_img, Color, Figure, SET3};
+use fastdet::show::draw_idx;
 use image::{Rgb, RgbImage};
 
 const GREY: Rgb<u8> = Rgb([128, 128, 128]);

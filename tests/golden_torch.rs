@@ -312,16 +312,18 @@ fn circular_schedule_with_fewer_batches_than_cut_div() {
 
 #[test]
 fn lr_find_matches_fastai_0_7() {
-    use fastdet::data::{sample_root, ImageData, Pascal, TargetKind};
-    use fastdet::learner::Learner;
+    use fastdet::data::{sample_root, DataOpts, ImageData, Pascal, TargetKind};
+    use fastdet::learner::{Learner, LearnerOpts};
+    use fastdet::task::TaskParts;
     use fastdet::transforms::{tfms_from_model, CropType, TfmY};
     tch::manual_seed(0);
     let sz = 32;
     let trn = Pascal::open(sample_root()).unwrap().json("train").unwrap();
     let tfms = tfms_from_model(sz, vec![], CropType::No, TfmY::Coord).unwrap();
-    let data = ImageData::from_dataset(trn, TargetKind::BoxClass, tfms, 4, 0.2, 42, 0, Device::Cpu).unwrap();
+    let data = ImageData::from_dataset(trn, TargetKind::BoxClass, tfms, DataOpts::new(4, Device::Cpu)).unwrap();
     let nb = data.trn_dl.len();
-    let mut l = Learner::new(data, Arch::ResNet18, HeadKind::detection(20), Loss::detn(sz as f64), vec![], None).unwrap();
+    let parts = TaskParts { target: TargetKind::BoxClass, head: HeadKind::detection(20), loss: Loss::detn(sz as f64), metrics: vec![] };
+    let mut l = Learner::new(data, parts, LearnerOpts::default().arch(Arch::ResNet18)).unwrap();
     let found = l.lr_find(1e-5, 10.0).unwrap();
     let g = golden("schedules.json");
     let case = g["cases"]

@@ -1,9 +1,9 @@
 //! The learner: freezing, overfitting a batch, checkpoints, NaN handling.
 
-use fastdet::data::{sample_root, ImageData, Pascal, TargetKind};
-use fastdet::learner::{FitOpts, Learner};
-use fastdet::loss::{Loss, Metric};
-use fastdet::model::{Arch, HeadKind};
+use fastdet::data::{sample_root, DataOpts, ImageData, Pascal};
+use fastdet::learner::{FitOpts, Learner, LearnerOpts};
+use fastdet::model::Arch;
+use fastdet::task::Task;
 use fastdet::transforms::{tfms_from_model, CropType, TfmY};
 use tch::{Device, Tensor};
 
@@ -11,10 +11,9 @@ fn learner(sz: u32, bs: usize) -> Learner {
     tch::manual_seed(0);
     let trn = Pascal::open(sample_root()).unwrap().json("train").unwrap();
     let tfms = tfms_from_model(sz, vec![], CropType::No, TfmY::Coord).unwrap();
-    let data = ImageData::from_dataset(trn, TargetKind::BoxClass, tfms, bs, 0.2, 42, 0, Device::Cpu).unwrap();
-    let mut l = Learner::new(data, Arch::ResNet18, HeadKind::detection(20), Loss::detn(sz as f64), vec![Metric::DetnAcc, Metric::DetnL1 { sz: sz as f64 }], None).unwrap();
-    l.models_dir = tempfile::tempdir().unwrap().keep();
-    l
+    let data = ImageData::from_dataset(trn, Task::Detection.target(), tfms, DataOpts::new(bs, Device::Cpu)).unwrap();
+    let opts = LearnerOpts { arch: Arch::ResNet18, weights: None, models_dir: tempfile::tempdir().unwrap().keep() };
+    Learner::for_task(data, Task::Detection, opts).unwrap()
 }
 
 fn values(l: &Learner, prefix: &str) -> Vec<(String, Tensor)> {
@@ -80,7 +79,7 @@ fn save_load_round_trip_and_corrupt_checkpoint() {
     l.load("ckpt").unwrap();
     assert_eq!(f64::try_from((l.predict_batch(&x) - &before).abs().max()).unwrap(), 0.0);
 
-    std::fs::write(l.models_dir.join("bad.safetensors"), b"not a checkpoint").unwrap();
+    std::fs::write(l.models_dir().join("bad.safetensors"), b"not a checkpoint").unwrap();
     let e = l.load("bad").unwrap_err().to_string();
     assert!(e.contains("bad.safetensors"), "{e}");
     let e = l.load("missing").unwrap_err().to_string();

@@ -4,7 +4,8 @@
 //! computed here from the annotations, and errors.
 
 use fastdet::boxes::BBox;
-use fastdet::data::{get_cv_idxs, get_y, sample_root, Batch, BatchTarget, DataLoader, Dataset, DetDataset, ImageData, Pascal, TargetKind};
+use fastdet::data::{get_cv_idxs, sample_root, Batch, BatchTarget, DataLoader, DataOpts, Dataset, DetDataset, ImageData, Pascal, TargetKind};
+use fastdet::loss::ssd::get_y;
 use fastdet::tch::{Device, Kind, Tensor};
 use fastdet::transforms::{tfms_from_model, Aug, CropType, RandomFlip, RandomLighting, RandomRotate, TfmY};
 use std::path::Path;
@@ -24,7 +25,7 @@ fn augs() -> Vec<Aug> {
 /// with split seed 42, loader seed 0, CPU.
 fn image_data(ds: Dataset, kind: TargetKind) -> ImageData {
     let tfms = tfms_from_model(SZ as u32, augs(), CropType::No, TfmY::Coord).unwrap();
-    ImageData::from_dataset(ds, kind, tfms, BS, 0.2, 42, 0, Device::Cpu).unwrap()
+    ImageData::from_dataset(ds, kind, tfms, DataOpts::new(BS, Device::Cpu)).unwrap()
 }
 
 fn md(kind: TargetKind) -> ImageData {
@@ -182,7 +183,7 @@ fn check_padding(batch: &Batch, real_counts: Option<&[usize]>) {
             assert_eq!(*oc, Some(cls[k] as usize));
         }
         // get_y: padding removed; real boxes one pixel high (bottom == top) go too, as in the lesson.
-        let (gb, gc) = get_y(&bbox.get(i as i64), &class.get(i as i64));
+        let (gb, gc) = get_y(&bbox.get(i as i64), &class.get(i as i64), 1.0);
         let real_tall: Vec<usize> = (big_n - ni..big_n).filter(|&k| rows[k * 4 + 2] - rows[k * 4] > 0.0).collect();
         assert_eq!(gb.size(), vec![real_tall.len() as i64, 4]);
         assert_eq!(gc.size(), vec![real_tall.len() as i64]);
@@ -457,8 +458,8 @@ fn zero_batch_size_is_an_error() {
     let err = DataLoader::new(md.trn_dl.dataset.clone(), 0, true, 0, Device::Cpu).err().expect("bs 0 accepted");
     assert!(err.to_string().contains("bs"), "{err}");
     let tfms = tfms_from_model(32, vec![], CropType::No, TfmY::Coord).unwrap();
-    assert!(ImageData::from_dataset(train_set(), TargetKind::LargestClass, tfms.clone(), 0, 0.2, 42, 0, Device::Cpu).is_err());
-    assert!(ImageData::from_dataset(train_set(), TargetKind::LargestClass, tfms.clone(), 4, 1.5, 42, 0, Device::Cpu).is_err());
+    assert!(ImageData::from_dataset(train_set(), TargetKind::LargestClass, tfms.clone(), DataOpts::new(0, Device::Cpu)).is_err());
+    assert!(ImageData::from_dataset(train_set(), TargetKind::LargestClass, tfms.clone(), DataOpts { val_pct: 1.5, ..DataOpts::new(4, Device::Cpu) }).is_err());
     // Indices past the dataset are refused.
     let data = std::sync::Arc::new(train_set());
     assert!(DetDataset::new(data.clone(), vec![0, 52], tfms.0.clone(), TargetKind::LargestClass, false).is_err());

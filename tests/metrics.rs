@@ -4,7 +4,7 @@
 mod common;
 use fastdet::boxes::BBox;
 use fastdet::data::{sample_root, Dataset, ImageRecord, Pascal};
-use fastdet::metrics::{evaluate, load_coco_results, save_coco_results, voc_ap, Detection, Metric};
+use fastdet::metrics::{evaluate, load_coco_results, save_coco_results, voc_ap, ApMetric, Detection};
 use serde_json::Value;
 
 fn golden() -> Value {
@@ -62,18 +62,18 @@ fn map_equals_voc_eval_and_pycocotools() {
     let g = golden();
     let ds = ground_truth(&g);
     let dets = detections(&g);
-    for (metric, key) in [(Metric::Voc07, "voc07"), (Metric::Voc, "voc"), (Metric::Coco, "coco")] {
+    for (metric, key) in [(ApMetric::Voc07, "voc07"), (ApMetric::Voc, "voc"), (ApMetric::Coco, "coco")] {
         let t = evaluate(&ds, &dets, metric).unwrap();
         let want = &g[key];
         close(Some(t.map), &want["map"], &format!("{key} mAP"));
         for c in &t.classes {
             close(c.ap, &want["ap"][c.class], &format!("{key} AP of {}", c.name));
-            if metric == Metric::Coco {
+            if metric == ApMetric::Coco {
                 close(c.ap50, &want["ap50"][c.class], &format!("AP50 of {}", c.name));
                 close(c.ap75, &want["ap75"][c.class], &format!("AP75 of {}", c.name));
             }
         }
-        if metric == Metric::Coco {
+        if metric == ApMetric::Coco {
             close(t.map50, &want["map50"], "AP50");
             close(t.map75, &want["map75"], "AP75");
         }
@@ -111,9 +111,9 @@ fn coco_results_round_trip_and_errors_name_the_entry() {
     assert!(load_coco_results(&p, &ds).unwrap_err().to_string().contains("dets.json"));
     // The library checks too.
     let bad = [Detection { image_id: 1, class: 0, bbox: BBox::new(0., 0., 5., 5.), score: 1.0 }];
-    assert!(evaluate(&ds, &bad, Metric::Coco).unwrap_err().to_string().contains("image_id 1"));
+    assert!(evaluate(&ds, &bad, ApMetric::Coco).unwrap_err().to_string().contains("image_id 1"));
     let bad = [Detection { image_id: 71, class: 20, bbox: BBox::new(0., 0., 5., 5.), score: 1.0 }];
-    assert!(evaluate(&ds, &bad, Metric::Voc).is_err());
+    assert!(evaluate(&ds, &bad, ApMetric::Voc).is_err());
 }
 
 fn tiny() -> Dataset {
@@ -136,7 +136,7 @@ fn tiny() -> Dataset {
 fn edge_cases_give_numbers_not_nan() {
     let ds = tiny();
     let d = |image_id, class, bbox: BBox, score| Detection { image_id, class, bbox, score };
-    for metric in [Metric::Voc07, Metric::Voc, Metric::Coco] {
+    for metric in [ApMetric::Voc07, ApMetric::Voc, ApMetric::Coco] {
         // No detections: AP 0 for the class with ground truth; none for the others.
         let t = evaluate(&ds, &[], metric).unwrap();
         assert_eq!(t.classes[0].ap, Some(0.0));
@@ -162,9 +162,9 @@ fn edge_cases_give_numbers_not_nan() {
         // Ranked: zero-area FP (0.95), then the TP, its duplicate (FP), the difficult one
         // (ignored), the empty image's FP. Recall 1 at precision 1/2.
         match metric {
-            Metric::Voc07 => assert!((ap - 0.5).abs() < 1e-12, "{ap}"),
-            Metric::Voc => assert!((ap - 0.5).abs() < 1e-12, "{ap}"),
-            Metric::Coco => assert!((ap - 0.5).abs() < 1e-12, "{ap}"),
+            ApMetric::Voc07 => assert!((ap - 0.5).abs() < 1e-12, "{ap}"),
+            ApMetric::Voc => assert!((ap - 0.5).abs() < 1e-12, "{ap}"),
+            ApMetric::Coco => assert!((ap - 0.5).abs() < 1e-12, "{ap}"),
         }
         // Deterministic with ties.
         assert_eq!(evaluate(&ds, &dets, metric).unwrap(), t);
@@ -172,7 +172,7 @@ fn edge_cases_give_numbers_not_nan() {
     // An empty dataset.
     let mut empty = tiny();
     empty.images.clear();
-    assert_eq!(evaluate(&empty, &[], Metric::Coco).unwrap().map, 0.0);
+    assert_eq!(evaluate(&empty, &[], ApMetric::Coco).unwrap().map, 0.0);
 }
 
 #[test]

@@ -2,9 +2,9 @@
 //! reference loop, the lesson's variants and the edge cases.
 
 mod common;
-use fastdet::boxes::BBox;
+use fastdet::boxes::{iou_matrix, jaccard, BBox};
 use fastdet::nms::{
-    batched_nms, iou_matrix, jaccard, nms, nms_bboxes, nms_lesson, nms_reference, nms_topk, score_order, show_nmf,
+    batched_nms, nms, nms_bboxes, nms_detections, nms_lesson, nms_reference, nms_topk, score_order,
     NmfOpts,
 };
 use fastdet::tch::Tensor;
@@ -164,19 +164,19 @@ fn lesson_nms_cuts_top_k_first_and_keeps_iou_le_overlap() {
 }
 
 #[test]
-fn show_nmf_per_class() {
+fn nms_detections_per_class() {
     // 4 anchors, 2 classes + background. Class 0: anchors 0 and 1 overlap (IoU 0.81), 0 wins;
     // anchor 3 is below 0.25. Class 1: only anchor 2.
     let boxes = Tensor::from_slice(&[0.1f32, 0.1, 0.5, 0.5, 0.12, 0.12, 0.5, 0.5, 0.6, 0.6, 0.9, 0.9, 0.0, 0.0, 1.0, 1.0]).view([4, 4]);
     let logit = |p: f32| (p / (1.0 - p)).ln();
     let l = [[logit(0.9), logit(0.1), 0.0], [logit(0.8), logit(0.1), 0.0], [logit(0.1), logit(0.7), 0.0], [logit(0.2), logit(0.2), 5.0]];
     let logits = Tensor::from_slice(&l.concat()).view([4, 3]);
-    let d = show_nmf(&boxes, &logits, 224.0, NmfOpts::default()).unwrap();
+    let d = nms_detections(&boxes, &logits, 224.0, NmfOpts::default()).unwrap();
     assert_eq!(d.len(), 2);
     assert_eq!((d[0].class, d[1].class), (0, 1));
     assert!((d[0].score - 0.9).abs() < 1e-6 && (d[1].score - 0.7).abs() < 1e-6);
     assert!((d[0].bbox.top - 22.4).abs() < 1e-4 && (d[0].bbox.right - 112.0).abs() < 1e-4);
-    assert!(show_nmf(&boxes, &logits.narrow(0, 0, 3), 224.0, NmfOpts::default()).is_err());
+    assert!(nms_detections(&boxes, &logits.narrow(0, 0, 3), 224.0, NmfOpts::default()).is_err());
 }
 
 #[test]

@@ -121,8 +121,6 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Train the stages of a JSON config, with a checkpoint after every stage (see
-    /// examples/configs/).
     /// Detections of a trained SSD run on a split, as COCO results JSON (and pictures with --draw).
     Predict {
         /// A run folder of `fastdet train` (its config.json, progress.json and checkpoints)
@@ -140,6 +138,8 @@ enum Command {
         #[arg(long, default_value_t = 0.25)]
         thresh: f32,
     },
+    /// Train the stages of a JSON config, with a checkpoint after every stage (see
+    /// examples/configs/).
     Train {
         /// The run's JSON config (every field optional; `{}` is the lesson's detector)
         #[arg(long)]
@@ -170,7 +170,7 @@ fn main() -> Result<()> {
         Command::Draw { source, index, out } => {
             let ds = source.load()?;
             anyhow::ensure!(index < ds.len(), "--index {index}: the split has {} images", ds.len());
-            fastdet::draw::draw_idx(&ds, index)?.save_png(&out)?;
+            fastdet::show::draw_idx(&ds, index)?.save_png(&out)?;
             println!("wrote {}", out.display());
         }
         Command::Csv { source, out_dir } => {
@@ -186,9 +186,9 @@ fn main() -> Result<()> {
             let ds = eval_ground_truth(data.as_deref(), &split)?;
             let dets = fastdet::metrics::load_coco_results(&detections, &ds)?;
             let metric = match metric {
-                MetricArg::Voc07 => fastdet::metrics::Metric::Voc07,
-                MetricArg::Voc => fastdet::metrics::Metric::Voc,
-                MetricArg::Coco => fastdet::metrics::Metric::Coco,
+                MetricArg::Voc07 => fastdet::metrics::ApMetric::Voc07,
+                MetricArg::Voc => fastdet::metrics::ApMetric::Voc,
+                MetricArg::Coco => fastdet::metrics::ApMetric::Coco,
             };
             let table = fastdet::metrics::evaluate(&ds, &dets, metric)?;
             if json {
@@ -201,7 +201,10 @@ fn main() -> Result<()> {
         Command::Predict { weights, source, out, draw, thresh } => {
             let ds = source.load()?;
             let opts = fastdet::nms::NmfOpts { thresh, ..Default::default() };
-            let dets = fastdet::detect::predict_run(&weights, &ds, &out, draw.as_deref(), opts)?;
+            let dets = fastdet::detect::predict_run(&weights, &ds, &out, opts)?;
+            if let Some(dir) = &draw {
+                fastdet::show::save_detections(&ds, &dets, dir)?;
+            }
             println!("wrote {} detections on {} images to {}", dets.len(), ds.len(), out.display());
         }
         Command::Train { config, run_dir, resume } => {

@@ -27,7 +27,7 @@ use std::sync::{mpsc, Arc, OnceLock};
 use tch::{Device, Kind, Tensor};
 
 /// The dependent variable of a dataset.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum TargetKind {
     /// Class of the largest object (lesson 8, `lrg.csv`).
     LargestClass,
@@ -186,6 +186,19 @@ pub enum BatchTarget {
     Boxes { bbox: Tensor, class: Tensor, n_objects: Tensor },
 }
 
+impl BatchTarget {
+    /// The variant's name, for error messages.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            BatchTarget::Class(_) => "Class",
+            BatchTarget::Box(_) => "Box",
+            BatchTarget::BoxClass { .. } => "BoxClass",
+            BatchTarget::MultiLabel(_) => "MultiLabel",
+            BatchTarget::Boxes { .. } => "Boxes",
+        }
+    }
+}
+
 /// A batch: images `[B, 3, sz, sz]` (normalised float), targets, and which images they are.
 #[derive(Debug)]
 pub struct Batch {
@@ -218,14 +231,6 @@ impl Batch {
             BatchTarget::Class(_) | BatchTarget::MultiLabel(_) => vec![],
         })
     }
-}
-
-/// The lesson's `get_y`: drop padding rows, those whose `bottom - top <= 0`. (This also drops a
-/// real box one pixel high, as the lesson does; [`BatchTarget::Boxes`]' `n_objects` does not.)
-pub fn get_y(bbox: &Tensor, class: &Tensor) -> (Tensor, Tensor) {
-    let bbox = bbox.view([-1, 4]);
-    let keep = (bbox.select(1, 2) - bbox.select(1, 0)).gt(0.0).nonzero().squeeze_dim(1);
-    (bbox.index_select(0, &keep), class.view([-1]).index_select(0, &keep))
 }
 
 /// Collate samples into a batch on `device`.
@@ -413,20 +418,32 @@ pub struct ImageData {
     pub classes: Vec<String>,
 }
 
+/// How [`ImageData::from_dataset`] splits and batches a dataset.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DataOpts {
+    /// Batch size.
+    pub bs: usize,
+    /// Share of the images held out for validation (the lesson's 0.2).
+    pub val_pct: f64,
+    /// Seed of the validation split (`get_cv_idxs(n, val_pct, 42)`).
+    pub split_seed: u32,
+    /// Seed of the shuffling and the augmentations.
+    pub seed: u64,
+    pub device: Device,
+}
+
+impl DataOpts {
+    /// Batches of `bs` on `device`, the lesson's split (20% with seed 42), seed 0.
+    pub fn new(bs: usize, device: Device) -> Self {
+        Self { bs, val_pct: 0.2, split_seed: 42, seed: 0, device }
+    }
+}
+
 impl ImageData {
-    /// Split `data` with `get_cv_idxs(n, val_pct, 42)`-style seeded split (`split_seed`), build
-    /// the three loaders with `(trn_tfms, val_tfms)` (from [`crate::transforms::tfms_from_model`]).
-    #[allow(clippy::too_many_arguments)]
-    pub fn from_dataset(
-        data: Dataset,
-        target: TargetKind,
-        tfms: (Tfms, Tfms),
-        bs: usize,
-        val_pct: f64,
-        split_seed: u32,
-        seed: u64,
-        device: Device,
-    ) -> Result<Self> {
+    /// Split `data` with the seeded `get_cv_idxs(n, val_pct, split_seed)`, build the three
+    /// loaders with `(trn_tfms, val_tfms)` (from [`crate::transforms::tfms_from_model`]).
+    pub fn from_dataset(data: Dataset, target: TargetKind, tfms: (Tfms, Tfms), opts: DataOpts) -> Result<Self> {
+        let DataOpts { bs, val_pct, split_seed, seed, device } = opts;
         let data = Arc::new(data);
         let val_idxs = get_cv_idxs(data.len(), val_pct, split_seed)?;
         let mut is_val = vec![false; data.len()];

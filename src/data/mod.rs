@@ -27,7 +27,7 @@ mod split;
 mod voc;
 
 pub use image_io::open_image;
-pub use loader::{get_y, Batch, BatchTarget, DataLoader, DetDataset, ImageData, Sample, Target, TargetKind};
+pub use loader::{Batch, BatchTarget, DataLoader, DataOpts, DetDataset, ImageData, Sample, Target, TargetKind};
 pub use split::get_cv_idxs;
 
 use crate::boxes::BBox;

@@ -39,12 +39,8 @@ impl Default for SyntheticConfig {
     }
 }
 
-fn iou(a: &BBox, b: &BBox) -> f32 {
-    let h = (a.bottom.min(b.bottom) - a.top.max(b.top) + 1.0).max(0.0);
-    let w = (a.right.min(b.right) - a.left.max(b.left) + 1.0).max(0.0);
-    let inter = h * w;
-    inter / (a.pixel_area() + b.pixel_area() - inter)
-}
+/// Shapes of one image overlap at most this much (IoU of their boxes, VOC's `+1` areas).
+const MAX_OVERLAP: f64 = 0.1;
 
 /// A textured background: a colour gradient with stripes and noise.
 fn background(rng: &mut ChaCha8Rng, size: u32) -> RgbImage {
@@ -97,7 +93,7 @@ fn sample(rng: &mut ChaCha8Rng, cfg: &SyntheticConfig) -> (RgbImage, Vec<Object>
             let left = rng.random_range(0..=(cfg.size as i32 - side).max(0));
             let top = rng.random_range(0..=(cfg.size as i32 - side).max(0));
             let cand = BBox::new(top as f32, left as f32, (top + side - 1) as f32, (left + side - 1) as f32);
-            if objects.iter().any(|o| iou(&o.bbox, &cand) > 0.1) {
+            if objects.iter().any(|o| o.bbox.pixel_iou(&cand) > MAX_OVERLAP) {
                 continue;
             }
             let class = rng.random_range(0..SHAPES.len());

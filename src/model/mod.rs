@@ -1,21 +1,19 @@
 //! Models: a ResNet body (torchvision names) and the lesson's heads, in fastai's three layer
-//! groups (body up to `layer2`, `layer3`-`layer4`, head).
+//! groups (body up to `layer2`, `layer3`-`layer4`, head); loading ImageNet weights.
+//!
+//! - [`resnet`]: the body, with torchvision's variable names;
+//! - [`ssd`]: lesson 9's SSD heads and their config;
+//! - here: lesson 8's heads ([`HeadKind`]), the model ([`ConvModel`]) and its layer groups.
 
 pub mod resnet;
+pub mod ssd;
 
-pub use resnet::{Arch, ResNetBody};
+pub use resnet::{feature_side, Arch, ResNetBody};
 
 use crate::error::{Error, Result};
 use std::path::Path;
 use tch::nn::{self, Init, ModuleT};
 use tch::Tensor;
-
-/// Side of the body's last feature map for `sz x sz` inputs (7 at 224): conv1 and maxpool halve
-/// it, then `layer2`-`layer4`.
-pub fn feature_side(sz: i64) -> i64 {
-    let half = |n: i64| (n - 1) / 2 + 1; // k3/k7 convs and pools with "same" padding, stride 2
-    (0..5).fold(sz, |n, _| half(n))
-}
 
 /// The head on top of the body.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -29,9 +27,9 @@ pub enum HeadKind {
     /// Lesson 8's single-object detection head: `Flatten -> ReLU -> Dropout(p) ->
     /// Linear(C*7*7, 256) -> ReLU -> BN1d(256) -> Dropout(p) -> Linear(256, 4 + n_classes)`.
     Detection { n_classes: i64, p: f64 },
-    /// Lesson 9's SSD heads (`SSD_Head`, `SSD_MultiHead`): see [`crate::ssd`]. The output is
-    /// [`crate::ssd::SsdOutput::pack`]ed: `[B, A, C+1+4]`.
-    Ssd(crate::ssd::SsdConfig),
+    /// Lesson 9's SSD heads (`SSD_Head`, `SSD_MultiHead`): see [`ssd`]. The output is
+    /// [`ssd::SsdOutput::pack`]ed: `[B, A, C+1+4]`.
+    Ssd(ssd::SsdConfig),
 }
 
 impl HeadKind {
@@ -65,7 +63,7 @@ enum HeadLayers {
     Classifier { bn1: nn::BatchNorm, lin1: nn::Linear, bn2: nn::BatchNorm, lin2: nn::Linear, ps: [f64; 2] },
     Reg4 { lin: nn::Linear },
     Detection { lin1: nn::Linear, bn: nn::BatchNorm, lin2: nn::Linear, p: f64 },
-    Ssd(crate::ssd::SsdHeadNet),
+    Ssd(ssd::SsdHeadNet),
 }
 
 /// A head (optimiser group 2, variables under `head.`).
@@ -93,7 +91,7 @@ impl Head {
                 lin2: linear(p / "lin2", 256, 4 + n_classes),
                 p: drop,
             },
-            HeadKind::Ssd(ref cfg) => HeadLayers::Ssd(crate::ssd::SsdHeadNet::new(p, cfg, channels)),
+            HeadKind::Ssd(ref cfg) => HeadLayers::Ssd(ssd::SsdHeadNet::new(p, cfg, channels)),
         };
         Self { kind, layers }
     }
@@ -199,11 +197,12 @@ pub fn read_state_dict(path: &Path) -> Result<Vec<(String, Tensor)>> {
     }
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
     let read = if ext == "safetensors" { Tensor::read_safetensors(path) } else { Tensor::loadz_multi(path) };
-    read.map_err(|e| Error::Invalid(format!(
-        "{}: cannot read weights ({e}); convert them with `python scripts/convert_weights.py {} out.safetensors`",
-        path.display(),
-        path.display()
-    )))
+    read.map_err(|e| {
+        Error::checkpoint(
+            path,
+            format!("cannot read weights ({e}); convert them with `python scripts/convert_weights.py {} out.safetensors`", path.display()),
+        )
+    })
 }
 
 /// Where ImageNet weights for `arch` are, if a user put them in place: `$FASTDET_WEIGHTS` (a
@@ -256,12 +255,10 @@ pub fn load_backbone(vs: &mut nn::VarStore, path: &Path) -> Result<usize> {
                     loaded += 1;
                 }
                 Some(src) => {
-                    return Err(Error::Invalid(format!(
-                        "{}: {name} has shape {:?}, the model expects {:?} (another architecture?)",
-                        path.display(),
-                        src.size(),
-                        var.size()
-                    )))
+                    return Err(Error::checkpoint(
+                        path,
+                        format!("{name} has shape {:?}, the model expects {:?} (another architecture?)", src.size(), var.size()),
+                    ))
                 }
                 None => missing.push(name),
             }
@@ -270,12 +267,10 @@ pub fn load_backbone(vs: &mut nn::VarStore, path: &Path) -> Result<usize> {
     })?;
     if !missing.is_empty() {
         missing.sort();
-        return Err(Error::Invalid(format!(
-            "{}: {} backbone weights missing, e.g. {}",
-            path.display(),
-            missing.len(),
-            missing.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
-        )));
+        return Err(Error::checkpoint(
+            path,
+            format!("{} backbone weights missing, e.g. {}", missing.len(), missing.iter().take(5).cloned().collect::<Vec<_>>().join(", ")),
+        ));
     }
     Ok(loaded)
 }

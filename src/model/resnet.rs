@@ -8,8 +8,16 @@
 use tch::nn::{self, ModuleT};
 use tch::Tensor;
 
+/// Side of the body's last feature map for `sz x sz` inputs (7 at 224): conv1 and maxpool halve
+/// it, then `layer2`-`layer4`.
+pub fn feature_side(sz: i64) -> i64 {
+    let half = |n: i64| (n - 1) / 2 + 1; // k3/k7 convs and pools with "same" padding, stride 2
+    (0..5).fold(sz, |n, _| half(n))
+}
+
 /// Which ResNet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Arch {
     ResNet18,
     ResNet34,

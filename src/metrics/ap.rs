@@ -2,7 +2,7 @@
 //! VOC2010+ area AP (both with `voc_eval.py`'s conventions) and COCO AP@[.5:.95] with
 //! pycocotools' algorithm. Beyond the lesson, which computes no mAP (LESSON.md section 5).
 //!
-//! # VOC (`Metric::Voc07`, `Metric::Voc`): `voc_eval.py`, line by line
+//! # VOC (`ApMetric::Voc07`, `ApMetric::Voc`): `voc_eval.py`, line by line
 //! - per class, detections sorted by score descending — **stable** (input order breaks ties;
 //!   `voc_eval.py`'s `np.argsort(-confidence)` is an unstable quicksort, so its tie order is
 //!   unspecified), NaN scores last;
@@ -15,7 +15,7 @@
 //!   VOC07: the mean over `t = 0, 0.1, .., 1.0` (`i * 0.1` as `np.arange` makes them) of the
 //!   best precision at recall `>= t`; VOC2010+: the area under the monotone precision envelope.
 //!
-//! # COCO (`Metric::Coco`): pycocotools' `COCOeval` (bbox, area "all", maxDets 100)
+//! # COCO (`ApMetric::Coco`): pycocotools' `COCOeval` (bbox, area "all", maxDets 100)
 //! - IoU in `f64` on `[x, y, w, h]` boxes without `+1` (`bbIou` of `maskUtils`);
 //! - **difficult objects are COCO crowds** (`iscrowd = 1`): ignored, matched by IoU
 //!   `inter / det_area`, and able to absorb any number of detections. (pycocotools overwrites a
@@ -36,10 +36,10 @@
 //! Boxes are [`BBox`] (`top, left, bottom, right`, zero-based inclusive) everywhere;
 //! [`BBox::to_voc`] and [`BBox::to_xywh`] give the two formats above.
 
-use crate::boxes::BBox;
+use crate::boxes::{coco_iou, voc_iou, BBox};
 use crate::data::Dataset;
-use crate::draw::Figure;
 use crate::error::{Error, Result};
+use crate::nms::ScoredBox;
 use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
@@ -56,15 +56,15 @@ pub struct Detection {
 }
 
 impl Detection {
-    /// A detection of [`crate::nms::show_nmf`] placed in an image.
-    pub fn from_nms(image_id: u64, d: crate::nms::Detection) -> Self {
+    /// A [`ScoredBox`] of one image, placed in the image `image_id`.
+    pub fn new(image_id: u64, d: ScoredBox) -> Self {
         Self { image_id, class: d.class, bbox: d.bbox, score: d.score }
     }
 }
 
 /// Which average precision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Metric {
+pub enum ApMetric {
     /// Pascal VOC 2007: 11-point interpolated AP at IoU > 0.5.
     Voc07,
     /// Pascal VOC 2010 and later: area under the precision envelope at IoU > 0.5.
@@ -73,29 +73,29 @@ pub enum Metric {
     Coco,
 }
 
-impl Metric {
+impl ApMetric {
     pub fn name(&self) -> &'static str {
         match self {
-            Metric::Voc07 => "voc07",
-            Metric::Voc => "voc",
-            Metric::Coco => "coco",
+            ApMetric::Voc07 => "voc07",
+            ApMetric::Voc => "voc",
+            ApMetric::Coco => "coco",
         }
     }
 }
 
-impl std::str::FromStr for Metric {
+impl std::str::FromStr for ApMetric {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
         match s.to_ascii_lowercase().as_str() {
-            "voc07" | "voc2007" | "11point" => Ok(Metric::Voc07),
-            "voc" | "voc2010" | "area" => Ok(Metric::Voc),
-            "coco" => Ok(Metric::Coco),
+            "voc07" | "voc2007" | "11point" => Ok(ApMetric::Voc07),
+            "voc" | "voc2010" | "area" => Ok(ApMetric::Voc),
+            "coco" => Ok(ApMetric::Coco),
             _ => Err(Error::Invalid(format!("unknown metric {s:?}: expected voc07, voc or coco"))),
         }
     }
 }
 
-impl fmt::Display for Metric {
+impl fmt::Display for ApMetric {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
     }
@@ -126,7 +126,7 @@ pub struct ClassAp {
 /// Per-class AP and the mean: printed as a table, shown as an HTML table in a notebook.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct ApTable {
-    pub metric: Metric,
+    pub metric: ApMetric,
     /// Mean AP over classes that have one.
     pub map: f64,
     /// COCO only: mean AP at IoU 0.5 and 0.75.
@@ -135,19 +135,19 @@ pub struct ApTable {
     pub classes: Vec<ClassAp>,
 }
 
-impl serde::Serialize for Metric {
+impl serde::Serialize for ApMetric {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         s.serialize_str(self.name())
     }
 }
 
-fn fmt_ap(v: Option<f64>) -> String {
+pub(crate) fn fmt_ap(v: Option<f64>) -> String {
     v.map_or_else(|| "-".to_string(), |v| format!("{:.4}", v))
 }
 
 impl fmt::Display for ApTable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let coco = self.metric == Metric::Coco;
+        let coco = self.metric == ApMetric::Coco;
         write!(f, "{:<14} {:>6} {:>7} {:>8}", "class", "gt", "dets", "AP")?;
         if coco {
             write!(f, " {:>8} {:>8}", "AP50", "AP75")?;
@@ -173,48 +173,6 @@ impl ApTable {
     pub fn ap_of(&self, name: &str) -> Option<f64> {
         self.classes.iter().find(|c| c.name == name).and_then(|c| c.ap)
     }
-
-    /// In a notebook: the table as HTML.
-    pub fn evcxr_display(&self) {
-        println!("EVCXR_BEGIN_CONTENT text/html\n{}\nEVCXR_END_CONTENT", self.to_html());
-    }
-
-    pub fn to_html(&self) -> String {
-        let coco = self.metric == Metric::Coco;
-        let mut h = format!("<p><b>mAP ({})</b> = {:.4}", self.metric, self.map);
-        if let (Some(a), Some(b)) = (self.map50, self.map75) {
-            h += &format!(" (AP50 {a:.4}, AP75 {b:.4})");
-        }
-        h += "</p><table><tr><th>class</th><th>gt</th><th>dets</th><th>AP</th>";
-        if coco {
-            h += "<th>AP50</th><th>AP75</th>";
-        }
-        h += "</tr>";
-        for c in &self.classes {
-            h += &format!("<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td>", c.name, c.n_gt, c.n_det, fmt_ap(c.ap));
-            if coco {
-                h += &format!("<td>{}</td><td>{}</td>", fmt_ap(c.ap50), fmt_ap(c.ap75));
-            }
-            h += "</tr>";
-        }
-        h + "</table>"
-    }
-
-    /// Precision-recall curves of up to `max_classes` classes that have an AP (those with the
-    /// most ground truth first), one panel each, 3 per row.
-    pub fn pr_figure(&self, max_classes: usize) -> Result<Figure> {
-        let mut cls: Vec<&ClassAp> = self.classes.iter().filter(|c| c.ap.is_some()).collect();
-        cls.sort_by(|a, b| b.n_gt.cmp(&a.n_gt).then(a.class.cmp(&b.class)));
-        cls.truncate(max_classes.max(1));
-        let n = cls.len().max(1) as u32;
-        let cols = n.min(3);
-        let mut fig = Figure::grid(n.div_ceil(cols), cols, 320, 260)?;
-        for (i, c) in cls.iter().enumerate() {
-            let label = format!("precision: {} (AP {})", c.name, fmt_ap(c.ap));
-            fig.ax(i).line_plot(&c.recall, &c.precision, "recall", &label, false);
-        }
-        Ok(fig)
-    }
 }
 
 /// Check every detection's image id and class against the dataset; the image index of each.
@@ -237,7 +195,7 @@ fn image_indices(ds: &Dataset, dets: &[Detection]) -> Result<Vec<usize>> {
 
 /// Mean average precision of `dets` on the ground truth of `ds` (see the module docs).
 /// An error names the first detection whose image id or class the dataset does not have.
-pub fn evaluate(ds: &Dataset, dets: &[Detection], metric: Metric) -> Result<ApTable> {
+pub fn evaluate(ds: &Dataset, dets: &[Detection], metric: ApMetric) -> Result<ApTable> {
     let img = image_indices(ds, dets)?;
     let nc = ds.classes.len();
     let mut classes = Vec::with_capacity(nc);
@@ -260,8 +218,8 @@ pub fn evaluate(ds: &Dataset, dets: &[Detection], metric: Metric) -> Result<ApTa
             precision: Vec::new(),
         };
         match metric {
-            Metric::Voc07 | Metric::Voc => voc_class(ds, dets, &img, class_dets, c, metric == Metric::Voc07, &mut ca),
-            Metric::Coco => coco_class(ds, dets, &img, class_dets, c, &mut ca),
+            ApMetric::Voc07 | ApMetric::Voc => voc_class(ds, dets, &img, class_dets, c, metric == ApMetric::Voc07, &mut ca),
+            ApMetric::Coco => coco_class(ds, dets, &img, class_dets, c, &mut ca),
         }
         classes.push(ca);
     }
@@ -275,7 +233,7 @@ pub fn evaluate(ds: &Dataset, dets: &[Detection], metric: Metric) -> Result<ApTa
     };
     let map = mean(&|c| c.ap);
     let (map50, map75) =
-        if metric == Metric::Coco { (Some(mean(&|c| c.ap50)), Some(mean(&|c| c.ap75))) } else { (None, None) };
+        if metric == ApMetric::Coco { (Some(mean(&|c| c.ap50)), Some(mean(&|c| c.ap75))) } else { (None, None) };
     Ok(ApTable { metric, map, map50, map75, classes })
 }
 
@@ -332,15 +290,7 @@ fn voc_class(ds: &Dataset, dets: &[Detection], img: &[usize], idx: &[usize], c: 
         let mut ovmax = f64::NEG_INFINITY;
         let mut jmax = 0;
         for (j, (g, _)) in gts[i].iter().enumerate() {
-            let ixmin = g[0].max(bb[0]);
-            let iymin = g[1].max(bb[1]);
-            let ixmax = g[2].min(bb[2]);
-            let iymax = g[3].min(bb[3]);
-            let iw = (ixmax - ixmin + 1.0).max(0.0);
-            let ih = (iymax - iymin + 1.0).max(0.0);
-            let inters = iw * ih;
-            let uni = (bb[2] - bb[0] + 1.0) * (bb[3] - bb[1] + 1.0) + (g[2] - g[0] + 1.0) * (g[3] - g[1] + 1.0) - inters;
-            let ov = inters / uni;
+            let ov = voc_iou(&bb, g);
             // np.max / np.argmax: the first maximum (a NaN overlap would win in numpy; it
             // cannot occur for ground truth of positive size).
             if ov > ovmax {
@@ -410,24 +360,6 @@ pub fn coco_recall_thresholds() -> [f64; N_REC] {
     r
 }
 
-/// `maskUtils.bbIou` for one pair of `[x, y, w, h]` boxes.
-#[inline]
-fn bb_iou(d: &[f64; 4], g: &[f64; 4], crowd: bool) -> f64 {
-    let ga = g[2] * g[3];
-    let da = d[2] * d[3];
-    let w = (d[2] + d[0]).min(g[2] + g[0]) - d[0].max(g[0]);
-    if w <= 0.0 {
-        return 0.0;
-    }
-    let h = (d[3] + d[1]).min(g[3] + g[1]) - d[1].max(g[1]);
-    if h <= 0.0 {
-        return 0.0;
-    }
-    let i = w * h;
-    let u = if crowd { da } else { da + ga - i };
-    i / u
-}
-
 fn xywh64(b: &BBox) -> [f64; 4] {
     b.to_xywh().map(|v| v as f64)
 }
@@ -473,7 +405,7 @@ fn coco_class(ds: &Dataset, dets: &[Detection], img: &[usize], idx: &[usize], c:
         let mut dorder = by_score(dets, dk);
         dorder.truncate(MAX_DETS);
         let db: Vec<[f64; 4]> = dorder.iter().map(|&k| xywh64(&dets[k].bbox)).collect();
-        let ious: Vec<Vec<f64>> = db.iter().map(|d| gt.iter().zip(&crowd).map(|(g, &cr)| bb_iou(d, &g.0, cr)).collect()).collect();
+        let ious: Vec<Vec<f64>> = db.iter().map(|d| gt.iter().zip(&crowd).map(|(g, &cr)| coco_iou(d, &g.0, cr)).collect()).collect();
         for (t, &th) in thr.iter().enumerate() {
             let mut gtm = vec![false; gt.len()];
             for (di, d) in db.iter().enumerate() {

@@ -1,0 +1,66 @@
+//! What a learner minimises: lesson 8's losses (cross-entropy for the largest object's class,
+//! L1 for its box, BCE for the multi-label classifier, `detn_loss` for the single-object
+//! detector) and lesson 9's SSD loss ([`ssd`]), chosen by one value, [`Loss`].
+
+pub mod ssd;
+
+use crate::data::BatchTarget;
+use crate::error::{Error, Result};
+use crate::model::ssd::{SsdConfig, SsdOutput};
+use tch::{Reduction, Tensor};
+
+/// What a learner minimises.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum Loss {
+    /// Softmax cross-entropy on class logits (`[B, C]` vs `[B]`).
+    CrossEntropy,
+    /// Mean absolute error of raw outputs against boxes in pixels (`nn.L1Loss`, with `head_reg4`).
+    L1,
+    /// Binary cross-entropy with logits against multi-hot targets (multi-label).
+    Bce,
+    /// Lesson 8's `detn_loss`: `L1(sigmoid(out[:, :4]) * sz, bbox) + class_weight * CE(out[:, 4:], class)`.
+    Detn { sz: f64, class_weight: f64 },
+    /// Lesson 9's `ssd_loss` (loc + class, summed over images) on the packed output of a
+    /// `HeadKind::Ssd` head, against `Boxes` targets in pixels of `sz x sz` images
+    /// ([`ssd::ssd_loss`]).
+    Ssd { cfg: SsdConfig, sz: f64 },
+}
+
+impl Loss {
+    /// `detn_loss` with the lesson's weight of 20 on the class term.
+    pub fn detn(sz: f64) -> Self {
+        Loss::Detn { sz, class_weight: 20.0 }
+    }
+
+    /// The loss of model outputs `out` against a batch's targets.
+    pub fn compute(&self, out: &Tensor, y: &BatchTarget) -> Result<Tensor> {
+        match (self, y) {
+            (Loss::CrossEntropy, BatchTarget::Class(c)) => Ok(out.cross_entropy_for_logits(c)),
+            (Loss::L1, BatchTarget::Box(b)) => Ok(out.l1_loss(b, Reduction::Mean)),
+            (Loss::Bce, BatchTarget::MultiLabel(t)) => {
+                Ok(out.binary_cross_entropy_with_logits::<Tensor>(t, None, None, Reduction::Mean))
+            }
+            (Loss::Detn { sz, class_weight }, BatchTarget::BoxClass { bbox, class }) => {
+                Ok(detn_loss(out, bbox, class, *sz, *class_weight))
+            }
+            (Loss::Ssd { cfg, sz }, BatchTarget::Boxes { bbox, class, n_objects }) => {
+                let out = SsdOutput::unpack(out, cfg.n_classes)?;
+                let anchors = crate::anchors::Anchors::new(&cfg.anchors, out.class_logits.device());
+                Ok(ssd::ssd_loss(&out, bbox, class, Some(n_objects), *sz, &anchors, cfg)?.total())
+            }
+            (loss, y) => Err(mismatch(&format!("{loss:?}"), y)),
+        }
+    }
+}
+
+/// The error of a loss or metric given targets it does not read.
+pub(crate) fn mismatch(what: &str, y: &BatchTarget) -> Error {
+    Error::TargetMismatch { what: what.into(), target: y.kind_name() }
+}
+
+/// Lesson 8: `L1(sigmoid(out[:, :4]) * sz, bbox) + w * CE(out[:, 4:], class)`.
+pub fn detn_loss(out: &Tensor, bbox: &Tensor, class: &Tensor, sz: f64, class_weight: f64) -> Tensor {
+    let bb = out.narrow(1, 0, 4).sigmoid() * sz; // [B, 4] in pixels
+    let logits = out.narrow(1, 4, out.size()[1] - 4); // [B, C]
+    bb.l1_loss(bbox, Reduction::Mean) + logits.cross_entropy_for_logits(class) * class_weight
+}

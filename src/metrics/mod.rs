@@ -1,0 +1,52 @@
+//! Numbers that say how well a model does: the epoch metrics of the lessons ([`Metric`]:
+//! accuracy, `accuracy_thresh`, `detn_acc`, `detn_l1`), computed on every validation batch, and
+//! detection mAP on a whole dataset ([`ap`]: VOC07, VOC and COCO, beyond the lesson).
+
+pub mod ap;
+
+pub use ap::{evaluate, load_coco_results, save_coco_results, voc_ap, ApMetric, ApTable, ClassAp, Detection};
+
+use crate::data::BatchTarget;
+use crate::error::Result;
+use crate::loss::mismatch;
+use tch::{Kind, Reduction, Tensor};
+
+/// A number reported after each epoch, on the validation set.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum Metric {
+    /// Share of argmax predictions equal to the class.
+    Accuracy,
+    /// fastai `accuracy_thresh(t)`: share of `sigmoid(out) > t` equal to the multi-hot target.
+    AccuracyThresh(f64),
+    /// Lesson 8 `detn_acc`: class accuracy of `out[:, 4:]`.
+    DetnAcc,
+    /// Lesson 8 `detn_l1`: `L1(sigmoid(out[:, :4]) * sz, bbox)` in pixels.
+    DetnL1 { sz: f64 },
+}
+
+impl Metric {
+    pub fn name(&self) -> String {
+        match self {
+            Metric::Accuracy => "accuracy".into(),
+            Metric::AccuracyThresh(t) => format!("accuracy_thresh({t})"),
+            Metric::DetnAcc => "detn_acc".into(),
+            Metric::DetnL1 { .. } => "detn_l1".into(),
+        }
+    }
+
+    pub fn compute(&self, out: &Tensor, y: &BatchTarget) -> Result<f64> {
+        let acc = |logits: &Tensor, c: &Tensor| logits.argmax(-1, false).eq_tensor(c).to_kind(Kind::Float).mean(Kind::Float);
+        let t = match (self, y) {
+            (Metric::Accuracy, BatchTarget::Class(c)) => acc(out, c),
+            (Metric::AccuracyThresh(th), BatchTarget::MultiLabel(t)) => {
+                out.sigmoid().gt(*th).to_kind(Kind::Float).eq_tensor(t).to_kind(Kind::Float).mean(Kind::Float)
+            }
+            (Metric::DetnAcc, BatchTarget::BoxClass { class, .. }) => acc(&out.narrow(1, 4, out.size()[1] - 4), class),
+            (Metric::DetnL1 { sz }, BatchTarget::BoxClass { bbox, .. }) => {
+                (out.narrow(1, 0, 4).sigmoid() * *sz).l1_loss(bbox, Reduction::Mean)
+            }
+            (m, y) => return Err(mismatch(&m.name(), y)),
+        };
+        Ok(f64::try_from(t)?)
+    }
+}

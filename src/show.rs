@@ -1,0 +1,310 @@
+//! The display layer: pictures and notebook displays of the crate's own types, drawn with
+//! [`crate::draw`]. Everything a notebook user looks at is here — samples, batches, anchors,
+//! predictions, SSD results before and after NMS, loss and learning-rate curves, AP tables and
+//! precision-recall curves — as free functions (`show_*`, lesson names) and as `impl` blocks on
+//! the domain types (`Anchors::show`, `Recorder::plot`, `LrFind::plot`, `ApTable::pr_figure`,
+//! `evcxr_display`). No domain module imports this one; it imports them.
+
+use crate::anchors::Anchors;
+use crate::boxes::BBox;
+use crate::data::{Batch, BatchTarget, Dataset};
+use crate::draw::{draw_im, evcxr_show, Color, Display, Figure};
+use crate::error::Result;
+use crate::learner::{LrFind, Recorder, Summary};
+use crate::loss::Loss;
+use crate::metrics::ap::{fmt_ap, ApMetric, ApTable, ClassAp};
+use crate::metrics::Detection;
+use crate::model::ssd::{SsdConfig, SsdOutput};
+use crate::nms::{nms_detections, NmfOpts};
+use crate::transforms::Augmented;
+use image::RgbImage;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::path::Path;
+use tch::{Device, Kind, Tensor};
+
+/// A multi-hot target counts a class as present above this (targets are 0 or 1).
+const MULTI_HOT_ON: f32 = 0.5;
+/// Multi-label predictions show the classes whose probability is over this (the lesson's 0.4).
+pub const MULTILABEL_SHOW_THRESH: f32 = 0.4;
+/// Side of a chart panel for one curve.
+const CURVE_PANEL: (u32, u32) = (420, 300);
+
+fn sigmoid(v: f32) -> f32 {
+    1.0 / (1.0 + (-v).exp())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Data
+
+/// The lesson's `draw_idx(i)`: image `i` of a dataset with its (non-difficult) objects.
+pub fn draw_idx(ds: &Dataset, i: usize) -> Result<Figure> {
+    let im = ds.image(i)?;
+    Ok(draw_im(&im, &ds.annotations(i), &ds.classes))
+}
+
+/// A grid of augmented samples with their boxes (white, as the lesson draws them), `cols` wide.
+pub fn show_augmented(samples: &[Augmented], cols: u32) -> Result<Figure> {
+    let mut fig = Figure::for_items(samples.len(), cols, samples.first().map(|s| s.sz).unwrap_or(1))?;
+    for (i, s) in samples.iter().enumerate() {
+        let mut ax = fig.ax(i);
+        ax.show_img(&s.to_rgb());
+        s.boxes.iter().for_each(|&b| {
+            ax.draw_rect(b, Color::WHITE);
+        });
+    }
+    Ok(fig)
+}
+
+/// A batch from a loader, denormalised, with its boxes and class names (`show_ground_truth`
+/// colours), `cols` wide. Classification targets show the class name in the corner.
+pub fn show_batch(batch: &Batch, classes: &[String], cols: u32) -> Result<Figure> {
+    let images = batch.images()?;
+    let mut fig = Figure::for_items(images.len(), cols, images.first().map(|i| i.width()).unwrap_or(1))?;
+    for (i, im) in images.iter().enumerate() {
+        let objects = batch.objects(i)?;
+        let boxes: Vec<BBox> = objects.iter().map(|o| o.0).collect();
+        let clas: Vec<usize> = objects.iter().map(|o| o.1.unwrap_or(classes.len())).collect();
+        let mut ax = fig.ax(i);
+        ax.show_ground_truth(im, &boxes, Some(&clas), None, 0.0, classes);
+        let names = match &batch.y {
+            BatchTarget::Class(t) => vec![i64::try_from(t.get(i as i64))? as usize],
+            BatchTarget::MultiLabel(t) => {
+                let v: Vec<f32> = Vec::try_from(t.get(i as i64))?;
+                v.iter().enumerate().filter(|(_, &p)| p > MULTI_HOT_ON).map(|(c, _)| c).collect()
+            }
+            _ => vec![],
+        };
+        if !names.is_empty() {
+            let txt = names.iter().map(|&c| classes.get(c).map(String::as_str).unwrap_or("?")).collect::<Vec<_>>().join(" ");
+            ax.draw_text(2.0, 2.0, &txt, 14, Color::WHITE);
+        }
+    }
+    Ok(fig)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Predictions
+
+/// Model outputs drawn on their batch's images, `cols` wide, decoded the way `loss` reads them:
+/// class names for a classifier (`CrossEntropy`), the box for `head_reg4` (`L1`), box and class
+/// for the single-object detector (`Detn`), classes with probability over
+/// [`MULTILABEL_SHOW_THRESH`] for multi-label (`Bce`, as the lesson shows them).
+pub fn show_predictions(batch: &Batch, out: &Tensor, loss: &Loss, classes: &[String], cols: u32) -> Result<Figure> {
+    let images = batch.images()?;
+    let mut fig = Figure::for_items(images.len(), cols, images.first().map(|i| i.width()).unwrap_or(1))?;
+    let out = out.to_device(Device::Cpu).to_kind(Kind::Float);
+    let name = |c: usize| classes.get(c).cloned().unwrap_or_else(|| "?".into());
+    for (i, im) in images.iter().enumerate() {
+        let row: Vec<f32> = Vec::try_from(out.get(i as i64))?;
+        let mut ax = fig.ax(i);
+        ax.show_img(im);
+        let argmax = |v: &[f32]| v.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(c, _)| c).unwrap_or(0);
+        match loss {
+            Loss::CrossEntropy => {
+                ax.draw_text(2.0, 2.0, &name(argmax(&row)), 14, Color::WHITE);
+            }
+            Loss::L1 => {
+                ax.draw_rect(BBox::from_array([row[0], row[1], row[2], row[3]]), Color::WHITE);
+            }
+            Loss::Detn { sz, .. } => {
+                let s = |v: f32| sigmoid(v) * *sz as f32;
+                let b = BBox::from_array([s(row[0]), s(row[1]), s(row[2]), s(row[3])]);
+                ax.draw_labelled(b, &name(argmax(&row[4..])), 14, Color::WHITE);
+            }
+            Loss::Ssd { .. } => {
+                // Many boxes per image: show_results and show_nmf draw them.
+                ax.draw_text(2.0, 2.0, "SSD: use show_results or show_nmf", 12, Color::WHITE);
+            }
+            Loss::Bce => {
+                let names: Vec<String> =
+                    row.iter().enumerate().filter(|(_, &v)| sigmoid(v) > MULTILABEL_SHOW_THRESH).map(|(c, _)| name(c)).collect();
+                ax.draw_text(2.0, 2.0, &names.join(" "), 14, Color::WHITE);
+            }
+        }
+    }
+    Ok(fig)
+}
+
+// ---------------------------------------------------------------------------------------------
+// SSD
+
+/// Lesson 9's `plot_results(thresh)` for a batch: each image with the anchors' boxes whose best
+/// probability (background included, labelled `bg`) exceeds `thresh` times the image's highest,
+/// `cols` panels wide. `out` is the model's packed output `[B, A, C+1+4]`.
+pub fn show_results(batch: &Batch, out: &Tensor, cfg: &SsdConfig, classes: &[String], thresh: f32, cols: u32) -> Result<Figure> {
+    let out = SsdOutput::unpack(out, cfg.n_classes)?;
+    let anchors = Anchors::new(&cfg.anchors, out.box_offsets.device());
+    let images = batch.images()?;
+    let n = images.len() as u32;
+    let cell = images.first().map(|i| i.width()).unwrap_or(1).max(1);
+    let cols = cols.clamp(1, n.max(1));
+    let mut fig = Figure::grid(n.div_ceil(cols).max(1), cols, cell, cell)?;
+    for (i, (im, d)) in images.iter().zip(out.decode(&anchors)).enumerate() {
+        let (clas, prs) = d.best()?;
+        let max = prs.iter().copied().fold(0f32, f32::max);
+        let boxes = d.bboxes(im.width() as f32)?;
+        fig.ax(i).show_ground_truth(im, &boxes, Some(&clas), Some(&prs), max * thresh, classes);
+    }
+    Ok(fig)
+}
+
+/// The lesson's `show_nmf` for the first `n` images of a batch: each image with its detections
+/// after the lesson's post-processing ([`nms_detections`]: per class, scores over
+/// `opts.thresh`, NMS), boxes, classes and scores drawn as `show_ground_truth` does, 4 panels
+/// wide. `out` is the model's packed output `[B, A, C+1+4]`.
+pub fn show_nmf(batch: &Batch, out: &Tensor, cfg: &SsdConfig, classes: &[String], opts: NmfOpts, n: usize) -> Result<Figure> {
+    let packed = SsdOutput::unpack(out, cfg.n_classes)?;
+    let images = batch.images()?;
+    let n = n.min(images.len()).max(1);
+    let sz = images.first().map(|i| i.width()).unwrap_or(1);
+    let mut fig = Figure::for_items(n, 4, sz)?;
+    let anchors = Anchors::new(&cfg.anchors, out.device());
+    for (i, im) in images.iter().take(n).enumerate() {
+        let (clas, offsets) = packed.image(i as i64);
+        let dets = nms_detections(&crate::anchors::actn_to_bb(&offsets, &anchors), &clas, sz as f32, opts)?;
+        let b: Vec<BBox> = dets.iter().map(|d| d.bbox).collect();
+        let c: Vec<usize> = dets.iter().map(|d| d.class).collect();
+        let p: Vec<f32> = dets.iter().map(|d| d.score).collect();
+        fig.ax(i).show_ground_truth(im, &b, Some(&c), Some(&p), 0.0, classes);
+    }
+    Ok(fig)
+}
+
+/// One image of a dataset with its detections (boxes, classes and scores as
+/// `show_ground_truth` draws them), at the image's own size.
+pub fn show_detections(ds: &Dataset, i: usize, dets: &[Detection]) -> Result<Figure> {
+    let rec = &ds.images[i];
+    let mine: Vec<&Detection> = dets.iter().filter(|d| d.image_id == rec.id).collect();
+    let boxes: Vec<BBox> = mine.iter().map(|d| d.bbox).collect();
+    let clas: Vec<usize> = mine.iter().map(|d| d.class).collect();
+    let prs: Vec<f32> = mine.iter().map(|d| d.score).collect();
+    let im = ds.image(i)?;
+    let mut fig = Figure::single(im.width(), im.height());
+    fig.ax(0).show_ground_truth(&im, &boxes, Some(&clas), Some(&prs), 0.0, &ds.classes);
+    Ok(fig)
+}
+
+/// [`show_detections`] for every image of `ds`, saved as `<dir>/<image file stem>.png`.
+pub fn save_detections(ds: &Dataset, dets: &[Detection], dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| crate::Error::Io { path: dir.into(), source: e })?;
+    for (i, rec) in ds.images.iter().enumerate() {
+        let stem = Path::new(&rec.file_name).file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or(rec.id.to_string());
+        show_detections(ds, i, dets)?.save_png(dir.join(format!("{stem}.png")))?;
+    }
+    Ok(())
+}
+
+/// Standard deviation of the jitter [`Anchors::show`] gives each anchor (image units), so that
+/// the anchors of one cell can be told apart (the lesson's `np.random.normal(0, 0.01)`).
+const ANCHOR_JITTER: f32 = 0.01;
+
+impl Anchors {
+    /// The lesson's picture of the anchors: every anchor over `im` (`sz x sz`), numbered and
+    /// coloured as `show_ground_truth` does, each moved by `N(0, ANCHOR_JITTER)` (in image
+    /// units) from a generator seeded with `seed`.
+    pub fn show(&self, im: &RgbImage, seed: u64) -> Result<Figure> {
+        let sz = im.width().min(im.height()) as f32;
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut normal = || {
+            // Box-Muller
+            let (u1, u2): (f32, f32) = (rng.random::<f32>().max(1e-7), rng.random());
+            (-2.0 * u1.ln()).sqrt() * (std::f32::consts::TAU * u2).cos()
+        };
+        let boxes: Vec<BBox> =
+            self.to_bboxes(1.0)?.into_iter().map(|b| BBox::from_array(b.to_array().map(|v| (v + normal() * ANCHOR_JITTER) * sz))).collect();
+        let mut fig = Figure::single(im.width(), im.height());
+        fig.ax(0).show_ground_truth(im, &boxes, None, None, 0.0, &[]);
+        Ok(fig)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Training
+
+impl Recorder {
+    /// The loss and learning-rate curves of everything trained so far.
+    pub fn plot(&self) -> Result<Figure> {
+        let mut fig = Figure::grid(1, 2, CURVE_PANEL.0, CURVE_PANEL.1)?;
+        let it: Vec<f64> = (0..self.losses.len()).map(|i| i as f64).collect();
+        fig.ax(0).line_plot(&it, &self.losses, "iterations", "loss (smoothed)", false);
+        fig.ax(1).line_plot(&it, &self.lrs, "iterations", "learning rate", false);
+        Ok(fig)
+    }
+}
+
+impl LrFind {
+    /// Loss against learning rate on a log axis, without the first `n_skip` and last
+    /// `n_skip_end` points (fastai's `sched.plot(10, 5)`).
+    pub fn plot_skip(&self, n_skip: usize, n_skip_end: usize) -> Result<Figure> {
+        let end = self.lrs.len().saturating_sub(n_skip_end);
+        let (lrs, losses) = if n_skip < end { (&self.lrs[n_skip..end], &self.losses[n_skip..end]) } else { (&self.lrs[..], &self.losses[..]) };
+        let mut fig = Figure::grid(1, 1, 560, 360)?;
+        fig.ax(0).line_plot(lrs, losses, "learning rate (log scale)", "loss", true);
+        Ok(fig)
+    }
+
+    pub fn plot(&self) -> Result<Figure> {
+        self.plot_skip(10, 5)
+    }
+
+    pub fn evcxr_display(&self) {
+        match self.plot() {
+            Ok(f) => f.evcxr_display(),
+            Err(e) => evcxr_show(&Display::Text(e.to_string())),
+        }
+    }
+}
+
+impl Summary {
+    pub fn evcxr_display(&self) {
+        evcxr_show(&Display::Text(self.to_string()));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Evaluation
+
+impl ApTable {
+    /// In a notebook: the table as HTML.
+    pub fn evcxr_display(&self) {
+        evcxr_show(&Display::Html(self.to_html()));
+    }
+
+    pub fn to_html(&self) -> String {
+        let coco = self.metric == ApMetric::Coco;
+        let mut h = format!("<p><b>mAP ({})</b> = {:.4}", self.metric, self.map);
+        if let (Some(a), Some(b)) = (self.map50, self.map75) {
+            h += &format!(" (AP50 {a:.4}, AP75 {b:.4})");
+        }
+        h += "</p><table><tr><th>class</th><th>gt</th><th>dets</th><th>AP</th>";
+        if coco {
+            h += "<th>AP50</th><th>AP75</th>";
+        }
+        h += "</tr>";
+        for c in &self.classes {
+            h += &format!("<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td>", c.name, c.n_gt, c.n_det, fmt_ap(c.ap));
+            if coco {
+                h += &format!("<td>{}</td><td>{}</td>", fmt_ap(c.ap50), fmt_ap(c.ap75));
+            }
+            h += "</tr>";
+        }
+        h + "</table>"
+    }
+
+    /// Precision-recall curves of up to `max_classes` classes that have an AP (those with the
+    /// most ground truth first), one panel each, 3 per row.
+    pub fn pr_figure(&self, max_classes: usize) -> Result<Figure> {
+        let mut cls: Vec<&ClassAp> = self.classes.iter().filter(|c| c.ap.is_some()).collect();
+        cls.sort_by(|a, b| b.n_gt.cmp(&a.n_gt).then(a.class.cmp(&b.class)));
+        cls.truncate(max_classes.max(1));
+        let n = cls.len().max(1) as u32;
+        let cols = n.min(3);
+        let mut fig = Figure::grid(n.div_ceil(cols), cols, 320, 260)?;
+        for (i, c) in cls.iter().enumerate() {
+            let label = format!("precision: {} (AP {})", c.name, fmt_ap(c.ap));
+            fig.ax(i).line_plot(&c.recall, &c.precision, "recall", &label, false);
+        }
+        Ok(fig)
+    }
+}

@@ -1,0 +1,426 @@
+//! The schema of a `fastdet train` config ([`TrainConfig`]: data, task, model, transforms and
+//! the fit [`Stage`]s), its defaults (lesson 8's detector) and its checks.
+
+use crate::data::{DataOpts, ImageData, Pascal};
+use crate::error::{Error, Result};
+use crate::learner::{FitOpts, Learner, LearnerOpts};
+use crate::model::{Arch, N_GROUPS};
+use crate::task::Task;
+use crate::transforms::{lesson_augmentations, tfms_from_model, Aug, CropType, TfmY};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::path::{Path, PathBuf};
+use tch::Device;
+
+/// Which annotation files of the data root to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DataFormat {
+    /// The lesson's `pascal_<split>2007.json`.
+    Json,
+    /// `VOCdevkit/VOC2007/Annotations/*.xml` listed in `ImageSets/Main/<split>.txt`.
+    Voc,
+}
+
+/// Where to train: `auto` is CUDA when usable, else the CPU (`FASTDET_DEVICE` still overrides it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceChoice {
+    Auto,
+    Cpu,
+    Cuda,
+}
+
+/// The freezing before a stage's fit: a layer group (`freeze_to(n)`, negative from the end) or
+/// `"unfreeze"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FreezeTo {
+    Group(isize),
+    Unfreeze,
+}
+
+impl Serialize for FreezeTo {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match self {
+            FreezeTo::Group(n) => s.serialize_i64(*n as i64),
+            FreezeTo::Unfreeze => s.serialize_str("unfreeze"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for FreezeTo {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = FreezeTo;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a layer group number (e.g. -2) or \"unfreeze\"")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> std::result::Result<FreezeTo, E> {
+                isize::try_from(v).map(FreezeTo::Group).map_err(|_| E::custom(format!("freeze_to {v} is out of range")))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> std::result::Result<FreezeTo, E> {
+                isize::try_from(v).map(FreezeTo::Group).map_err(|_| E::custom(format!("freeze_to {v} is out of range")))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> std::result::Result<FreezeTo, E> {
+                match v {
+                    "unfreeze" => Ok(FreezeTo::Unfreeze),
+                    _ => Err(E::invalid_value(serde::de::Unexpected::Str(v), &self)),
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl std::fmt::Display for FreezeTo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FreezeTo::Group(n) => write!(f, "freeze_to({n})"),
+            FreezeTo::Unfreeze => write!(f, "unfreeze()"),
+        }
+    }
+}
+
+fn default_n_cycle() -> usize {
+    1
+}
+
+/// One `fit` of the schedule, after an optional change of freezing. Without `freeze_to` the
+/// freezing stays what it was (a new learner is frozen up to its head).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Stage {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub freeze_to: Option<FreezeTo>,
+    /// One learning rate for every layer group, or one per group (3).
+    pub lrs: Vec<f64>,
+    #[serde(default = "default_n_cycle")]
+    pub n_cycle: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cycle_len: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cycle_mult: Option<usize>,
+    /// `[div, cut]` of the triangular CLR schedule (needs `cycle_len`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub use_clr: Option<(f64, usize)>,
+}
+
+impl Stage {
+    pub fn opts(&self) -> FitOpts {
+        FitOpts { cycle_len: self.cycle_len, cycle_mult: self.cycle_mult, use_clr: self.use_clr }
+    }
+
+    /// Epochs this stage trains (as [`Learner::fit`] counts them).
+    pub fn epochs(&self) -> usize {
+        self.opts().epochs(self.n_cycle)
+    }
+}
+
+impl std::fmt::Display for Stage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(fr) = self.freeze_to {
+            write!(f, "{fr}; ")?;
+        }
+        let each: Vec<String> = self.lrs.iter().map(|l| format!("{l:e}")).collect();
+        let lrs = if each.len() == 1 { each[0].clone() } else { format!("[{}]", each.join(", ")) };
+        write!(f, "fit({lrs}, {}", self.n_cycle)?;
+        if let Some(cl) = self.cycle_len {
+            write!(f, ", cycle_len={cl}")?;
+        }
+        if let Some(m) = self.cycle_mult {
+            write!(f, ", cycle_mult={m}")?;
+        }
+        if let Some((d, c)) = self.use_clr {
+            write!(f, ", use_clr=({d}, {c})")?;
+        }
+        write!(f, ")")
+    }
+}
+
+/// The lesson's detector schedule with `lr = 1e-2` and `lrs = [lr/1000, lr/100, lr]`:
+/// `fit(lr, 1, cycle_len=3, use_clr=(32,5))`; `freeze_to(-2)`, `fit(lrs/5, 1, cycle_len=5,
+/// use_clr=(32,10))`; `unfreeze()`, `fit(lrs/10, 1, cycle_len=10, use_clr=(32,10))`.
+pub fn lesson_stages() -> Vec<Stage> {
+    let stage = |freeze_to, lrs: Vec<f64>, cycle_len, clr| Stage {
+        freeze_to,
+        lrs,
+        n_cycle: 1,
+        cycle_len: Some(cycle_len),
+        cycle_mult: None,
+        use_clr: Some(clr),
+    };
+    vec![
+        stage(None, vec![1e-2], 3, (32.0, 5)),
+        stage(Some(FreezeTo::Group(-2)), vec![2e-6, 2e-5, 2e-3], 5, (32.0, 10)),
+        stage(Some(FreezeTo::Unfreeze), vec![1e-6, 1e-5, 1e-3], 10, (32.0, 10)),
+    ]
+}
+
+/// A training run. Every field has a default (lesson 8's detector); unknown fields are errors.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    /// Free text, ignored (JSON has no comments).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+    /// Dataset root in the lesson's layout; default `fastdet::data::default_root()`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data: Option<PathBuf>,
+    pub split: String,
+    pub format: DataFormat,
+    pub task: Task,
+    pub arch: Arch,
+    /// ImageNet weights of the backbone (torchvision `.pth` or `.safetensors`); none = random.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub weights: Option<PathBuf>,
+    pub sz: u32,
+    pub bs: usize,
+    pub val_pct: f64,
+    /// Seed of the validation split (`get_cv_idxs`).
+    pub split_seed: u32,
+    /// Seed of the weights' initialisation, dropout, shuffling and augmentation.
+    pub seed: u64,
+    pub augmentations: Vec<Aug>,
+    pub crop: CropType,
+    pub device: DeviceChoice,
+    pub stages: Vec<Stage>,
+    /// Where the config was read from (for error messages); not part of the config.
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            comment: None,
+            data: None,
+            split: "train".into(),
+            format: DataFormat::Json,
+            task: Task::Detection,
+            arch: Arch::ResNet34,
+            weights: None,
+            sz: 224,
+            bs: 64,
+            val_pct: 0.2,
+            split_seed: 42,
+            seed: 0,
+            augmentations: lesson_augmentations(),
+            crop: CropType::No,
+            device: DeviceChoice::Auto,
+            stages: lesson_stages(),
+            source: None,
+        }
+    }
+}
+
+/// Fields that may differ between a run and its resumption.
+const RESUME_FREE_FIELDS: [&str; 2] = ["comment", "device"];
+
+impl TrainConfig {
+    /// Read and check a JSON config; errors name the file and the field.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let mut config = Self::from_json_str(&text).map_err(|source| Error::Json { path: path.into(), source })?;
+        config.source = Some(path.to_path_buf());
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parse JSON without checking values (see [`TrainConfig::validate`]).
+    pub fn from_json_str(text: &str) -> std::result::Result<Self, serde_json::Error> {
+        serde_json::from_str(text)
+    }
+
+    fn origin(&self) -> String {
+        match &self.source {
+            Some(p) => p.display().to_string(),
+            None => "config".into(),
+        }
+    }
+
+    pub(crate) fn invalid(&self, field: &str, problem: impl std::fmt::Display) -> Error {
+        Error::Config { origin: self.origin(), field: field.into(), problem: problem.to_string() }
+    }
+
+    /// The dataset root: `data`, else [`crate::data::default_root`].
+    pub fn data_root(&self) -> PathBuf {
+        self.data.clone().unwrap_or_else(crate::data::default_root)
+    }
+
+    /// Check every value (not the data itself, see [`TrainConfig::resolved`]).
+    pub fn validate(&self) -> Result<()> {
+        if self.split.is_empty() {
+            return Err(self.invalid("split", "must not be empty"));
+        }
+        if self.sz < 32 {
+            return Err(self.invalid("sz", format!("{} is too small: the ResNet body needs at least 32 pixels", self.sz)));
+        }
+        if self.bs == 0 {
+            return Err(self.invalid("bs", "the batch size must be at least 1"));
+        }
+        if !(0.0..1.0).contains(&self.val_pct) {
+            return Err(self.invalid("val_pct", format!("{} is not in [0, 1)", self.val_pct)));
+        }
+        if let Some(w) = &self.weights {
+            if !w.is_file() {
+                return Err(self.invalid(
+                    "weights",
+                    format!("{} not found (torchvision's resnet .pth, or .safetensors; leave `weights` out to start from random weights)", w.display()),
+                ));
+            }
+        }
+        tfms_from_model(self.sz, self.augmentations.clone(), self.crop, TfmY::Coord).map_err(|e| self.invalid("augmentations", e))?;
+        if self.stages.is_empty() {
+            return Err(self.invalid("stages", "at least one stage is needed"));
+        }
+        for (i, s) in self.stages.iter().enumerate() {
+            let field = |name: &str| format!("stages[{i}].{name}");
+            if s.lrs.len() != 1 && s.lrs.len() != N_GROUPS {
+                return Err(self.invalid(
+                    &field("lrs"),
+                    format!("{} learning rates: give 1 (for every layer group) or {N_GROUPS} (one per group)", s.lrs.len()),
+                ));
+            }
+            if let Some(bad) = s.lrs.iter().find(|l| !(l.is_finite() && **l >= 0.0)) {
+                return Err(self.invalid(&field("lrs"), format!("{bad} is not a finite non-negative learning rate")));
+            }
+            s.opts().validate(s.n_cycle, None).map_err(|(name, problem)| self.invalid(&field(name), problem))?;
+            if let Some(FreezeTo::Group(n)) = s.freeze_to {
+                if n.unsigned_abs() > N_GROUPS {
+                    return Err(self.invalid(&field("freeze_to"), format!("{n}: there are {N_GROUPS} layer groups")));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The config with every default made explicit (the data root), as a run saves it.
+    pub fn resolved(&self) -> Self {
+        Self { data: Some(self.data_root()), ..self.clone() }
+    }
+
+    /// Fields (top-level names) whose values differ from `other`, ignoring `comment` and `device`.
+    pub fn differences(&self, other: &TrainConfig) -> Vec<String> {
+        let a = serde_json::to_value(self.resolved()).unwrap_or_default();
+        let b = serde_json::to_value(other.resolved()).unwrap_or_default();
+        let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else { return vec!["(config)".into()] };
+        let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
+        keys.sort();
+        keys.dedup();
+        keys.into_iter()
+            .filter(|k| !RESUME_FREE_FIELDS.contains(&k.as_str()) && a.get(*k) != b.get(*k))
+            .map(|k| {
+                let show = |v: Option<&serde_json::Value>| v.map(|v| v.to_string()).unwrap_or_else(|| "(absent)".into());
+                let (x, y) = (show(b.get(k)), show(a.get(k)));
+                if x.len() + y.len() < 120 {
+                    format!("{k} (run: {x}, now: {y})")
+                } else {
+                    k.clone()
+                }
+            })
+            .collect()
+    }
+
+    fn device(&self) -> Result<Device> {
+        Ok(match self.device {
+            DeviceChoice::Auto => crate::device::default_device(),
+            DeviceChoice::Cpu => Device::Cpu,
+            DeviceChoice::Cuda => {
+                crate::device::load_cuda_backend();
+                if !tch::Cuda::is_available() {
+                    return Err(self.invalid("device", "cuda was asked for but no CUDA device is usable (use \"auto\" or \"cpu\")"));
+                }
+                Device::Cuda(0)
+            }
+        })
+    }
+
+    /// Load the data and build a new learner (seeded with `seed`, frozen up to its head) that
+    /// saves its weights in `models_dir`.
+    pub fn learner(&self, models_dir: &Path) -> Result<Learner> {
+        let root = self.data_root();
+        let pascal = Pascal::open(&root).map_err(|e| self.invalid("data", e))?;
+        let ds = match self.format {
+            DataFormat::Json => pascal.json(&self.split),
+            DataFormat::Voc => pascal.voc(&self.split),
+        }
+        .map_err(|e| self.invalid("data", e))?;
+        if ds.is_empty() {
+            return Err(self.invalid("data", format!("{} has no images", ds.source.display())));
+        }
+        let device = self.device()?;
+        let tfms = tfms_from_model(self.sz, self.augmentations.clone(), self.crop, TfmY::Coord).map_err(|e| self.invalid("augmentations", e))?;
+        let opts = DataOpts { bs: self.bs, val_pct: self.val_pct, split_seed: self.split_seed, seed: self.seed, device };
+        let data = ImageData::from_dataset(ds, self.task.target(), tfms, opts)?;
+        if data.trn_dl.is_empty() {
+            return Err(self.invalid("val_pct", "leaves no training images"));
+        }
+        tch::manual_seed(self.seed as i64);
+        let opts = LearnerOpts { arch: self.arch, weights: self.weights.clone(), models_dir: models_dir.into() };
+        Learner::for_task(data, self.task, opts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transforms::{RandomFlip, RandomRotate};
+
+    #[test]
+    fn empty_config_is_the_lesson() {
+        let c = TrainConfig::from_json_str("{}").unwrap();
+        assert_eq!(c, TrainConfig::default());
+        assert_eq!(c.stages.len(), 3);
+        assert_eq!(c.stages.iter().map(Stage::epochs).sum::<usize>(), 18);
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn round_trip_and_tagged_values() {
+        let text = r#"{"arch": "resnet18", "task": "classifier", "crop": "random",
+            "augmentations": [{"type": "flip"}, {"type": "rotate", "deg": 10}, {"type": "lighting", "b": 0.1, "c": 0.1}],
+            "stages": [{"lrs": [0.01], "cycle_len": 1}, {"freeze_to": -2, "lrs": [1e-4, 1e-3, 1e-2]}, {"freeze_to": "unfreeze", "lrs": [1e-3], "use_clr": [32, 5], "cycle_len": 2}]}"#;
+        let c = TrainConfig::from_json_str(text).unwrap();
+        assert_eq!(c.augmentations[0], Aug::Flip(RandomFlip { p: 0.5 }));
+        assert_eq!(c.augmentations[1], Aug::Rotate(RandomRotate { deg: 10.0, p: 0.75 }));
+        assert_eq!(c.stages[1].freeze_to, Some(FreezeTo::Group(-2)));
+        assert_eq!(c.stages[2].freeze_to, Some(FreezeTo::Unfreeze));
+        assert_eq!(c.stages[2].use_clr, Some((32.0, 5)));
+        let back = TrainConfig::from_json_str(&serde_json::to_string(&c).unwrap()).unwrap();
+        assert_eq!(back, c);
+        assert!(c.differences(&back).is_empty());
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected_everywhere() {
+        for (text, field) in [
+            (r#"{"lr": 1}"#, "lr"),
+            (r#"{"stages": [{"lrs": [1], "cycle": 1}]}"#, "cycle"),
+            (r#"{"augmentations": [{"type": "flip", "prob": 1}]}"#, "prob"),
+            (r#"{"augmentations": [{"type": "zoom"}]}"#, "zoom"),
+            (r#"{"stages": [{"lrs": [1], "freeze_to": "all"}]}"#, "all"),
+        ] {
+            let e = TrainConfig::from_json_str(text).unwrap_err().to_string();
+            assert!(e.contains(field), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn bad_values_name_the_field() {
+        let bad = |text: &str, field: &str| {
+            let e = TrainConfig::from_json_str(text).unwrap().validate().unwrap_err().to_string();
+            assert!(e.contains(field), "{text}: {e}");
+        };
+        bad(r#"{"stages": [{"lrs": [1, 2]}]}"#, "stages[0].lrs");
+        bad(r#"{"stages": [{"lrs": [1]}, {"lrs": [1], "n_cycle": 0}]}"#, "stages[1].n_cycle");
+        bad(r#"{"stages": [{"lrs": [1], "use_clr": [32, 5]}]}"#, "stages[0].use_clr");
+        bad(r#"{"stages": []}"#, "stages");
+        bad(r#"{"bs": 0}"#, "bs");
+        bad(r#"{"val_pct": 1}"#, "val_pct");
+        bad(r#"{"sz": 8}"#, "sz");
+        bad(r#"{"augmentations": [{"type": "flip", "p": 2}]}"#, "augmentations");
+        bad(r#"{"weights": "/nonexistent/resnet34.pth"}"#, "weights");
+    }
+}
+
