@@ -482,7 +482,7 @@ pub fn nms_detections(boxes: &Tensor, class_logits: &Tensor, size: f32, opts: Nm
     let b = tensor_corners(boxes)?;
     let cs = class_logits.size();
     if cs.len() != 2 || cs[0] as usize != b.len() || cs[1] < 1 {
-        return Err(Error::Invalid(format!("nms_detections: {} boxes but class logits of shape {cs:?}", b.len())));
+        return Err(Error::Shape { what: format!("nms_detections: class logits of {} boxes", b.len()), expected: format!("[{}, C+1]", b.len()), found: cs });
     }
     let logits: Vec<f32> = Vec::try_from(class_logits.to_device(tch::Device::Cpu).to_kind(Kind::Float).contiguous().view([-1]))?;
     Ok(nms_detections_slices(&b, &logits, cs[1] as usize, size, opts))

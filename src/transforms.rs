@@ -558,7 +558,7 @@ pub fn denorm_chw(image: &[f32], sz: u32) -> RgbImage {
 pub fn denorm(batch: &tch::Tensor) -> Result<Vec<RgbImage>> {
     let size = batch.size();
     if size.len() != 4 || size[1] != 3 || size[2] != size[3] {
-        return Err(Error::Invalid(format!("denorm expects a [B, 3, sz, sz] tensor, got {size:?}")));
+        return Err(Error::Shape { what: "denorm".into(), expected: "[B, 3, sz, sz]".into(), found: size });
     }
     let sz = size[2] as u32;
     let flat: Vec<f32> = Vec::try_from(batch.to_device(tch::Device::Cpu).to_kind(tch::Kind::Float).flatten(0, -1))?;

@@ -1,8 +1,10 @@
 //! The fastdet command line: a thin layer over the library.
 
 use anyhow::{Context, Result};
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 use fastdet::data::{Dataset, Pascal};
+use fastdet::metrics::ApMetric;
+use fastdet::train::DataFormat;
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -10,15 +12,6 @@ use std::path::PathBuf;
 struct Cli {
     #[command(subcommand)]
     command: Command,
-}
-
-/// Which annotation files of a dataset root to read.
-#[derive(Clone, Copy, ValueEnum)]
-enum Format {
-    /// The lesson's `pascal_<split>2007.json`
-    Json,
-    /// `VOCdevkit/VOC2007/Annotations/*.xml` listed in `ImageSets/Main/<split>.txt`
-    Voc,
 }
 
 #[derive(clap::Args)]
@@ -30,7 +23,7 @@ struct Source {
     #[arg(long, default_value = "train")]
     split: String,
     #[arg(long, value_enum, default_value = "json")]
-    format: Format,
+    format: DataFormat,
 }
 
 impl Source {
@@ -40,21 +33,10 @@ impl Source {
             None => Pascal::open_default()?,
         };
         Ok(match self.format {
-            Format::Json => pascal.json(&self.split)?,
-            Format::Voc => pascal.voc(&self.split)?,
+            DataFormat::Json => pascal.json(&self.split)?,
+            DataFormat::Voc => pascal.voc(&self.split)?,
         })
     }
-}
-
-/// Which average precision `fastdet eval` computes.
-#[derive(Clone, Copy, ValueEnum)]
-enum MetricArg {
-    /// Pascal VOC 2007 11-point AP (IoU > 0.5, difficult objects ignored)
-    Voc07,
-    /// Pascal VOC 2010+ area AP
-    Voc,
-    /// COCO AP@[.5:.95] (pycocotools; difficult objects as crowds)
-    Coco,
 }
 
 /// The ground truth of `fastdet eval`: a lesson JSON file, a VOC2007 folder, or a dataset root.
@@ -116,7 +98,7 @@ enum Command {
         #[arg(long)]
         detections: PathBuf,
         #[arg(long, value_enum, default_value = "voc07")]
-        metric: MetricArg,
+        metric: ApMetric,
         /// Print the result as JSON
         #[arg(long)]
         json: bool,
@@ -185,11 +167,6 @@ fn main() -> Result<()> {
         Command::Eval { data, split, detections, metric, json } => {
             let ds = eval_ground_truth(data.as_deref(), &split)?;
             let dets = fastdet::metrics::load_coco_results(&detections, &ds)?;
-            let metric = match metric {
-                MetricArg::Voc07 => fastdet::metrics::ApMetric::Voc07,
-                MetricArg::Voc => fastdet::metrics::ApMetric::Voc,
-                MetricArg::Coco => fastdet::metrics::ApMetric::Coco,
-            };
             let table = fastdet::metrics::evaluate(&ds, &dets, metric)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&table)?);

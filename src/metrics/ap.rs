@@ -62,14 +62,15 @@ impl Detection {
     }
 }
 
-/// Which average precision.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// Which average precision (`--metric` of `fastdet eval`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
 pub enum ApMetric {
-    /// Pascal VOC 2007: 11-point interpolated AP at IoU > 0.5.
+    /// Pascal VOC 2007: 11-point interpolated AP at IoU > 0.5 (difficult objects ignored).
     Voc07,
     /// Pascal VOC 2010 and later: area under the precision envelope at IoU > 0.5.
     Voc,
-    /// COCO AP@[.5:.95] (101 recall points, 100 detections per image).
+    /// COCO AP@[.5:.95] (pycocotools: 101 recall points, 100 detections per image; difficult
+    /// objects as crowds).
     Coco,
 }
 

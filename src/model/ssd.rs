@@ -238,10 +238,11 @@ impl SsdOutput {
     pub fn unpack(packed: &Tensor, n_classes: i64) -> Result<Self> {
         let size = packed.size();
         if size.len() != 3 || size[2] != n_classes + 5 {
-            return Err(Error::Invalid(format!(
-                "an SSD output for {n_classes} classes is [B, A, {}], found {size:?}",
-                n_classes + 5
-            )));
+            return Err(Error::Shape {
+                what: format!("an SSD output for {n_classes} classes"),
+                expected: format!("[B, A, {}]", n_classes + 5),
+                found: size,
+            });
         }
         Ok(Self { class_logits: packed.narrow(2, 0, n_classes + 1), box_offsets: packed.narrow(2, n_classes + 1, 4) })
     }

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use tch::Device;
 
 /// Which annotation files of the data root to read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum DataFormat {
     /// The lesson's `pascal_<split>2007.json`.
