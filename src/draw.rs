@@ -200,6 +200,15 @@ impl Figure {
     }
 }
 
+/// A labelled point on a chart ([`Ax::line_plot_marked`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mark {
+    pub x: f64,
+    pub y: f64,
+    pub label: String,
+    pub color: Color,
+}
+
 /// One panel of a [`Figure`]; coordinates are pixels of the image shown in it.
 pub struct Ax<'a> {
     fig: &'a mut Figure,
@@ -281,6 +290,11 @@ impl Ax<'_> {
     /// A line chart of `ys` against `xs` filling the panel, with axis labels; `log_x` puts x on a
     /// log scale (non-positive x are then left out, as are non-finite points).
     pub fn line_plot(&mut self, xs: &[f64], ys: &[f64], xlabel: &str, ylabel: &str, log_x: bool) -> &mut Self {
+        self.line_plot_marked(xs, ys, xlabel, ylabel, log_x, &[])
+    }
+
+    /// [`Ax::line_plot`] with labelled points marked on the curve (a suggested learning rate).
+    pub fn line_plot_marked(&mut self, xs: &[f64], ys: &[f64], xlabel: &str, ylabel: &str, log_x: bool, marks: &[Mark]) -> &mut Self {
         let pts: Vec<(f64, f64)> = xs
             .iter()
             .zip(ys)
@@ -322,6 +336,14 @@ impl Ax<'_> {
                         .draw()
                         .map_err(|e| e.to_string())?;
                     chart.draw_series(LineSeries::new(pts.iter().copied(), line.stroke_width(2))).map_err(|e| e.to_string())?;
+                    for m in marks.iter().filter(|m| m.x.is_finite() && m.y.is_finite() && (!log_x || m.x > 0.0)) {
+                        let style = ("sans-serif", 13).into_font().color(&m.color.rgb());
+                        chart
+                            .draw_series([
+                                EmptyElement::at((m.x, m.y)) + Circle::new((0, 0), 5, m.color.rgb().filled()) + Text::new(m.label.clone(), (8, -16), style),
+                            ])
+                            .map_err(|e| e.to_string())?;
+                    }
                 }};
             }
             if log_x {

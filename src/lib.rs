@@ -46,6 +46,7 @@ pub mod model;
 pub mod nms;
 pub mod show;
 pub mod ssd;
+pub mod stop;
 pub mod task;
 pub mod train;
 pub mod transforms;

@@ -8,9 +8,9 @@
 use crate::anchors::Anchors;
 use crate::boxes::BBox;
 use crate::data::{Batch, BatchTarget, Dataset};
-use crate::draw::{draw_im, evcxr_show, Color, Display, Figure};
+use crate::draw::{draw_im, evcxr_show, Color, Display, Figure, Mark};
 use crate::error::Result;
-use crate::learner::{LrFind, Recorder, Summary};
+use crate::learner::{FitReport, LrFind, Recorder, Summary};
 use crate::loss::Loss;
 use crate::metrics::ap::{fmt_ap, ApMetric, ApTable, ClassAp};
 use crate::metrics::Detection;
@@ -225,33 +225,76 @@ impl Anchors {
 impl Recorder {
     /// The loss and learning-rate curves of everything trained so far.
     pub fn plot(&self) -> Result<Figure> {
-        let mut fig = Figure::grid(1, 2, CURVE_PANEL.0, CURVE_PANEL.1)?;
-        let it: Vec<f64> = (0..self.losses.len()).map(|i| i as f64).collect();
-        fig.ax(0).line_plot(&it, &self.losses, "iterations", "loss (smoothed)", false);
-        fig.ax(1).line_plot(&it, &self.lrs, "iterations", "learning rate", false);
-        Ok(fig)
+        curves(&self.losses, &self.lrs)
+    }
+}
+
+/// Smoothed loss and learning rate against the iteration, side by side.
+fn curves(losses: &[f64], lrs: &[f64]) -> Result<Figure> {
+    let mut fig = Figure::grid(1, 2, CURVE_PANEL.0, CURVE_PANEL.1)?;
+    let it: Vec<f64> = (0..losses.len()).map(|i| i as f64).collect();
+    fig.ax(0).line_plot(&it, losses, "iterations", "loss (smoothed)", false);
+    fig.ax(1).line_plot(&it, lrs, "iterations", "learning rate", false);
+    Ok(fig)
+}
+
+impl FitReport {
+    /// This fit's loss and learning-rate curves.
+    pub fn plot(&self) -> Result<Figure> {
+        curves(&self.losses, &self.lrs)
+    }
+
+    /// In a notebook: the epoch table, then one picture of the curves.
+    pub fn evcxr_display(&self) {
+        evcxr_show(&Display::Text(self.table()));
+        if !self.losses.is_empty() {
+            evcxr_show(&Display::Png(self.plot().and_then(|f| f.to_png())));
+        }
     }
 }
 
 impl LrFind {
     /// Loss against learning rate on a log axis, without the first `n_skip` and last
-    /// `n_skip_end` points (fastai's `sched.plot(10, 5)`).
-    pub fn plot_skip(&self, n_skip: usize, n_skip_end: usize) -> Result<Figure> {
-        let end = self.lrs.len().saturating_sub(n_skip_end);
-        let (lrs, losses) = if n_skip < end { (&self.lrs[n_skip..end], &self.losses[n_skip..end]) } else { (&self.lrs[..], &self.losses[..]) };
+    /// `n_skip_end` points (fastai's `sched.plot(10, 5)`), with the suggested rates marked.
+    pub fn plot(&self) -> Result<Figure> {
+        let (lrs, losses) = self.shown();
+        let loss_at = |lr: f64| lrs.iter().position(|&l| l == lr).map(|i| losses[i]).unwrap_or(f64::NAN);
+        let marks: Vec<Mark> = self
+            .suggestion()
+            .map(|s| {
+                vec![
+                    Mark { x: s.valley, y: loss_at(s.valley), label: format!("valley {:.1e}", s.valley), color: Color(214, 39, 40) },
+                    Mark { x: s.steep, y: loss_at(s.steep), label: format!("steep {:.1e}", s.steep), color: Color(44, 160, 44) },
+                ]
+            })
+            .unwrap_or_default();
         let mut fig = Figure::grid(1, 1, 560, 360)?;
-        fig.ax(0).line_plot(lrs, losses, "learning rate (log scale)", "loss", true);
+        fig.ax(0).line_plot_marked(lrs, losses, "learning rate (log scale)", "loss", true, &marks);
         Ok(fig)
     }
 
-    pub fn plot(&self) -> Result<Figure> {
-        self.plot_skip(10, 5)
+    /// The plot without the first `n_skip` and last `n_skip_end` points (fastai's
+    /// `sched.plot(n_skip, n_skip_end)`).
+    pub fn plot_skip(&self, n_skip: usize, n_skip_end: usize) -> Result<Figure> {
+        self.with_skip(n_skip, n_skip_end).plot()
     }
 
     pub fn evcxr_display(&self) {
         match self.plot() {
             Ok(f) => f.evcxr_display(),
             Err(e) => evcxr_show(&Display::Text(e.to_string())),
+        }
+    }
+}
+
+impl crate::learner::FitHandle {
+    /// In a notebook: the fit's progress so far.
+    pub fn evcxr_display(&self) {
+        let p = self.progress();
+        let state = if self.is_running() { "running" } else { "finished: wait() takes the learner back" };
+        evcxr_show(&Display::Text(format!("fit in the background, {state}, {} iterations\n{}", p.losses.len(), p.table())));
+        if !p.losses.is_empty() {
+            evcxr_show(&Display::Png(p.plot().and_then(|f| f.to_png())));
         }
     }
 }

@@ -7,13 +7,18 @@ use fastdet::task::Task;
 use fastdet::transforms::{tfms_from_model, CropType, TfmY};
 use tch::{Device, Tensor};
 
-fn learner(sz: u32, bs: usize) -> Learner {
+/// Tests of this file build their learners one at a time: libtorch's random generator is
+/// global, and a fit running in another test thread would change the initial weights.
+static SEQUENTIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn learner(sz: u32, bs: usize) -> (std::sync::MutexGuard<'static, ()>, Learner) {
+    let guard = SEQUENTIAL.lock().unwrap_or_else(|e| e.into_inner());
     tch::manual_seed(0);
     let trn = Pascal::open(sample_root()).unwrap().json("train").unwrap();
     let tfms = tfms_from_model(sz, vec![], CropType::No, TfmY::Coord).unwrap();
     let data = ImageData::from_dataset(trn, Task::Detection.target(), tfms, DataOpts::new(bs, Device::Cpu)).unwrap();
     let opts = LearnerOpts { arch: Arch::ResNet18, weights: None, models_dir: tempfile::tempdir().unwrap().keep() };
-    Learner::for_task(data, Task::Detection, opts).unwrap()
+    (guard, Learner::for_task(data, Task::Detection, opts).unwrap())
 }
 
 fn values(l: &Learner, prefix: &str) -> Vec<(String, Tensor)> {
@@ -29,7 +34,7 @@ fn max_change(a: &[(String, Tensor)], b: &[(String, Tensor)]) -> f64 {
 
 #[test]
 fn new_learner_is_frozen_up_to_the_head_and_fit_moves_only_the_head() {
-    let mut l = learner(64, 8);
+    let (_seq, mut l) = learner(64, 8);
     assert_eq!(l.frozen_to(), 2);
     let body = values(&l, "layer");
     let stem_bn = values(&l, "bn1.running");
@@ -49,7 +54,7 @@ fn new_learner_is_frozen_up_to_the_head_and_fit_moves_only_the_head() {
 
 #[test]
 fn overfits_a_small_batch() {
-    let mut l = learner(64, 4);
+    let (_seq, mut l) = learner(64, 4);
     l.unfreeze();
     let batch = l.data.trn_dl.one_batch().unwrap();
     let mut opt = {
@@ -68,7 +73,7 @@ fn overfits_a_small_batch() {
 
 #[test]
 fn save_load_round_trip_and_corrupt_checkpoint() {
-    let mut l = learner(64, 4);
+    let (_seq, mut l) = learner(64, 4);
     let x = l.data.val_dl.one_batch().unwrap().x;
     let before = l.predict_batch(&x);
     let path = l.save("ckpt").unwrap();
@@ -88,7 +93,7 @@ fn save_load_round_trip_and_corrupt_checkpoint() {
 
 #[test]
 fn nan_loss_stops_with_the_epoch_and_batch_and_restores_weights() {
-    let mut l = learner(64, 8);
+    let (_seq, mut l) = learner(64, 8);
     l.unfreeze();
     let before = values(&l, "head.");
     assert!(l.fit(f64::NAN, 1, FitOpts::default()).is_err());
@@ -99,7 +104,7 @@ fn nan_loss_stops_with_the_epoch_and_batch_and_restores_weights() {
 
 #[test]
 fn lr_find_restores_the_weights() {
-    let mut l = learner(64, 4);
+    let (_seq, mut l) = learner(64, 4);
     let before = values(&l, "");
     let found = l.lr_find(1e-5, 10.0).unwrap();
     assert!(!found.lrs.is_empty());
@@ -111,7 +116,7 @@ fn lr_find_restores_the_weights() {
 #[test]
 fn summary_shows_the_cut_and_flatten() {
     let sz = 224;
-    let l = learner(sz, 4);
+    let (_seq, l) = learner(sz, 4);
     let s = l.summary();
     let text = s.to_string();
     let layer4 = s.rows.iter().find(|r| r.0 == "layer4").unwrap();
@@ -122,4 +127,115 @@ fn summary_shows_the_cut_and_flatten() {
     // ResNet18 has 11,176,512 parameters without its fc layer.
     let body: i64 = s.rows.iter().filter(|r| !r.0.starts_with("head")).map(|r| r.2).sum();
     assert_eq!(body, 11_176_512, "{text}");
+}
+
+/// A NaN in validation (here: BatchNorm running statistics made NaN before the fit) is an error
+/// naming the epoch, like a NaN training loss, and the weights go back to the epoch's start.
+#[test]
+fn nan_in_validation_is_an_error_and_restores_weights() {
+    let (_seq, mut l) = learner(32, 8);
+    tch::no_grad(|| {
+        let mut v = l.vs.variables()["head.bn.running_var"].shallow_clone();
+        let _ = v.fill_(f64::NAN);
+    });
+    let before = values(&l, "head.");
+    let e = l.fit(1e-3, 1, FitOpts::default()).unwrap_err().to_string();
+    assert!(e.contains("validation loss is NaN at epoch 0"), "{e}");
+    assert_eq!(l.epochs_done(), 0);
+    let after = values(&l, "head.");
+    for ((n, a), (_, b)) in before.iter().zip(&after) {
+        assert!(a.equal_nan(b), "{n} changed");
+    }
+}
+
+trait EqualNan {
+    fn equal_nan(&self, other: &Tensor) -> bool;
+}
+impl EqualNan for Tensor {
+    fn equal_nan(&self, other: &Tensor) -> bool {
+        self.allclose(other, 0.0, 0.0, true)
+    }
+}
+
+/// A fit in the background: progress while it runs, stop after a batch, the learner back with
+/// what it learnt, then a fit with another learning rate continues from there.
+#[test]
+fn background_fit_stops_and_continues() {
+    let (_seq, l) = learner(32, 4);
+    let dir = l.models_dir().to_path_buf();
+    let h = l.fit_background(1e-3, 50, FitOpts::default());
+    let t = std::time::Instant::now();
+    while h.progress().losses.len() < 3 {
+        assert!(t.elapsed().as_secs() < 120 && h.is_running(), "no progress");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    h.stop();
+    let (mut l, report) = h.join().unwrap();
+    let report = report.unwrap();
+    let stopped = report.stopped.expect("stopped");
+    assert!(report.epochs.len() < 50 && stopped.epoch == report.epochs.len());
+    assert_eq!(l.epochs_done(), report.epochs.len());
+    assert!(report.losses.len() >= 3);
+    let done = l.epochs_done();
+    let again = l.fit(1e-4, 1, FitOpts::default()).unwrap();
+    assert!(again.stopped.is_none() && again.epochs.len() == 1);
+    assert_eq!(l.epochs_done(), done + 1);
+    assert!(dir.join("last/state.json").is_file());
+}
+
+/// After every epoch the state goes to models_dir/last; restore_last rebuilds the learner from
+/// it (weights, epoch count, freezing, recorder) and resume_fit finishes an unfinished fit.
+#[test]
+fn restore_last_after_a_kill_and_resume_the_fit() {
+    let (_seq, mut l) = learner(32, 8);
+    l.freeze_to(-2);
+    l.fit(1e-3, 1, FitOpts::default()).unwrap();
+    // A 3-epoch fit "killed" after its first epoch: stop it once that epoch's state is written.
+    std::fs::remove_dir_all(l.models_dir().join("last")).unwrap();
+    let stop = l.stop_flag();
+    let plan_epochs = FitOpts::cycle_len(3);
+    let t = std::thread::spawn({
+        let dir = l.models_dir().to_path_buf();
+        move || {
+            let t = std::time::Instant::now();
+            while !dir.join("last/state.json").is_file() {
+                assert!(t.elapsed().as_secs() < 300);
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            stop.request();
+        }
+    });
+    let r = l.fit(1e-3, 1, plan_epochs).unwrap();
+    t.join().unwrap();
+    assert!(r.stopped.is_some(), "{:?}", r.epochs);
+    let saved_epochs = 1 + r.epochs.len();
+    let file = std::fs::read_dir(l.models_dir().join("last")).unwrap().flatten().map(|e| e.path()).find(|p| p.extension().is_some_and(|x| x == "safetensors")).unwrap();
+    let saved: std::collections::HashMap<String, Tensor> = Tensor::read_safetensors(&file).unwrap().into_iter().collect();
+    let data = l.data.clone();
+    let dir = l.models_dir().to_path_buf();
+    drop(l);
+    let mut back = Learner::restore_last(data, &dir).unwrap();
+    assert_eq!(back.epochs_done(), saved_epochs);
+    assert_eq!(back.frozen_to(), 1);
+    assert_eq!(back.recorder.epochs.len(), saved_epochs);
+    for (name, t) in back.vs.variables() {
+        assert!(t.equal(&saved[&name]), "{name} differs from {}", file.display());
+    }
+    let rest = back.resume_fit().unwrap();
+    assert_eq!(rest.epochs.len(), 3 - (saved_epochs - 1));
+    assert_eq!(back.epochs_done(), 4);
+    assert!(back.resume_fit().is_err(), "nothing left to resume");
+}
+
+/// checkpoint/restore: try a learning rate, then go back.
+#[test]
+fn checkpoint_and_restore_in_memory() {
+    let (_seq, mut l) = learner(32, 8);
+    let ck = l.checkpoint();
+    let before = values(&l, "");
+    l.fit(1e-2, 1, FitOpts::default()).unwrap();
+    assert!(max_change(&before, &values(&l, "")) > 0.0);
+    l.restore(&ck).unwrap();
+    assert_eq!(max_change(&before, &values(&l, "")), 0.0);
+    assert_eq!((l.epochs_done(), l.recorder.epochs.len()), (0, 0));
 }

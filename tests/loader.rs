@@ -547,3 +547,27 @@ fn worker_panic_is_not_a_silently_short_epoch() {
         );
     }
 }
+
+/// A training batch of one image never reaches BatchNorm: with 42 training images, `bs` 41
+/// folds the lone last image into the batch before (one batch of 42); `bs` 40 keeps 40 + 2; the
+/// validation loader is never changed.
+#[test]
+fn a_last_training_batch_of_one_is_folded_into_the_one_before() {
+    let tfms = tfms_from_model(32, vec![], CropType::No, TfmY::Coord).unwrap();
+    let sizes = |bs: usize| {
+        let md = ImageData::from_dataset(train_set(), TargetKind::BoxClass, tfms.clone(), DataOpts::new(bs, Device::Cpu)).unwrap();
+        let (idx, sizes) = epoch_indices(&md.trn_dl, 0);
+        let mut sorted = idx.clone();
+        sorted.sort_unstable();
+        let mut want = md.trn_dl.dataset.indices.clone();
+        want.sort_unstable();
+        assert_eq!(sorted, want, "bs {bs}: every training image once");
+        assert_eq!(md.trn_dl.len(), sizes.len());
+        let (_, val_sizes) = epoch_indices(&md.val_dl, 0);
+        (sizes, val_sizes)
+    };
+    assert_eq!(sizes(41), (vec![42], vec![10]));
+    assert_eq!(sizes(40), (vec![40, 2], vec![10]));
+    assert_eq!(sizes(5), (vec![5, 5, 5, 5, 5, 5, 5, 7], vec![5, 5]));
+    assert_eq!(sizes(9).1, vec![9, 1], "validation keeps its batch of one");
+}

@@ -318,9 +318,35 @@ impl DataLoader {
         Ok(Self { dataset, bs, shuffle, seed, device, prefetch: 2 })
     }
 
-    /// Number of batches per epoch (the last one may be smaller).
+    /// Number of batches per epoch (the last one may be smaller; see [`DataLoader::batches`]).
     pub fn len(&self) -> usize {
-        self.dataset.len().div_ceil(self.bs)
+        let n = self.dataset.len().div_ceil(self.bs);
+        if self.folds_last(self.dataset.len()) {
+            n - 1
+        } else {
+            n
+        }
+    }
+
+    /// Whether the last batch, of one image, goes into the batch before: for a training
+    /// (shuffled) loader only, since BatchNorm in training mode cannot normalise a batch of one
+    /// (its variance is NaN, which would then reach the running statistics).
+    fn folds_last(&self, n: usize) -> bool {
+        self.shuffle && self.bs > 1 && n > self.bs && n % self.bs == 1
+    }
+
+    /// The batches of an epoch's `order`: `bs` images each, the last one smaller; a training
+    /// loader folds a last batch of one image into the batch before (`bs + 1` images).
+    pub fn batches<'a>(&self, order: &'a [usize]) -> Vec<&'a [usize]> {
+        let mut v: Vec<&[usize]> = order.chunks(self.bs).collect();
+        if self.folds_last(order.len()) {
+            v.pop();
+            let start = (v.len() - 1) * self.bs;
+            if let Some(last) = v.last_mut() {
+                *last = &order[start..];
+            }
+        }
+        v
     }
 
     pub fn is_empty(&self) -> bool {
@@ -344,7 +370,7 @@ impl DataLoader {
     /// Batch `k` of `epoch`, made now on this thread (with rayon across the samples).
     pub fn batch(&self, epoch: u64, k: usize) -> Result<Batch> {
         let order = self.order(epoch);
-        let chunk = order.chunks(self.bs).nth(k).ok_or_else(|| {
+        let chunk = self.batches(&order).into_iter().nth(k).ok_or_else(|| {
             Error::Invalid(format!("batch {k} out of range: the loader has {} batches", self.len()))
         })?;
         make_batch(&self.dataset, chunk, |i| self.sample_seed(epoch, i), self.device)
@@ -361,7 +387,7 @@ impl DataLoader {
         let me = self.clone();
         let handle = std::thread::spawn(move || {
             let order = me.order(epoch);
-            for chunk in order.chunks(me.bs) {
+            for chunk in me.batches(&order) {
                 // A panic here (a CUDA allocation failing, say) must not end the epoch silently.
                 let batch = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                     make_batch(&me.dataset, chunk, |i| me.sample_seed(epoch, i), me.device)

@@ -5,7 +5,7 @@
 use super::config::TrainConfig;
 use crate::data::Pascal;
 use crate::error::{Error, Result};
-use crate::learner::{table_header, table_line};
+use crate::learner::{epoch_table, EpochRow};
 use serde::{Deserialize, Deserializer, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -32,6 +32,16 @@ pub struct EpochRecord {
     pub val_loss: f64,
     #[serde(deserialize_with = "vec_f64_or_nan")]
     pub metrics: Vec<f64>,
+    /// Seconds the epoch took.
+    #[serde(default)]
+    pub secs: f64,
+}
+
+impl EpochRecord {
+    /// The stage's row as the learner's epoch table shows it.
+    pub fn row(&self) -> EpochRow {
+        EpochRow { epoch: self.epoch, trn_loss: self.trn_loss, val_loss: self.val_loss, metrics: self.metrics.clone(), secs: self.secs }
+    }
 }
 
 /// A completed stage.
@@ -68,12 +78,8 @@ impl RunProgress {
 
     /// The epoch table, as the learner prints it, with a stage column.
     pub fn table(&self) -> String {
-        let mut s = table_header(&self.metric_names, true);
-        for r in &self.epochs {
-            s += "\n";
-            s += &table_line(Some(r.stage), r.epoch, r.trn_loss, r.val_loss, &r.metrics);
-        }
-        s
+        let rows: Vec<(usize, EpochRow)> = self.epochs.iter().map(|r| (r.stage, r.row())).collect();
+        epoch_table(&self.metric_names, rows.iter().map(|(k, r)| (Some(*k), r)))
     }
 }
 

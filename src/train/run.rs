@@ -105,7 +105,18 @@ impl Trainer {
         println!("stage {k}/{}: {stage}", self.config.stages.len());
         apply_freeze(&mut self.learner, stage.freeze_to);
         let before = self.learner.recorder.epochs.len();
-        let result = self.learner.fit(stage.lrs.clone(), stage.n_cycle, stage.opts())?;
+        let report = self.learner.fit(stage.lrs.clone(), stage.n_cycle, stage.opts())?;
+        if let Some(st) = report.stopped {
+            return Err(Error::run(
+                &self.run_dir,
+                format!(
+                    "stopped during stage {k}, epoch {} (interrupt): the {} stages before it are saved; --resume trains stage {k} again",
+                    st.epoch,
+                    k - 1
+                ),
+            ));
+        }
+        let result = report.last();
         let path = self.learner.save(&checkpoint_name(k))?;
         let rows = self.learner.recorder.epochs[before..].iter().map(|r| EpochRecord {
             stage: k,
@@ -113,6 +124,7 @@ impl Trainer {
             trn_loss: r.trn_loss,
             val_loss: r.val_loss,
             metrics: r.metrics.clone(),
+            secs: r.secs,
         });
         self.progress.epochs.extend(rows);
         let checkpoint = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();

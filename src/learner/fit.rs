@@ -1,0 +1,241 @@
+//! Training loops: fastai 0.7's `fit` and `lr_find`, stoppable after any batch (the stop button,
+//! Ctrl-C, or [`FitHandle::stop`] for a fit running in the background), with progress while
+//! they run and the learner's state written to `models_dir/last` after every epoch.
+
+use super::progress::BatchProgress;
+use super::record::{table_header, table_line, EpochRow, FitReport, LrFind, SmoothedLoss};
+use super::schedule::{FitOpts, Lrs, Schedule};
+use super::state::FitInProgress;
+use super::Learner;
+use crate::error::{Error, Result};
+use crate::model::N_GROUPS;
+use crate::stop::{SigintGuard, StopFlag, Stopped};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+impl Learner {
+    /// fastai 0.7's `fit(lrs, n_cycle, cycle_len, cycle_mult, use_clr)`. Prints the epoch table
+    /// as it goes (and a progress line every few seconds), writes the learner's state to
+    /// `models_dir/last` after every epoch, and returns a [`FitReport`] (in a notebook: the table
+    /// and the loss and learning-rate curves). The stop button (or Ctrl-C, or
+    /// [`Learner::stop_flag`]) ends it after the current batch: the report then says where, and
+    /// the learner keeps what it learnt.
+    pub fn fit(&mut self, lrs: impl Into<Lrs>, n_cycle: usize, opts: FitOpts) -> Result<FitReport> {
+        self.fit_from(FitInProgress { lrs: lrs.into(), n_cycle, opts, epochs_done: 0 })
+    }
+
+    /// Train the epochs of `plan` from `plan.epochs_done` on (the schedule continues where it
+    /// was): a fit from its start, or one resumed by [`Learner::resume_fit`].
+    pub(crate) fn fit_from(&mut self, plan: FitInProgress) -> Result<FitReport> {
+        let FitInProgress { ref lrs, n_cycle, opts, epochs_done: first } = plan;
+        let lrs = lrs.per_group()?;
+        let nb = self.data.trn_dl.len();
+        if nb == 0 {
+            return Err(Error::Invalid("fit: the training set is empty".into()));
+        }
+        opts.validate(n_cycle, Some(nb)).map_err(|(field, problem)| Error::Invalid(format!("fit: {field}: {problem}")))?;
+        let n_epochs = opts.epochs(n_cycle);
+        let mut sched = match (opts.cycle_len, opts.use_clr) {
+            (None, _) => Schedule::Constant,
+            (Some(cl), Some((div, cut))) => Schedule::circular(nb * cl, div, cut),
+            (Some(cl), None) => Schedule::cos_anneal(nb * cl, opts.cycle_mult.unwrap_or(1)),
+        };
+        for _ in 0..first * nb {
+            sched.next_mult();
+        }
+        let mut opt = self.optimizer(&lrs)?;
+        let _sigint = SigintGuard::install();
+        let quiet = self.live.is_some();
+        // fastai restarts the smoothed training loss at every fit.
+        let mut smoother = SmoothedLoss::default();
+        let mut report = FitReport { metric_names: self.recorder.metric_names.clone(), ..Default::default() };
+        if !quiet {
+            println!("{}", table_header(&self.recorder.metric_names, false));
+        }
+        let start = Instant::now();
+        let mut progress = BatchProgress::new(nb * n_epochs.saturating_sub(first), "fit", quiet);
+        'epochs: for e in first..n_epochs {
+            let epoch_start = Instant::now();
+            let epoch = self.epochs_done;
+            let snap = self.snapshot();
+            progress.set_label(format!("epoch {e}"));
+            let mut smoothed = f64::NAN;
+            if self.stop.take() {
+                report.stopped = Some(Stopped { epoch: e, batches: 0 });
+                break;
+            }
+            for (k, batch) in self.data.trn_dl.clone().iter(epoch as u64).enumerate() {
+                let batch = batch?;
+                let mult = sched.next_mult();
+                for (g, lr) in lrs.iter().enumerate() {
+                    opt.set_lr_group(g, lr * mult);
+                }
+                let loss = self.step(&mut opt, &batch)?;
+                if !loss.is_finite() {
+                    self.restore_vars(&snap);
+                    return Err(Error::NonFinite { what: "loss".into(), value: loss, epoch: e, batch: Some(k) });
+                }
+                smoothed = smoother.add(loss);
+                let lr = lrs[N_GROUPS - 1] * mult;
+                self.recorder.lrs.push(lr);
+                self.recorder.losses.push(smoothed);
+                report.lrs.push(lr);
+                report.losses.push(smoothed);
+                self.publish(|live| {
+                    live.lrs.push(lr);
+                    live.losses.push(smoothed);
+                });
+                progress.batch(batch.indices.len(), smoothed);
+                if self.stop.take() {
+                    report.stopped = Some(Stopped { epoch: e, batches: k + 1 });
+                    break 'epochs;
+                }
+            }
+            let (val_loss, metrics) = self.validate(&self.data.val_dl)?;
+            let names = std::iter::once("validation loss".to_string()).chain(self.recorder.metric_names.iter().cloned());
+            if let Some((what, &value)) = names.zip(std::iter::once(&val_loss).chain(&metrics)).find(|(_, v)| !v.is_finite()) {
+                self.restore_vars(&snap);
+                return Err(Error::NonFinite { what, value, epoch: e, batch: None });
+            }
+            let row = EpochRow { epoch: e, trn_loss: smoothed, val_loss, metrics, secs: epoch_start.elapsed().as_secs_f64() };
+            if !quiet {
+                println!("{}", table_line(None, &row));
+            }
+            self.recorder.epochs.push(row.clone());
+            report.epochs.push(row.clone());
+            self.publish(|live| live.epochs.push(row));
+            self.epochs_done += 1;
+            let plan = FitInProgress { epochs_done: e + 1, ..plan.clone() };
+            if let Err(err) = self.write_last(Some(&plan)) {
+                eprintln!("warning: the learner's state after epoch {e} was not saved: {err}");
+            }
+        }
+        progress.finish();
+        report.secs = start.elapsed().as_secs_f64();
+        if let (Some(st), false) = (report.stopped, quiet) {
+            println!(
+                "stopped during epoch {} after {} batches; the learner keeps the weights trained so far",
+                st.epoch, st.batches
+            );
+        }
+        self.publish(|live| live.stopped = report.stopped);
+        Ok(report)
+    }
+
+    /// Update what a fit in the background shows.
+    fn publish(&self, f: impl FnOnce(&mut FitReport)) {
+        if let Some(live) = &self.live {
+            f(&mut live.lock().unwrap_or_else(|e| e.into_inner()));
+        }
+    }
+
+    /// fastai's `lr_find(start_lr, end_lr)`: over at most one epoch the learning rate grows
+    /// exponentially from `start` to `end`; stops when the smoothed loss is NaN or over 4x the
+    /// best (after 10 iterations), or when a stop is asked for; the weights are restored
+    /// afterwards. Prints fastai v2's suggested learning rates ([`LrFind::suggestion`]).
+    pub fn lr_find(&mut self, start: impl Into<Lrs>, end: f64) -> Result<LrFind> {
+        let start = start.into().per_group()?;
+        let snap = self.snapshot();
+        let nb = self.data.trn_dl.len().max(1);
+        let ratio = end / start[N_GROUPS - 1];
+        let mut opt = self.optimizer(&start)?;
+        let (mut smoother, mut best) = (SmoothedLoss::default(), f64::INFINITY);
+        let mut found = LrFind { n_skip: 10, n_skip_end: 5, ..Default::default() };
+        let _sigint = SigintGuard::install();
+        let mut progress = BatchProgress::new(nb, "lr_find", false);
+        let result = (|| -> Result<()> {
+            for (i, batch) in self.data.trn_dl.clone().iter(self.epochs_done as u64).enumerate() {
+                let batch = batch?;
+                let mult = ratio.powf(i as f64 / nb as f64);
+                for (g, lr) in start.iter().enumerate() {
+                    opt.set_lr_group(g, lr * mult);
+                }
+                let loss = self.step(&mut opt, &batch)?;
+                let smoothed = smoother.add(loss);
+                // fastai stops before recording the batch that diverged.
+                if smoothed.is_nan() || (i > 10 && smoothed > best * 4.0) {
+                    break;
+                }
+                found.lrs.push(start[N_GROUPS - 1] * mult);
+                found.losses.push(smoothed);
+                if smoothed < best && i > 10 {
+                    best = smoothed;
+                }
+                progress.batch(batch.indices.len(), smoothed);
+                if self.stop.take() {
+                    println!("lr_find stopped after {} batches", i + 1);
+                    break;
+                }
+            }
+            Ok(())
+        })();
+        progress.finish();
+        self.restore_vars(&snap);
+        result?;
+        if let Some(s) = found.suggestion() {
+            println!("lr_find: suggested learning rates {:.2e} (valley), {:.2e} (steepest descent)", s.valley, s.steep);
+        }
+        Ok(found)
+    }
+
+    /// `fit` on a thread of its own: the cell returns at once with a [`FitHandle`] whose
+    /// `progress()` shows the epoch table and loss curve so far, `stop()` ends the fit after the
+    /// current batch, and `wait()` gives the learner back. (Nothing is printed while it runs.)
+    pub fn fit_background(mut self, lrs: impl Into<Lrs>, n_cycle: usize, opts: FitOpts) -> FitHandle {
+        let live = Arc::new(Mutex::new(FitReport { metric_names: self.recorder.metric_names.clone(), ..Default::default() }));
+        self.live = Some(live.clone());
+        let stop = self.stop_flag();
+        stop.clear();
+        let lrs = lrs.into();
+        let started = Instant::now();
+        let thread = std::thread::spawn(move || {
+            let result = self.fit(lrs, n_cycle, opts);
+            self.live = None;
+            (self, result)
+        });
+        FitHandle { stop, live, thread, started }
+    }
+}
+
+/// A fit running in the background ([`Learner::fit_background`]).
+pub struct FitHandle {
+    stop: StopFlag,
+    live: Arc<Mutex<FitReport>>,
+    thread: JoinHandle<(Learner, Result<FitReport>)>,
+    started: Instant,
+}
+
+impl FitHandle {
+    /// Ask the fit to end after its current batch (then [`FitHandle::wait`]).
+    pub fn stop(&self) {
+        self.stop.request();
+    }
+
+    pub fn is_running(&self) -> bool {
+        !self.thread.is_finished()
+    }
+
+    /// The epochs and iterations so far (shows the table and the curves in a notebook).
+    pub fn progress(&self) -> FitReport {
+        let mut r = self.live.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        r.secs = self.started.elapsed().as_secs_f64();
+        r
+    }
+
+    /// Wait for the fit to end; the learner, and what the fit returned.
+    pub fn join(self) -> Result<(Learner, Result<FitReport>)> {
+        self.thread.join().map_err(|_| Error::Invalid("the fit in the background panicked; its learner is lost".into()))
+    }
+
+    /// Wait for the fit to end and take the learner back, printing the fit's table (or the
+    /// error that ended it: a NaN loss leaves the weights of the start of that epoch).
+    pub fn wait(self) -> Result<Learner> {
+        let (learn, result) = self.join()?;
+        match result {
+            Ok(report) => println!("{}", report.table()),
+            Err(e) => println!("the fit ended with an error: {e}"),
+        }
+        Ok(learn)
+    }
+}

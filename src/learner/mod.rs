@@ -1,0 +1,345 @@
+//! A fastai 0.7-style learner: it owns the model, its `VarStore` and the data, so it lives
+//! across notebook cells.
+//!
+//! - [`Learner::fit`] with fastai's schedules ([`schedule`]): SGDR cosine annealing
+//!   (`cycle_len`, `cycle_mult`) and the triangular CLR (`use_clr = (div, cut)`), one learning
+//!   rate or one per layer group, Adam (a fresh optimiser per `fit`, as fastai builds one per
+//!   call); progress while it runs ([`progress`]), a [`FitReport`] at the end ([`record`]);
+//! - stopping without losing anything ([`fit`], [`state`]): the stop button or Ctrl-C ends a fit
+//!   after the current batch with the learner intact; [`Learner::fit_background`] runs a fit
+//!   you can watch and stop from other cells; after every epoch the learner's state goes to
+//!   `models_dir/last`, which [`Learner::restore_last`] rebuilds after a kernel restart;
+//!   [`Learner::checkpoint`] / [`Learner::restore`] go back in memory;
+//! - [`Learner::freeze_to`] / [`Learner::unfreeze`]: frozen groups get no gradient and their
+//!   BatchNorm layers stay in eval mode; a new learner is frozen up to the head;
+//! - [`Learner::lr_find`] restores the weights afterwards and suggests learning rates;
+//! - [`Learner::save`] / [`Learner::load`] (atomic: temp file + rename), [`Learner::predict`],
+//!   [`Learner::summary`].
+//!
+//! A NaN or infinite loss or validation number stops training with an error naming the epoch
+//! (and batch); the weights are put back to what they were at the start of that epoch.
+
+pub mod fit;
+pub mod progress;
+pub mod record;
+pub mod schedule;
+pub mod state;
+
+pub use fit::FitHandle;
+pub use record::{epoch_table, table_header, table_line, EpochRow, FitReport, LrFind, LrSuggestion, Recorder, SmoothedLoss, AVG_MOM};
+pub use schedule::{FitOpts, Lrs, Schedule};
+pub use state::Checkpoint;
+
+use crate::data::{Batch, DataLoader, ImageData};
+use crate::error::{Error, Result};
+use crate::loss::Loss;
+use crate::metrics::Metric;
+use crate::model::{count_params, group_of, load_backbone, Arch, ConvModel, N_GROUPS};
+use crate::stop::StopFlag;
+use crate::task::{Task, TaskParts};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use tch::nn::{self, OptimizerConfig};
+use tch::{Device, Kind, Tensor};
+
+/// Output shapes and parameter counts, layer by layer.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    pub rows: Vec<(String, Vec<i64>, i64)>,
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "{:<24} {:<22} {:>12}", "layer", "output shape", "params")?;
+        for (n, s, p) in &self.rows {
+            writeln!(f, "{n:<24} {:<22} {p:>12}", format!("{s:?}"))?;
+        }
+        write!(f, "{:<24} {:<22} {:>12}", "total", "", self.rows.iter().map(|r| r.2).sum::<i64>())
+    }
+}
+
+/// A model, its weights, its data and how to train it. See the module docs.
+pub struct Learner {
+    pub vs: nn::VarStore,
+    pub model: ConvModel,
+    pub data: ImageData,
+    pub loss: Loss,
+    pub metrics: Vec<Metric>,
+    pub recorder: Recorder,
+    /// Where `save`/`load` put weights (set with [`LearnerOpts::models_dir`]).
+    models_dir: PathBuf,
+    /// Groups below this one are frozen.
+    frozen_to: usize,
+    /// Epochs trained so far (each epoch gets its own shuffle and augmentations).
+    epochs_done: usize,
+    /// Set to stop a running fit after its current batch ([`Learner::stop_flag`]).
+    stop: StopFlag,
+    /// Where a fit in the background publishes its progress ([`FitHandle::progress`]).
+    live: Option<Arc<Mutex<FitReport>>>,
+    /// An unfinished fit found by [`Learner::restore_last`], for [`Learner::resume_fit`].
+    pending: Option<state::FitInProgress>,
+}
+
+/// How to build a [`Learner`] beyond its data and task: the backbone, its ImageNet weights and
+/// where checkpoints go.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LearnerOpts {
+    pub arch: Arch,
+    /// A torchvision state dict of the backbone (`.pth` or `.safetensors`); `None` = random.
+    pub weights: Option<PathBuf>,
+    /// Where `save`/`load` put weights (`models/` as fastai).
+    pub models_dir: PathBuf,
+}
+
+impl Default for LearnerOpts {
+    /// ResNet34 (the lesson's), no weights, `models/`.
+    fn default() -> Self {
+        Self { arch: Arch::ResNet34, weights: None, models_dir: PathBuf::from("models") }
+    }
+}
+
+impl LearnerOpts {
+    /// The lesson's ResNet34 with `weights` (from [`crate::model::find_weights`], say), saving
+    /// under `models_dir`.
+    pub fn new(weights: Option<PathBuf>, models_dir: impl Into<PathBuf>) -> Self {
+        Self { weights, models_dir: models_dir.into(), ..Default::default() }
+    }
+
+    pub fn arch(mut self, arch: Arch) -> Self {
+        self.arch = arch;
+        self
+    }
+}
+
+impl Learner {
+    /// A learner for `task`'s head, loss and metrics ([`Task::parts`]) on `data`, whose target
+    /// must be the task's. See [`Learner::new`].
+    pub fn for_task(data: ImageData, task: Task, opts: LearnerOpts) -> Result<Self> {
+        let parts = task.parts(data.classes.len() as i64, data.trn_dl.dataset.tfms.sz);
+        Self::new(data, parts, opts)
+    }
+
+    /// A learner with a ResNet body and the head, loss and metrics of `parts`; the body is
+    /// loaded from `opts.weights` (a torchvision state dict) if given, else randomly
+    /// initialised, which it says. The new learner is frozen up to its head, as fastai's
+    /// `ConvLearner.pretrained`. An error when `data` holds other targets than `parts` reads.
+    pub fn new(data: ImageData, parts: TaskParts, opts: LearnerOpts) -> Result<Self> {
+        Self::build(data, parts, opts, true)
+    }
+
+    /// [`Learner::new`]; `announce` says where the backbone's weights came from.
+    fn build(data: ImageData, parts: TaskParts, opts: LearnerOpts, announce: bool) -> Result<Self> {
+        let TaskParts { target, head, loss, metrics } = parts;
+        let found = data.trn_dl.dataset.target;
+        if found != target {
+            return Err(Error::Invalid(format!(
+                "the data holds {found:?} targets but the head and loss are for {target:?}: build the ImageData with TargetKind::{target:?}"
+            )));
+        }
+        let LearnerOpts { arch, weights, models_dir } = opts;
+        let device = data.trn_dl.device;
+        let sz = data.trn_dl.dataset.tfms.sz as i64;
+        let mut vs = nn::VarStore::new(device);
+        let model = ConvModel::new(&vs, arch, head, sz);
+        match &weights {
+            Some(w) => {
+                let n = load_backbone(&mut vs, w)?;
+                println!("loaded {n} backbone tensors of {} from {}", arch.name(), w.display());
+            }
+            None if announce => println!(
+                "{}: no pretrained weights given, the backbone is randomly initialised (see the README for ImageNet weights)",
+                arch.name()
+            ),
+            None => {}
+        }
+        let metric_names = metrics.iter().map(|m| m.name()).collect();
+        let mut learner = Self {
+            vs,
+            model,
+            data,
+            loss,
+            metrics,
+            recorder: Recorder { metric_names, ..Default::default() },
+            models_dir,
+            frozen_to: 0,
+            epochs_done: 0,
+            stop: StopFlag::default(),
+            live: None,
+            pending: None,
+        };
+        learner.freeze_to(-1);
+        Ok(learner)
+    }
+
+    /// Where `save` and `load` put weights.
+    pub fn models_dir(&self) -> &Path {
+        &self.models_dir
+    }
+
+    /// The flag that stops a running `fit` or `lr_find` after its current batch (the stop
+    /// button and Ctrl-C set it too, while a fit runs).
+    pub fn stop_flag(&self) -> StopFlag {
+        self.stop.clone()
+    }
+
+    /// What the head, loss and metrics are (to rebuild the learner elsewhere).
+    pub fn parts(&self) -> TaskParts {
+        TaskParts { target: self.data.trn_dl.dataset.target, head: self.model.head.kind.clone(), loss: self.loss.clone(), metrics: self.metrics.clone() }
+    }
+
+    pub fn device(&self) -> Device {
+        self.vs.device()
+    }
+
+    /// Freeze the layer groups before `n` (negative counts from the end: `-2` leaves the last
+    /// two groups trainable). Frozen groups get no gradient; their BatchNorm stays in eval mode.
+    pub fn freeze_to(&mut self, n: isize) {
+        let n = if n < 0 { (N_GROUPS as isize + n).max(0) as usize } else { (n as usize).min(N_GROUPS) };
+        self.frozen_to = n;
+        for (name, t) in self.vs.variables() {
+            if name.ends_with("running_mean") || name.ends_with("running_var") {
+                continue;
+            }
+            let _ = t.set_requires_grad(group_of(&name) >= n);
+        }
+    }
+
+    /// Every group trainable (`freeze_to(0)`).
+    pub fn unfreeze(&mut self) {
+        self.freeze_to(0);
+    }
+
+    /// The first trainable group.
+    pub fn frozen_to(&self) -> usize {
+        self.frozen_to
+    }
+
+    /// Epochs trained so far: each epoch's shuffle and augmentations are seeded with its number.
+    pub fn epochs_done(&self) -> usize {
+        self.epochs_done
+    }
+
+    /// Continue the epoch count of an earlier run (resuming from a checkpoint gives the later
+    /// epochs the batches an uninterrupted run would have seen).
+    pub fn set_epochs_done(&mut self, n: usize) {
+        self.epochs_done = n;
+    }
+
+    /// Model outputs for a batch of images, in eval mode, without gradients.
+    pub fn predict_batch(&self, x: &Tensor) -> Tensor {
+        tch::no_grad(|| self.model.forward(&x.to_device(self.device()), false, N_GROUPS))
+    }
+
+    /// Outputs for the whole validation set, in order (fastai's `learn.predict()`).
+    pub fn predict(&self) -> Result<Tensor> {
+        let mut outs = vec![];
+        for b in self.data.val_dl.iter(0) {
+            outs.push(self.predict_batch(&b?.x));
+        }
+        if outs.is_empty() {
+            return Err(Error::Invalid("predict: the validation set is empty".into()));
+        }
+        Ok(Tensor::cat(&outs, 0))
+    }
+
+    /// Validation loss and metrics, averaged weighted by batch size. (`fit` checks that they
+    /// are finite.)
+    pub fn validate(&self, dl: &DataLoader) -> Result<(f64, Vec<f64>)> {
+        let (mut loss, mut metrics, mut n) = (0.0, vec![0.0; self.metrics.len()], 0usize);
+        for b in dl.iter(0) {
+            let b = b?;
+            let bs = b.indices.len();
+            let out = self.predict_batch(&b.x);
+            loss += f64::try_from(self.loss.compute(&out, &b.y)?)? * bs as f64;
+            for (acc, m) in metrics.iter_mut().zip(&self.metrics) {
+                *acc += m.compute(&out, &b.y)? * bs as f64;
+            }
+            n += bs;
+        }
+        let n = n.max(1) as f64;
+        Ok((loss / n, metrics.into_iter().map(|m| m / n).collect()))
+    }
+
+    pub(crate) fn optimizer(&self, lrs: &[f64]) -> Result<nn::Optimizer> {
+        let mut opt = nn::Adam::default().build(&self.vs, lrs[N_GROUPS - 1])?;
+        for (g, lr) in lrs.iter().enumerate() {
+            opt.set_lr_group(g, *lr);
+        }
+        Ok(opt)
+    }
+
+    /// A copy of every variable (weights and BatchNorm statistics).
+    pub(crate) fn snapshot(&self) -> Vec<(String, Tensor)> {
+        self.vs.variables().into_iter().map(|(n, t)| (n, t.detach().copy())).collect()
+    }
+
+    pub(crate) fn restore_vars(&self, snap: &[(String, Tensor)]) {
+        let vars = self.vs.variables();
+        tch::no_grad(|| {
+            for (n, t) in snap {
+                if let Some(v) = vars.get(n) {
+                    let mut v = v.shallow_clone();
+                    v.copy_(t);
+                }
+            }
+        });
+    }
+
+    /// One training step on a batch; returns the loss.
+    pub(crate) fn step(&mut self, opt: &mut nn::Optimizer, batch: &Batch) -> Result<f64> {
+        let out = self.model.forward(&batch.x, true, self.frozen_to);
+        let loss = self.loss.compute(&out, &batch.y)?;
+        let value = f64::try_from(&loss)?;
+        if value.is_finite() {
+            opt.backward_step(&loss);
+        }
+        Ok(value)
+    }
+
+    /// Output shapes and parameter counts of each layer for a batch of 2 (fastai's `summary()`).
+    pub fn summary(&self) -> Summary {
+        let sz = self.model.sz;
+        let x = Tensor::zeros([2, 3, sz, sz], (Kind::Float, self.device()));
+        let mut rows = vec![];
+        tch::no_grad(|| {
+            let stages = self.model.body.stages(&x, [false, false]);
+            let feats = stages.last().map(|s| s.1.shallow_clone()).unwrap_or(x.shallow_clone());
+            for (name, t) in &stages {
+                let prefix = match *name {
+                    "bn1+relu" => "bn1.".to_string(),
+                    "maxpool" => "-".to_string(),
+                    n => format!("{n}."),
+                };
+                rows.push((name.to_string(), t.size(), count_params(&self.vs, &prefix)));
+            }
+            for (name, t, prefix) in self.model.head.stages(&feats, false) {
+                rows.push((format!("head {name}"), t.size(), prefix.map(|p| count_params(&self.vs, p)).unwrap_or(0)));
+            }
+        });
+        Summary { rows }
+    }
+
+    fn path_of(&self, name: &str) -> PathBuf {
+        self.models_dir.join(format!("{name}.safetensors"))
+    }
+
+    /// Save every variable to `models/<name>.safetensors`, atomically.
+    pub fn save(&self, name: &str) -> Result<PathBuf> {
+        let path = self.path_of(name);
+        std::fs::create_dir_all(&self.models_dir).map_err(|e| Error::io(&self.models_dir, e))?;
+        let tmp = self.models_dir.join(format!(".{name}.{}.tmp.safetensors", std::process::id()));
+        self.vs.save(&tmp).map_err(|e| Error::checkpoint(&tmp, format!("cannot save weights: {e}")))?;
+        std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
+        Ok(path)
+    }
+
+    /// Load `models/<name>.safetensors` (or a path ending in `.safetensors`).
+    pub fn load(&mut self, name: &str) -> Result<()> {
+        let path = if name.ends_with(".safetensors") { PathBuf::from(name) } else { self.path_of(name) };
+        if !path.is_file() {
+            return Err(Error::Io { path, source: std::io::Error::new(std::io::ErrorKind::NotFound, "checkpoint not found") });
+        }
+        self.vs.load(&path).map_err(|e| Error::checkpoint(&path, format!("not a checkpoint of this model (corrupt, or another architecture): {e}")))?;
+        Ok(())
+    }
+}

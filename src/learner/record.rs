@@ -1,0 +1,237 @@
+//! What training records: the epoch table ([`EpochRow`], one formatter for every table of the
+//! crate), the per-iteration curves ([`Recorder`]), fastai's smoothed loss, what one `fit`
+//! returns ([`FitReport`]) and what `lr_find` returns ([`LrFind`], with its suggested rates).
+
+use crate::stop::Stopped;
+use serde::{Deserialize, Serialize};
+
+/// One row of the epoch table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochRow {
+    pub epoch: usize,
+    pub trn_loss: f64,
+    pub val_loss: f64,
+    pub metrics: Vec<f64>,
+    /// Seconds the epoch took (training and validation).
+    #[serde(default)]
+    pub secs: f64,
+}
+
+/// What training recorded: per iteration (lr of the last group, smoothed loss) and per epoch.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Recorder {
+    pub lrs: Vec<f64>,
+    pub losses: Vec<f64>,
+    pub epochs: Vec<EpochRow>,
+    pub metric_names: Vec<String>,
+}
+
+impl Recorder {
+    /// The epoch table as text.
+    pub fn table(&self) -> String {
+        epoch_table(&self.metric_names, self.epochs.iter().map(|r| (None, r)))
+    }
+}
+
+/// The header of the epoch table: `[stage] epoch trn_loss val_loss <metrics> time` (with a
+/// stage column for `fastdet train`'s runs).
+pub fn table_header(metric_names: &[String], with_stage: bool) -> String {
+    let mut s = if with_stage { format!("{:>5} ", "stage") } else { String::new() };
+    s += &format!("{:>5} {:>10} {:>10}", "epoch", "trn_loss", "val_loss");
+    for m in metric_names {
+        s += &format!(" {m:>12}");
+    }
+    s + &format!(" {:>8}", "time")
+}
+
+/// One line of the epoch table (see [`table_header`]).
+pub fn table_line(stage: Option<usize>, r: &EpochRow) -> String {
+    let mut s = stage.map(|k| format!("{k:>5} ")).unwrap_or_default();
+    s += &format!("{:>5} {:>10.6} {:>10.6}", r.epoch, r.trn_loss, r.val_loss);
+    for v in &r.metrics {
+        s += &format!(" {v:>12.6}");
+    }
+    s + &format!(" {:>8}", fmt_secs(r.secs))
+}
+
+/// The whole table: the header, then a line per row (with its stage, if any).
+pub fn epoch_table<'a>(metric_names: &[String], rows: impl Iterator<Item = (Option<usize>, &'a EpochRow)>) -> String {
+    let mut rows = rows.peekable();
+    let with_stage = rows.peek().is_some_and(|r| r.0.is_some());
+    let mut s = table_header(metric_names, with_stage);
+    for (stage, r) in rows {
+        s += "\n";
+        s += &table_line(stage, r);
+    }
+    s
+}
+
+/// `m:ss` (or `h:mm:ss`), as fastai prints times.
+pub fn fmt_secs(secs: f64) -> String {
+    let t = secs.max(0.0).round() as u64;
+    if t >= 3600 {
+        format!("{}:{:02}:{:02}", t / 3600, t / 60 % 60, t % 60)
+    } else {
+        format!("{}:{:02}", t / 60, t % 60)
+    }
+}
+
+/// fastai's smoothing of the training loss: an exponential moving average with momentum
+/// [`AVG_MOM`], debiased by `1 - AVG_MOM^n` (fastai 0.7's `fit` and `lr_find`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SmoothedLoss {
+    avg: f64,
+    n: i32,
+}
+
+/// fastai's `avg_mom`.
+pub const AVG_MOM: f64 = 0.98;
+
+impl SmoothedLoss {
+    /// Add a batch's loss; returns the debiased average so far.
+    pub fn add(&mut self, loss: f64) -> f64 {
+        self.n += 1;
+        self.avg = self.avg * AVG_MOM + loss * (1.0 - AVG_MOM);
+        self.avg / (1.0 - AVG_MOM.powi(self.n))
+    }
+}
+
+/// What one `fit` did: its epoch rows, its iterations' curves, and whether it was stopped.
+/// In a notebook it shows the table and one picture of the loss and learning-rate curves.
+#[derive(Debug, Clone, Default)]
+pub struct FitReport {
+    pub metric_names: Vec<String>,
+    /// The epochs this fit completed.
+    pub epochs: Vec<EpochRow>,
+    /// Learning rate (last group) and smoothed loss of each iteration of this fit.
+    pub lrs: Vec<f64>,
+    pub losses: Vec<f64>,
+    /// Set when a stop request ended the fit early.
+    pub stopped: Option<Stopped>,
+    pub secs: f64,
+}
+
+impl FitReport {
+    /// `[val_loss, metrics...]` after the last completed epoch (empty if none completed).
+    pub fn last(&self) -> Vec<f64> {
+        self.epochs.last().map(|r| std::iter::once(r.val_loss).chain(r.metrics.iter().copied()).collect()).unwrap_or_default()
+    }
+
+    /// The epoch table, and a line saying where a stopped fit stopped.
+    pub fn table(&self) -> String {
+        let mut s = epoch_table(&self.metric_names, self.epochs.iter().map(|r| (None, r)));
+        if let Some(st) = self.stopped {
+            s += &format!(
+                "\nstopped during epoch {} after {} batches; the learner keeps the weights trained so far ({} epochs complete)",
+                st.epoch,
+                st.batches,
+                self.epochs.len()
+            );
+        }
+        s
+    }
+}
+
+/// The result of `lr_find`: learning rates (of the last group) and smoothed losses.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct LrFind {
+    pub lrs: Vec<f64>,
+    pub losses: Vec<f64>,
+    /// Points left out at the start and end of the plot and of the suggestions (fastai's
+    /// `sched.plot(n_skip, n_skip_end)`: 10 and 5 by default).
+    pub n_skip: usize,
+    pub n_skip_end: usize,
+}
+
+/// Learning rates `lr_find` suggests, as fastai v2 computes them on the smoothed losses.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LrSuggestion {
+    /// `steep`: where the loss falls fastest against `log(lr)`.
+    pub steep: f64,
+    /// `valley`: in the longest stretch where the loss keeps falling, a point about halfway
+    /// down its first two thirds (fastai v2's default suggestion).
+    pub valley: f64,
+}
+
+impl LrFind {
+    /// The points plotted and used for suggestions: without the first `n_skip` and the last
+    /// `n_skip_end` (all of them when too few are left).
+    pub fn shown(&self) -> (&[f64], &[f64]) {
+        let end = self.lrs.len().saturating_sub(self.n_skip_end);
+        if self.n_skip + 2 <= end {
+            (&self.lrs[self.n_skip..end], &self.losses[self.n_skip..end])
+        } else {
+            (&self.lrs[..], &self.losses[..])
+        }
+    }
+
+    /// The same result plotted and suggested with other skips (fastai's `sched.plot(1)` is
+    /// `with_skip(1, 5)`, fastai's `n_skip_end + 1` as in the lesson's notebooks).
+    pub fn with_skip(&self, n_skip: usize, n_skip_end: usize) -> Self {
+        Self { n_skip, n_skip_end, ..self.clone() }
+    }
+
+    /// fastai v2's `steep` and `valley` on the shown points; `None` with fewer than 2 points.
+    pub fn suggestion(&self) -> Option<LrSuggestion> {
+        let (lrs, losses) = self.shown();
+        let n = lrs.len().min(losses.len());
+        if n < 2 {
+            return None;
+        }
+        // steep: argmin of d loss / d log(lr)
+        let grads: Vec<f64> = (0..n - 1).map(|i| (losses[i + 1] - losses[i]) / (lrs[i + 1].ln() - lrs[i].ln())).collect();
+        let i_steep = argmin(&grads);
+        // valley: the longest decreasing subsequence, then 1/3 + 1/6 of the way into it.
+        // (fastai's `max_start` can be -1, when the run starts at the first point.)
+        let mut lds = vec![1isize; n];
+        let (mut max_start, mut max_end) = (0isize, 0usize);
+        for i in 1..n {
+            for j in 0..i {
+                if losses[i] < losses[j] && lds[i] < lds[j] + 1 {
+                    lds[i] = lds[j] + 1;
+                }
+                if lds[max_end] < lds[i] {
+                    max_end = i;
+                    max_start = max_end as isize - lds[max_end];
+                }
+            }
+        }
+        let sections = (max_end as isize - max_start) as f64 / 3.0;
+        let idx = (max_start + sections as isize + (sections / 2.0) as isize).clamp(0, n as isize - 1) as usize;
+        Some(LrSuggestion { steep: lrs[i_steep], valley: lrs[idx] })
+    }
+}
+
+fn argmin(v: &[f64]) -> usize {
+    v.iter().enumerate().filter(|(_, x)| !x.is_nan()).min_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggestions_on_a_known_curve() {
+        // Loss flat, then falling fastest between lrs[4] and lrs[5], then exploding.
+        let lrs: Vec<f64> = (0..10).map(|i| 10f64.powi(i - 6)).collect();
+        let losses = vec![3.0, 3.0, 2.9, 2.8, 2.6, 1.5, 1.2, 1.1, 4.0, 9.0];
+        let f = LrFind { lrs: lrs.clone(), losses, n_skip: 0, n_skip_end: 0 };
+        let s = f.suggestion().unwrap();
+        assert_eq!(s.steep, lrs[4]);
+        // Longest decreasing run: indices 1..=7 (lds 7 at index 7, start = 7 - 7 = 0):
+        // sections = 7/3 = 2.33 -> idx = 0 + 2 + 1 = 3.
+        assert_eq!(s.valley, lrs[3]);
+        assert!(LrFind { lrs: vec![1.0], losses: vec![1.0], n_skip: 0, n_skip_end: 0 }.suggestion().is_none());
+        // Falling from the first point: fastai's max_start is -1 there.
+        let f = LrFind { lrs: lrs.clone(), losses: (0..10).map(|i| 10.0 - i as f64).collect(), n_skip: 0, n_skip_end: 0 };
+        // lds[9] = 10, max_start = 9 - 10 = -1, sections = 10/3 -> idx = -1 + 3 + 1 = 3.
+        assert_eq!(f.suggestion().unwrap().valley, lrs[3]);
+    }
+
+    #[test]
+    fn times_print_like_fastai() {
+        assert_eq!(fmt_secs(5.4), "0:05");
+        assert_eq!(fmt_secs(125.0), "2:05");
+        assert_eq!(fmt_secs(3725.0), "1:02:05");
+    }
+}

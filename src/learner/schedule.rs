@@ -1,0 +1,178 @@
+//! fastai 0.7's `fit` options and learning-rate schedules: [`Lrs`] (one rate or one per layer
+//! group), [`FitOpts`] (`cycle_len`, `cycle_mult`, `use_clr`) with their one check, and
+//! [`Schedule`], the multiplier of each iteration (SGDR cosine annealing, triangular CLR).
+
+use crate::error::{Error, Result};
+use crate::model::N_GROUPS;
+
+/// Learning rates: one for every group, or one per layer group (`[lr/100, lr/10, lr]`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Lrs(pub Vec<f64>);
+
+impl From<f64> for Lrs {
+    fn from(lr: f64) -> Self {
+        Lrs(vec![lr; N_GROUPS])
+    }
+}
+impl From<Vec<f64>> for Lrs {
+    fn from(v: Vec<f64>) -> Self {
+        Lrs(v)
+    }
+}
+impl<const N: usize> From<[f64; N]> for Lrs {
+    fn from(v: [f64; N]) -> Self {
+        Lrs(v.to_vec())
+    }
+}
+
+impl Lrs {
+    pub(crate) fn per_group(&self) -> Result<Vec<f64>> {
+        if let Some(bad) = self.0.iter().find(|l| !(l.is_finite() && **l >= 0.0 && **l <= f32::MAX as f64)) {
+            return Err(Error::Invalid(format!("learning rate {bad} is not a finite non-negative number")));
+        }
+        match self.0.len() {
+            1 => Ok(vec![self.0[0]; N_GROUPS]),
+            N_GROUPS => Ok(self.0.clone()),
+            n => Err(Error::Invalid(format!("{n} learning rates for {N_GROUPS} layer groups: give 1 or {N_GROUPS}"))),
+        }
+    }
+
+    /// Every rate divided by `d` (the lesson's `lrs/5`).
+    pub fn div(&self, d: f64) -> Lrs {
+        Lrs(self.0.iter().map(|l| l / d).collect())
+    }
+}
+
+/// The schedule options of `fit` (fastai 0.7's keyword arguments).
+#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+pub struct FitOpts {
+    /// Epochs per cycle; `None` = constant learning rate, one epoch per cycle.
+    pub cycle_len: Option<usize>,
+    /// Growth of the cycle length for SGDR (fastai's default 1).
+    pub cycle_mult: Option<usize>,
+    /// `(div, cut)` for the triangular CLR schedule.
+    pub use_clr: Option<(f64, usize)>,
+}
+
+impl FitOpts {
+    /// `cycle_len=n`
+    pub fn cycle_len(n: usize) -> Self {
+        Self { cycle_len: Some(n), ..Default::default() }
+    }
+
+    /// `cycle_len=n, use_clr=(div, cut)`
+    pub fn clr(cycle_len: usize, div: f64, cut: usize) -> Self {
+        Self { cycle_len: Some(cycle_len), use_clr: Some((div, cut)), ..Default::default() }
+    }
+
+    /// `n_cycle` epochs with these options: the error names the option (`cycle_len`,
+    /// `cycle_mult`, `use_clr`) and says what is wrong. With `n_batches` (batches per epoch) the
+    /// triangular cycle must be at least `cut` iterations long, else fastai's schedule divides by
+    /// zero. The one check of `fit` and of `fastdet train`'s stages.
+    pub fn validate(&self, n_cycle: usize, n_batches: Option<usize>) -> std::result::Result<(), (&'static str, String)> {
+        if n_cycle == 0 {
+            return Err(("n_cycle", "must be at least 1".into()));
+        }
+        if self.cycle_len == Some(0) {
+            return Err(("cycle_len", "must be at least 1".into()));
+        }
+        if self.cycle_mult == Some(0) {
+            return Err(("cycle_mult", "must be at least 1".into()));
+        }
+        if self.cycle_mult.is_some() && self.cycle_len.is_none() {
+            return Err(("cycle_mult", "needs cycle_len (as in fastai)".into()));
+        }
+        if let Some((div, cut)) = self.use_clr {
+            let Some(cl) = self.cycle_len else {
+                return Err(("use_clr", "needs cycle_len (the length of the triangular cycle)".into()));
+            };
+            if self.cycle_mult.is_some() {
+                return Err(("cycle_mult", "has no effect with use_clr (fastai ignores it): leave one out".into()));
+            }
+            if !(div.is_finite() && div >= 1.0) {
+                return Err(("use_clr", format!("div {div} must be a number >= 1")));
+            }
+            if cut == 0 {
+                return Err(("use_clr", "cut must be at least 1".into()));
+            }
+            if let Some(nb) = n_batches.filter(|&nb| nb * cl < cut) {
+                return Err((
+                    "use_clr",
+                    format!(
+                        "cut {cut} is more than the cycle's {} iterations ({nb} batches x cycle_len {cl}): the triangular schedule would divide by zero; use a smaller cut, a larger cycle_len or a smaller bs",
+                        nb * cl
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Epochs that `fit(lrs, n_cycle, self)` trains.
+    pub fn epochs(&self, n_cycle: usize) -> usize {
+        match (self.cycle_len, self.use_clr) {
+            (None, _) => n_cycle,
+            (Some(cl), Some(_)) => n_cycle * cl,
+            (Some(cl), None) => {
+                let m = self.cycle_mult.unwrap_or(1);
+                (0..n_cycle).map(|j| cl * m.pow(j as u32)).sum()
+            }
+        }
+    }
+}
+
+/// The learning-rate multiplier of each iteration, exactly as fastai 0.7's `LR_Updater`s.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum Schedule {
+    Constant,
+    /// `CosAnneal(nb, cycle_mult)`: `1/100` for the first `nb/20` iterations of the whole fit,
+    /// then `(cos(pi * i / nb) + 1) / 2` within each cycle.
+    CosAnneal { nb: f64, cycle_mult: f64, cycle_iter: usize, iteration: usize },
+    /// `CircularLR(nb, div, cut_div)`: up from `1/div` to 1 over `nb / cut_div` iterations (at
+    /// least one), then down to `1/div`.
+    Circular { nb: usize, div: f64, cut_div: usize, cycle_iter: usize },
+}
+
+impl Schedule {
+    pub fn cos_anneal(nb: usize, cycle_mult: usize) -> Self {
+        Schedule::CosAnneal { nb: nb as f64, cycle_mult: cycle_mult as f64, cycle_iter: 0, iteration: 0 }
+    }
+
+    pub fn circular(nb: usize, div: f64, cut_div: usize) -> Self {
+        Schedule::Circular { nb, div, cut_div, cycle_iter: 0 }
+    }
+
+    /// The multiplier for the next iteration (`calc_lr(1.0)`), advancing the schedule.
+    pub fn next_mult(&mut self) -> f64 {
+        match self {
+            Schedule::Constant => 1.0,
+            Schedule::CosAnneal { nb, cycle_mult, cycle_iter, iteration } => {
+                let it = *iteration;
+                *iteration += 1;
+                if (it as f64) < *nb / 20.0 {
+                    *cycle_iter += 1;
+                    return 0.01;
+                }
+                let cos_out = (std::f64::consts::PI * *cycle_iter as f64 / *nb).cos() + 1.0;
+                *cycle_iter += 1;
+                if *cycle_iter as f64 == *nb {
+                    *cycle_iter = 0;
+                    *nb *= *cycle_mult;
+                }
+                cos_out / 2.0
+            }
+            Schedule::Circular { nb, div, cut_div, cycle_iter } => {
+                // fastai divides by zero when a cycle has fewer iterations than `cut_div`; the
+                // peak then comes after the first iteration instead.
+                let cut_pt = (*nb / *cut_div).max(1);
+                let i = *cycle_iter;
+                let pct = if i > cut_pt { 1.0 - (i - cut_pt) as f64 / (*nb - cut_pt) as f64 } else { i as f64 / cut_pt as f64 };
+                *cycle_iter += 1;
+                if *cycle_iter == *nb {
+                    *cycle_iter = 0;
+                }
+                (1.0 + pct * (*div - 1.0)) / *div
+            }
+        }
+    }
+}
