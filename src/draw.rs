@@ -134,10 +134,12 @@ impl Figure {
 
     /// The panel `i` (row-major), to draw on.
     ///
-    /// # Panics
-    /// If `i` is not below `rows * cols`.
+    /// A panel that does not exist (`i >= rows * cols`) draws nothing and makes the figure an
+    /// error ([`Figure::to_png`] and the notebook display say which panel).
     pub fn ax(&mut self, i: usize) -> Ax<'_> {
-        assert!(i < self.panels.len(), "panel {i} of a figure with {} panels", self.panels.len());
+        if i >= self.panels.len() && self.error.is_none() {
+            self.error = Some(format!("panel {i} of a figure with {} panels", self.panels.len()));
+        }
         Ax { fig: self, i }
     }
 
@@ -216,13 +218,13 @@ pub struct Ax<'a> {
 }
 
 impl Ax<'_> {
-    fn panel(&self) -> Panel {
-        self.fig.panels[self.i]
+    fn panel(&self) -> Option<Panel> {
+        self.fig.panels.get(self.i).copied()
     }
 
     /// Show an image in the panel, scaled to fit and centred (the lesson's `show_img`).
     pub fn show_img(&mut self, im: &RgbImage) -> &mut Self {
-        let p = self.panel();
+        let Some(p) = self.panel() else { return self };
         let scale = (p.w as f32 / im.width() as f32).min(p.h as f32 / im.height() as f32);
         let (w, h) = (((im.width() as f32 * scale).round() as u32).max(1), ((im.height() as f32 * scale).round() as u32).max(1));
         let shown = if (w, h) == im.dimensions() {
@@ -245,7 +247,7 @@ impl Ax<'_> {
 
     /// A rectangle outline of `lw` pixels centred on the box's outer edges (no black outline).
     pub fn outline_rect(&mut self, b: BBox, lw: i32, color: Color) -> &mut Self {
-        let p = self.panel();
+        let Some(p) = self.panel() else { return self };
         let Placement { x0, y0, scale } = p.placement;
         // Outer pixel edges of the box, on the canvas.
         let l = (x0 + b.left * scale).round() as i32;
@@ -264,7 +266,7 @@ impl Ax<'_> {
     /// The lesson's `draw_text`: bold text of `sz` pixels, top-left at `(top, left)` in image
     /// pixels, with a 1 px black outline.
     pub fn draw_text(&mut self, top: f32, left: f32, txt: &str, sz: u32, color: Color) -> &mut Self {
-        let p = self.panel();
+        let Some(p) = self.panel() else { return self };
         let Placement { x0, y0, scale } = p.placement;
         let x = (x0 + left * scale).round() as i32;
         let y = (y0 + top * scale).round() as i32;
@@ -312,7 +314,7 @@ impl Ax<'_> {
         let (y0, y1) = range(&mut pts.iter().map(|p| p.1));
         let pad = (y1 - y0) * 0.05;
         let (y0, y1) = (y0 - pad, y1 + pad);
-        let p = self.panel();
+        let Some(p) = self.panel() else { return self };
         // The chart draws in panel pixels; the image placement no longer applies.
         self.fig.panels[self.i].placement = Placement { x0: p.x as f32, y0: p.y as f32, scale: 1.0 };
         let (xlabel, ylabel) = (xlabel.to_string(), ylabel.to_string());

@@ -239,3 +239,17 @@ fn help_describes_each_command() {
     assert!(line("predict").contains("Detections of a trained SSD run"), "{text}");
     assert!(line("train").contains("Train the stages of a JSON config"), "{text}");
 }
+
+/// A user's mistake gets its message alone, even with RUST_BACKTRACE=1 in the environment.
+#[test]
+fn user_errors_print_no_backtrace() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fastdet"))
+        .args(["info", "--data", "/nonexistent/pascal"])
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("/nonexistent/pascal"), "{err}");
+    assert!(!err.contains("backtrace") && err.lines().count() <= 2, "{err}");
+}

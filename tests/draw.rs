@@ -274,3 +274,13 @@ fn draw_idx_on_the_sample() {
     // draw_im with no annotations is the photo itself.
     assert_eq!(draw_im(&im, &[], &ds.classes).image(), &im);
 }
+
+/// A panel index past the grid draws nothing and makes the figure an error naming the panel
+/// (no panic reaches a notebook kernel).
+#[test]
+fn a_panel_out_of_range_is_an_error_not_a_panic() {
+    let mut fig = Figure::grid(1, 2, 8, 8).unwrap();
+    fig.ax(5).draw_rect(fastdet::boxes::BBox::new(1., 1., 4., 4.), Color::WHITE).draw_text(0., 0., "x", 8, Color::WHITE);
+    let e = fig.to_png().unwrap_err().to_string();
+    assert!(e.contains("panel 5 of a figure with 2 panels"), "{e}");
+}

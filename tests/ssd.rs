@@ -174,25 +174,26 @@ fn matching_modes_agree_without_conflicts() {
 fn matching_more_gts_than_anchors_and_ties() {
     // 20 gts, 16 anchors, every overlap the same: deterministic, each anchor forced once.
     let v = vec![0.5f32; 20 * 16];
-    let (o, i) = match_anchors(&v, 20, 16, Matching::NoGtLost);
+    let (o, i) = match_anchors(&v, 20, 16, Matching::NoGtLost).unwrap();
     assert!(o.iter().all(|&x| x == 1.99));
     let mut gts = i.clone();
     gts.sort();
     gts.dedup();
     assert_eq!(gts.len(), 16, "16 different gts get the 16 anchors");
-    assert_eq!(match_anchors(&v, 20, 16, Matching::NoGtLost), (o, i));
+    assert_eq!(match_anchors(&v, 20, 16, Matching::NoGtLost).unwrap(), (o, i));
     // Lesson mode with ties: the first index wins everywhere, as torch's max(dim).
-    let (o, i) = match_anchors(&v, 20, 16, Matching::Lesson);
+    let (o, i) = match_anchors(&v, 20, 16, Matching::Lesson).unwrap();
     assert_eq!(o[0], 1.99);
     assert_eq!(i[0], 19); // every gt's best anchor is 0; the last one wins
     assert!(i[1..].iter().all(|&g| g == 0) && o[1..].iter().all(|&x| x == 0.5));
     // NaN overlaps are never preferred, and no gts at all is fine.
     // gt 1 (best 0.3) takes anchor 1 first; gt 0's NaN anchor 0 is all that is left for it.
-    let (o, i) = match_anchors(&[f32::NAN, 0.2, 0.1, 0.3], 2, 2, Matching::NoGtLost);
+    let (o, i) = match_anchors(&[f32::NAN, 0.2, 0.1, 0.3], 2, 2, Matching::NoGtLost).unwrap();
     assert_eq!((o, i), (vec![1.99, 1.99], vec![0, 1]));
-    let (o, i) = match_anchors(&[f32::NAN, 0.2], 1, 2, Matching::Lesson);
+    let (o, i) = match_anchors(&[f32::NAN, 0.2], 1, 2, Matching::Lesson).unwrap();
     assert_eq!((o, i), (vec![0.0, 1.99], vec![0, 0]));
-    assert_eq!(match_anchors(&[], 0, 3, Matching::NoGtLost), (vec![0.0; 3], vec![0; 3]));
+    assert_eq!(match_anchors(&[], 0, 3, Matching::NoGtLost).unwrap(), (vec![0.0; 3], vec![0; 3]));
+    assert!(match_anchors(&[0.5; 5], 2, 3, Matching::NoGtLost).is_err(), "5 overlaps for 2 x 3");
 }
 
 // ---------------------------------------------------------------------------------------------

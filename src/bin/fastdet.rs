@@ -135,8 +135,24 @@ enum Command {
     },
 }
 
-fn main() -> Result<()> {
-    match Cli::parse().command {
+/// Errors print their message alone (no backtrace, even with `RUST_BACKTRACE=1`): they name the
+/// file and the problem; a failure inside libtorch adds the backtrace when one was captured.
+fn main() -> std::process::ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            let internal = e.downcast_ref::<fastdet::Error>().is_some_and(|f| !f.is_user_error());
+            if internal && e.backtrace().status() == std::backtrace::BacktraceStatus::Captured {
+                eprintln!("{}", e.backtrace());
+            }
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
         Command::Info(source) => {
             let ds = source.load()?;
             println!("{}: {} images, {} objects", ds.source.display(), ds.len(), ds.num_objects());

@@ -22,8 +22,10 @@ pub const FORCED_OVERLAP: f32 = 1.99;
 /// The matching on plain numbers: `overlaps` is `[n_gt, n_anchors]` row-major. Returns each
 /// anchor's overlap ([`FORCED_OVERLAP`] where forced) and ground-truth index. Ties go to the lower index (as
 /// PyTorch's `max(dim)`); NaN overlaps count as -inf.
-pub fn match_anchors(overlaps: &[f32], n_gt: usize, n_anc: usize, matching: Matching) -> (Vec<f32>, Vec<i64>) {
-    assert_eq!(overlaps.len(), n_gt * n_anc, "overlaps must be n_gt x n_anchors");
+pub fn match_anchors(overlaps: &[f32], n_gt: usize, n_anc: usize, matching: Matching) -> Result<(Vec<f32>, Vec<i64>)> {
+    if overlaps.len() != n_gt * n_anc {
+        return Err(Error::Invalid(format!("match_anchors: {} overlaps for {n_gt} ground truths x {n_anc} anchors", overlaps.len())));
+    }
     let at = |g: usize, a: usize| {
         let v = overlaps[g * n_anc + a];
         if v.is_nan() {
@@ -36,7 +38,7 @@ pub fn match_anchors(overlaps: &[f32], n_gt: usize, n_anc: usize, matching: Matc
     let mut gt_overlap = vec![0f32; n_anc];
     let mut gt_idx = vec![0i64; n_anc];
     if n_gt == 0 {
-        return (gt_overlap, gt_idx);
+        return Ok((gt_overlap, gt_idx));
     }
     for a in 0..n_anc {
         let mut best = 0;
@@ -82,7 +84,7 @@ pub fn match_anchors(overlaps: &[f32], n_gt: usize, n_anc: usize, matching: Matc
             }
         }
     }
-    (gt_overlap, gt_idx)
+    Ok((gt_overlap, gt_idx))
 }
 
 /// Lesson 9's `map_to_ground_truth(overlaps)`: `overlaps` = IoU `[n_gt, A]` -> `(gt_overlap
@@ -95,7 +97,7 @@ pub fn map_to_ground_truth(overlaps: &Tensor, matching: Matching) -> Result<(Ten
     }
     let (n_gt, n_anc) = (size[0], size[1]);
     let v: Vec<f32> = Vec::try_from(overlaps.detach().to_device(Device::Cpu).to_kind(Kind::Float).flatten(0, -1))?;
-    let (o, i) = match_anchors(&v, n_gt as usize, n_anc as usize, matching);
+    let (o, i) = match_anchors(&v, n_gt as usize, n_anc as usize, matching)?;
     let dev = overlaps.device();
     Ok((Tensor::from_slice(&o).to_device(dev), Tensor::from_slice(&i).to_device(dev)))
 }
@@ -171,7 +173,7 @@ pub fn ssd_1_loss(class_logits: &Tensor, box_offsets: &Tensor, bbox: &Tensor, cl
     } else {
         let overlaps = jaccard(&bbox.detach(), &anchors.corners); // [n, A]
         let v: Vec<f32> = Vec::try_from(overlaps.to_device(Device::Cpu).to_kind(Kind::Float).flatten(0, -1))?;
-        let (gt_overlap, gt_idx) = match_anchors(&v, n_gt as usize, n_anc as usize, cfg.matching);
+        let (gt_overlap, gt_idx) = match_anchors(&v, n_gt as usize, n_anc as usize, cfg.matching)?;
         let pos: Vec<bool> = gt_overlap.iter().map(|&o| o as f64 > cfg.pos_iou).collect();
         let pos_idx: Vec<i64> = (0..n_anc).filter(|&a| pos[a as usize]).collect();
         let gt_idx = Tensor::from_slice(&gt_idx).to_device(dev); // [A]
