@@ -20,15 +20,18 @@ lesson: setup
 	@$(WITH_ENV) cargo run --release --quiet --example ssd_synthetic -- --if-missing
 	@$(WITH_ENV) python scripts/run_notebooks.py notebooks --out out
 
+## The notebooks run first: they warm the kernels' compile folders the kernel tests then use.
+PYTESTS := tests/test_notebooks.py tests/test_kernel.py
+
 test: setup
 	@$(WITH_ENV) cargo test
-	@$(WITH_ENV) python -m pytest tests -q
+	@$(WITH_ENV) python -m pytest $(PYTESTS) -q -s
 
 test-rust: setup
 	@$(WITH_ENV) cargo test
 
 test-notebooks: setup
-	@$(WITH_ENV) python -m pytest tests -q
+	@$(WITH_ENV) python -m pytest $(PYTESTS) -q -s
 
 ## Augmentation throughput with boxes: fastdet (1 thread, all threads) next to albumentations
 ## and torchvision (1 thread), plus the box-agreement check against albumentations; a table.
@@ -51,9 +54,14 @@ bench-post: setup
 ssd-synthetic: setup
 	@$(WITH_ENV) cargo run --release --example ssd_synthetic
 
-## Jupyter Lab on notebooks/ with the "Rust (fastdet)" kernel.
+## Jupyter Lab on notebooks/ with the "Rust (fastdet)" kernel, on http://127.0.0.1:$(LAB_PORT)
+## (LAB_PORT=8888 by default); as root it passes --allow-root, and it opens a browser only where
+## there is a display.
+LAB_PORT ?= 8888
 lab: setup
-	@$(WITH_ENV) jupyter lab --notebook-dir=notebooks
+	@echo "Jupyter Lab on notebooks/: open the http://127.0.0.1:$(LAB_PORT)/lab?token=... address printed below"
+	@$(WITH_ENV) exec jupyter lab --notebook-dir=notebooks --ip=127.0.0.1 --port=$(LAB_PORT) --ServerApp.port_retries=0 \
+	  $$([ "$$(id -u)" = 0 ] && echo --allow-root) $$([ -n "$${DISPLAY:-}$${WAYLAND_DISPLAY:-}" ] || echo --no-browser)
 
 ## The full Pascal VOC 2007 into data/pascal (needs internet), with the lesson's JSON files
 ## written from the XML by fastdet itself.

@@ -3,12 +3,11 @@
 
     python scripts/run_notebooks.py notebooks/ --out out/
 
-Notebooks run one at a time (they share the kernel's compile cache, EVCXR_TMPDIR), each in its
-own folder so `:dep fastdet = { path = ".." }` finds the crate. A notebook that fails is still
+Notebooks run one at a time (2 cores are busy enough with one kernel; each kernel takes its own
+compile folder from the launcher's pool, scripts/kernel.py), each in its own folder so `:dep fastdet = { path = ".." }` finds the crate. A notebook that fails is still
 written, with the error in the failing cell, so nothing is lost; the exit status is then 1.
 """
 import argparse
-import fcntl
 import os
 import sys
 import time
@@ -41,24 +40,6 @@ def cell_seconds(cell):
 
     parse = lambda s: datetime.fromisoformat(s.replace("Z", "+00:00"))
     return (parse(end) - parse(start)).total_seconds()
-
-
-def compile_cache_lock():
-    """A lock beside the kernel's EVCXR_TMPDIR: kernels sharing that folder must not run at
-    once (two would rebuild the same crate and see each other's half-written code)."""
-    from jupyter_client.kernelspec import KernelSpecManager
-
-    tmpdir = KernelSpecManager().get_kernel_spec(KERNEL).env.get("EVCXR_TMPDIR")
-    if not tmpdir:
-        return None
-    os.makedirs(tmpdir, exist_ok=True)
-    f = open(os.path.join(tmpdir, ".fastdet-notebook.lock"), "w")
-    try:
-        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        print(f"  waiting for another notebook run using {tmpdir} ...", flush=True)
-        fcntl.flock(f, fcntl.LOCK_EX)
-    return f
 
 
 def run_one(path, out_dir, timeout):
@@ -107,7 +88,6 @@ def main(argv=None):
         sys.exit(f"no notebooks found in {', '.join(map(str, args.paths))}")
 
     results = []
-    lock = compile_cache_lock()  # held until this process ends
     for nb in notebooks:
         print(f"running {nb} ...", flush=True)
         r = run_one(nb, args.out, args.timeout)

@@ -5,9 +5,13 @@
 #      wheel): $ENV_PREFIX if given (a conda env, say), else a venv kept in a per-user cache
 #      keyed by the torch and Python versions, reused by every clone; `.venv` links to it;
 #   2. evcxr_jupyter (the Rust kernel), `cargo install --locked` into the cache; `tools/` links to it;
-#   3. the kernelspec "Rust (fastdet)" inside that environment, carrying what the kernel needs:
-#      LIBTORCH_USE_PYTORCH=1, the environment's bin on PATH, torch/lib on LD_LIBRARY_PATH, and
-#      a persistent EVCXR_TMPDIR so the crate compiles once, not in every kernel.
+#   3. mold, the fast linker evcxr uses when it finds it (Debian's package, when apt-get can
+#      install it: as root or with passwordless sudo; otherwise the system linker);
+#   4. the kernelspec "Rust (fastdet)" inside that environment: its command is the launcher
+#      scripts/kernel.py (copied into the cache), which gives each running kernel its own
+#      compile folder from a pool of warm ones and turns Jupyter's interrupt into a gentle stop
+#      ("interrupt_mode": "signal"); it carries LIBTORCH_USE_PYTORCH=1, the environment's bin on
+#      PATH and torch/lib on LD_LIBRARY_PATH.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -72,24 +76,46 @@ fi
 mkdir -p tools
 ln -sfn "$evcxr_dir" "tools/evcxr-$EVCXR_VERSION"
 
-# 3. kernelspec -------------------------------------------------------------------------------
+# 3. mold ------------------------------------------------------------------------------------
+if ! command -v mold >/dev/null; then
+  apt=""
+  if [ "$(id -u)" = 0 ]; then apt="apt-get"; elif sudo -n true 2>/dev/null; then apt="sudo apt-get"; fi
+  if [ -n "$apt" ] && command -v apt-get >/dev/null; then
+    say "installing mold (the fast linker evcxr uses)"
+    $apt install -y -qq mold >/dev/null 2>&1 || { $apt update -qq >/dev/null 2>&1 && $apt install -y -qq mold >/dev/null 2>&1; } \
+      || say "warning: could not install mold; kernels link with the system linker (slower)"
+  else
+    say "mold not found and no apt-get as root: kernels link with the system linker (slower)"
+  fi
+fi
+
+# 4. kernelspec -------------------------------------------------------------------------------
 kernel_dir="$env_dir/share/jupyter/kernels/$KERNEL_NAME"
 mkdir -p "$kernel_dir"
 cargo_bin=$(dirname "$(command -v cargo)")
 # evcxr links each cell against the toolchain's libstd-*.so, found through LD_LIBRARY_PATH.
 rust_lib="$(rustc --print target-libdir)"
+# The launcher lives in the cache, so the kernelspec works whichever clone set it up.
+launcher="$cache/kernel-launcher.py"
+cp scripts/kernel.py "$launcher.tmp" && mv "$launcher.tmp" "$launcher"
+pool="$cache/evcxr-pool-$EVCXR_VERSION"
+# The single compile folder of earlier versions becomes the pool's first (warm) slot.
+old_tmp="$cache/evcxr-tmp-$EVCXR_VERSION"
+if [ -d "$old_tmp" ] && [ ! -e "$pool/slot-0" ]; then
+  mkdir -p "$pool" && mv "$old_tmp" "$pool/slot-0"
+fi
 "$env_dir/bin/python" - "$kernel_dir/kernel.json" <<PY
 import json, sys
 spec = {
-    "argv": ["$evcxr", "--control_file", "{connection_file}"],
+    "argv": ["$env_dir/bin/python", "$launcher", "$evcxr", "--control_file", "{connection_file}"],
     "display_name": "Rust (fastdet)",
     "language": "rust",
-    "interrupt_mode": "message",
+    "interrupt_mode": "signal",
     "env": {
         "LIBTORCH_USE_PYTORCH": "1",
         "PATH": "$env_dir/bin:$cargo_bin:\${PATH}",
         "LD_LIBRARY_PATH": "$torch_lib:$rust_lib",
-        "EVCXR_TMPDIR": "$cache/evcxr-tmp-$EVCXR_VERSION",
+        "FASTDET_EVCXR_POOL": "$pool",
     },
 }
 with open(sys.argv[1], "w") as f:

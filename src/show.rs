@@ -244,9 +244,10 @@ impl FitReport {
         curves(&self.losses, &self.lrs)
     }
 
-    /// In a notebook: the epoch table, then one picture of the curves.
+    /// In a notebook (where `fit` has streamed the epoch table already): a summary line, then
+    /// one picture of the loss and learning-rate curves.
     pub fn evcxr_display(&self) {
-        evcxr_show(&Display::Text(self.table()));
+        evcxr_show(&Display::Text(self.summary()));
         if !self.losses.is_empty() {
             evcxr_show(&Display::Png(self.plot().and_then(|f| f.to_png())));
         }

@@ -117,6 +117,21 @@ impl FitReport {
         self.epochs.last().map(|r| std::iter::once(r.val_loss).chain(r.metrics.iter().copied()).collect()).unwrap_or_default()
     }
 
+    /// One line: the epochs trained, the time, and the last validation numbers.
+    pub fn summary(&self) -> String {
+        let mut s = format!("fit: {} epochs in {}", self.epochs.len(), fmt_secs(self.secs));
+        if let Some(r) = self.epochs.last() {
+            s += &format!(", val_loss {:.6}", r.val_loss);
+            for (n, v) in self.metric_names.iter().zip(&r.metrics) {
+                s += &format!(", {n} {v:.6}");
+            }
+        }
+        if let Some(st) = self.stopped {
+            s += &format!("; stopped during epoch {} after {} batches", st.epoch, st.batches);
+        }
+        s
+    }
+
     /// The epoch table, and a line saying where a stopped fit stopped.
     pub fn table(&self) -> String {
         let mut s = epoch_table(&self.metric_names, self.epochs.iter().map(|r| (None, r)));
