@@ -11,7 +11,9 @@
 #      scripts/kernel.py (copied into the cache), which gives each running kernel its own
 #      compile folder from a pool of warm ones and turns Jupyter's interrupt into a gentle stop
 #      ("interrupt_mode": "signal"); it carries LIBTORCH_USE_PYTORCH=1, the environment's bin on
-#      PATH and torch/lib on LD_LIBRARY_PATH.
+#      PATH and torch/lib on LD_LIBRARY_PATH;
+#   5. one warm compile folder in that pool (fastdet and its dependencies compiled for the
+#      kernel, ~4 minutes once), so a new machine's first notebook cell takes seconds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -122,4 +124,9 @@ with open(sys.argv[1], "w") as f:
     json.dump(spec, f, indent=2)
 PY
 say "kernel \"Rust (fastdet)\" ($KERNEL_NAME) registered in $kernel_dir"
+
+# 5. a warm compile folder --------------------------------------------------------------------
+# The notebooks' first cell compiles fastdet and its dependencies into a slot of the pool; do it
+# here once, so that a new machine's first cell takes seconds.
+JUPYTER_PATH="$env_dir/share/jupyter" LIBTORCH_USE_PYTORCH=1 "$env_dir/bin/python" scripts/warm_kernel.py "$root"
 say "setup done in $(( $(date +%s) - start )) s"
