@@ -14,7 +14,8 @@ use crate::learner::{FitReport, LrFind, Recorder, Summary};
 use crate::loss::Loss;
 use crate::metrics::ap::{fmt_ap, ApMetric, ApTable, ClassAp};
 use crate::metrics::Detection;
-use crate::model::ssd::{SsdConfig, SsdOutput};
+use crate::loss::ssd::{lost_objects, match_anchors};
+use crate::model::ssd::{Matching, SsdConfig, SsdOutput};
 use crate::nms::{nms_detections, NmfOpts};
 use crate::transforms::Augmented;
 use image::RgbImage;
@@ -194,6 +195,35 @@ pub fn save_detections(ds: &Dataset, dets: &[Detection], dir: &Path) -> Result<(
     }
     Ok(())
 }
+
+/// The lesson's matching beside the fixed one on one image: the ground truth boxes (left), then
+/// for each [`Matching`] the anchors that become positives, labelled with the class they must
+/// predict; an object the matching loses is drawn in red with "lost". `gt` are pixel boxes of the
+/// `sz x sz` image `im`, `clas` their classes.
+pub fn show_matchings(im: &RgbImage, gt: &[BBox], clas: &[usize], anchors: &Anchors, pos_iou: f64, classes: &[String]) -> Result<Figure> {
+    let sz = im.width() as f32;
+    let anc = anchors.to_bboxes(sz)?;
+    let unit: Vec<BBox> = gt.iter().map(|b| BBox::from_array(b.to_array().map(|v| v / sz))).collect();
+    let ov = crate::boxes::iou_matrix(&unit, &anchors.to_bboxes(1.0)?);
+    let mut fig = Figure::grid(1, 3, im.width(), im.height())?;
+    fig.ax(0).show_ground_truth(im, gt, Some(clas), None, 0.0, classes);
+    for (k, m) in [Matching::Lesson, Matching::NoGtLost].into_iter().enumerate() {
+        let (o, idx) = match_anchors(&ov.data, gt.len(), anc.len(), m)?;
+        let pos: Vec<usize> = (0..anc.len()).filter(|&a| o[a] as f64 > pos_iou).collect();
+        let boxes: Vec<BBox> = pos.iter().map(|&a| anc[a]).collect();
+        let cls: Vec<usize> = pos.iter().map(|&a| clas[idx[a] as usize]).collect();
+        let mut ax = fig.ax(k + 1);
+        ax.show_ground_truth(im, &boxes, Some(&cls), None, 0.0, classes);
+        for g in lost_objects(&ov.data, gt.len(), anc.len(), m, pos_iou)? {
+            ax.draw_labelled(gt[g], &format!("lost: {}", classes.get(clas[g]).map(String::as_str).unwrap_or("?")), 12, LOST);
+        }
+        ax.draw_text(im.height() as f32 - 18.0, 2.0, &format!("{m:?}"), 14, Color::WHITE);
+    }
+    Ok(fig)
+}
+
+/// The colour of an object a matching loses.
+const LOST: Color = Color(230, 40, 40);
 
 /// Standard deviation of the jitter [`Anchors::show`] gives each anchor (image units), so that
 /// the anchors of one cell can be told apart (the lesson's `np.random.normal(0, 0.01)`).

@@ -27,6 +27,8 @@
 
 pub use crate::anchors::{actn_to_bb, AnchorConfig, Anchors, Decoded};
 pub use crate::boxes::{box_sz, hw2corners, intersect, jaccard as iou};
-pub use crate::loss::ssd::{class_loss, get_y, map_to_ground_truth, match_anchors, ssd_1_loss, ssd_loss, LossParts, FORCED_OVERLAP};
+pub use crate::loss::ssd::{
+    class_loss, count_lost, get_y, lost_objects, map_to_ground_truth, match_anchors, ssd_1_loss, ssd_loss, LossParts, FORCED_OVERLAP,
+};
 pub use crate::model::ssd::{flatten_conv, ClassLoss, Matching, OutConv, SsdConfig, SsdHead, SsdHeadNet, SsdMultiHead, SsdOutput, StdConv};
 pub use crate::nms::{nms_detections, nms_lesson, NmfOpts};

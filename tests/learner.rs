@@ -239,3 +239,45 @@ fn checkpoint_and_restore_in_memory() {
     assert_eq!(max_change(&before, &values(&l, "")), 0.0);
     assert_eq!((l.epochs_done(), l.recorder.epochs.len()), (0, 0));
 }
+
+/// The lessons' custom heads keep PyTorch's default initialisation (weights and biases uniform in
+/// +-1/sqrt(fan_in)); fastai initialises only its default head (Kaiming normal, zero bias).
+#[test]
+fn heads_are_initialised_as_pytorch_and_fastai_do() {
+    use fastdet::model::ssd::SsdConfig;
+    use fastdet::model::{ConvModel, HeadKind};
+    tch::manual_seed(0);
+    let stats = |t: &Tensor| (f64::try_from(t.abs().max()).unwrap(), f64::try_from(t.std(true)).unwrap(), t.numel());
+    let check_uniform = |vs: &tch::nn::VarStore, name: &str, fan_in: i64| {
+        let t = &vs.variables()[name];
+        let (max, std, n) = stats(t);
+        let bound = 1.0 / (fan_in as f64).sqrt();
+        assert!(max <= bound * (1.0 + 1e-6), "{name}: max {max} over the bound {bound}");
+        if n >= 1000 {
+            let want = bound / 3f64.sqrt(); // std of U(-b, b)
+            assert!((std / want - 1.0).abs() < 0.05, "{name}: std {std}, PyTorch's {want}");
+        }
+    };
+    let vs = tch::nn::VarStore::new(Device::Cpu);
+    let _m = ConvModel::new(&vs, Arch::ResNet18, HeadKind::detection(20), 224);
+    check_uniform(&vs, "head.lin1.weight", 512 * 7 * 7);
+    check_uniform(&vs, "head.lin1.bias", 512 * 7 * 7);
+    check_uniform(&vs, "head.lin2.weight", 256);
+    let vs = tch::nn::VarStore::new(Device::Cpu);
+    let _m = ConvModel::new(&vs, Arch::ResNet18, HeadKind::Reg4, 224);
+    check_uniform(&vs, "head.lin.weight", 512 * 7 * 7);
+    let vs = tch::nn::VarStore::new(Device::Cpu);
+    let _m = ConvModel::new(&vs, Arch::ResNet18, HeadKind::Ssd(SsdConfig::lesson_189(20)), 224);
+    check_uniform(&vs, "head.sconv0.conv.weight", 512 * 9);
+    check_uniform(&vs, "head.sconv1.conv.bias", 256 * 9);
+    check_uniform(&vs, "head.out1.oconv2.weight", 256 * 9);
+    let bias = &vs.variables()["head.out1.oconv1.bias"];
+    assert!(bias.equal(&Tensor::full(bias.size(), -4.0, (tch::Kind::Float, Device::Cpu))), "OutConv's class bias starts at -4");
+    // fastai's default head: apply_init(kaiming_normal), zero bias.
+    let vs = tch::nn::VarStore::new(Device::Cpu);
+    let _m = ConvModel::new(&vs, Arch::ResNet18, HeadKind::classifier(20), 224);
+    let (_, std, _) = stats(&vs.variables()["head.lin1.weight"]);
+    let want = (2.0 / 1024f64).sqrt();
+    assert!((std / want - 1.0).abs() < 0.05, "classifier lin1 std {std}, Kaiming normal's {want}");
+    assert_eq!(f64::try_from(vs.variables()["head.lin1.bias"].abs().max()).unwrap(), 0.0);
+}

@@ -430,3 +430,24 @@ fn a_few_steps_lower_the_ssd_loss() {
     assert!(losses.iter().all(|l| l.is_finite()));
     assert!(last < 0.5 * first, "loss did not fall clearly: {losses:?}");
 }
+
+/// The lesson's matching loses an object when two objects share their best anchor; the fixed
+/// one does not. Hand-made: 3 anchors, object 0's best anchor is 1 and so is object 1's.
+#[test]
+fn the_lesson_matching_loses_an_object_that_shares_its_best_anchor() {
+    // overlaps [n_gt = 2, n_anc = 3]: object 0 prefers anchor 1 (0.5), object 1 too (0.6);
+    // no other anchor overlaps object 0 by more than 0.4.
+    let ov = [0.1, 0.5, 0.0, 0.0, 0.6, 0.45];
+    assert_eq!(lost_objects(&ov, 2, 3, Matching::Lesson, 0.4).unwrap(), vec![0]);
+    assert_eq!(lost_objects(&ov, 2, 3, Matching::NoGtLost, 0.4).unwrap(), Vec::<usize>::new());
+    // Over the bundled sample at 224 with the 4x4 anchors the lesson's rule loses objects,
+    // the fixed one loses none of those it can place.
+    let ds = fastdet::data::Pascal::open(fastdet::data::sample_root()).unwrap().json("train").unwrap();
+    let anchors = Anchors::new(&AnchorConfig::lesson_4x4(), Device::Cpu);
+    let all: Vec<usize> = (0..ds.len()).collect();
+    let (lost, total, images) = count_lost(&ds, &all, &anchors, 224.0, Matching::Lesson, 0.4).unwrap();
+    let (lost_fixed, total2, _) = count_lost(&ds, &all, &anchors, 224.0, Matching::NoGtLost, 0.4).unwrap();
+    assert_eq!(total, total2);
+    assert_eq!(total, ds.num_objects() - ds.images.iter().flat_map(|r| &r.objects).filter(|o| o.difficult).count());
+    assert!(lost > lost_fixed && !images.is_empty(), "lesson {lost}, fixed {lost_fixed} of {total}");
+}

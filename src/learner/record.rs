@@ -169,10 +169,11 @@ pub struct LrSuggestion {
 }
 
 impl LrFind {
-    /// The points plotted and used for suggestions: without the first `n_skip` and the last
-    /// `n_skip_end` (all of them when too few are left).
+    /// The points plotted and used for suggestions: fastai 0.7's `sched.plot(n_skip,
+    /// n_skip_end)` plots `lrs[n_skip:-(n_skip_end+1)]`, so the last `n_skip_end + 1` points go
+    /// (all of them are kept when too few are left).
     pub fn shown(&self) -> (&[f64], &[f64]) {
-        let end = self.lrs.len().saturating_sub(self.n_skip_end);
+        let end = self.lrs.len().saturating_sub(self.n_skip_end + 1);
         if self.n_skip + 2 <= end {
             (&self.lrs[self.n_skip..end], &self.losses[self.n_skip..end])
         } else {
@@ -180,8 +181,8 @@ impl LrFind {
         }
     }
 
-    /// The same result plotted and suggested with other skips (fastai's `sched.plot(1)` is
-    /// `with_skip(1, 5)`, fastai's `n_skip_end + 1` as in the lesson's notebooks).
+    /// The same result plotted and suggested with other skips (the lesson's `sched.plot(1)` is
+    /// `with_skip(1, 5)`).
     pub fn with_skip(&self, n_skip: usize, n_skip_end: usize) -> Self {
         Self { n_skip, n_skip_end, ..self.clone() }
     }
@@ -230,7 +231,9 @@ mod tests {
         // Loss flat, then falling fastest between lrs[4] and lrs[5], then exploding.
         let lrs: Vec<f64> = (0..10).map(|i| 10f64.powi(i - 6)).collect();
         let losses = vec![3.0, 3.0, 2.9, 2.8, 2.6, 1.5, 1.2, 1.1, 4.0, 9.0];
+        // n_skip_end 0 still drops the last point (fastai's `[n_skip:-(n_skip_end+1)]`).
         let f = LrFind { lrs: lrs.clone(), losses, n_skip: 0, n_skip_end: 0 };
+        assert_eq!(f.shown().0.len(), 9);
         let s = f.suggestion().unwrap();
         assert_eq!(s.steep, lrs[4]);
         // Longest decreasing run: indices 1..=7 (lds 7 at index 7, start = 7 - 7 = 0):
@@ -239,7 +242,7 @@ mod tests {
         assert!(LrFind { lrs: vec![1.0], losses: vec![1.0], n_skip: 0, n_skip_end: 0 }.suggestion().is_none());
         // Falling from the first point: fastai's max_start is -1 there.
         let f = LrFind { lrs: lrs.clone(), losses: (0..10).map(|i| 10.0 - i as f64).collect(), n_skip: 0, n_skip_end: 0 };
-        // lds[9] = 10, max_start = 9 - 10 = -1, sections = 10/3 -> idx = -1 + 3 + 1 = 3.
+        // 9 points shown: lds[8] = 9, max_start = 8 - 9 = -1, sections = 9/3 = 3 -> idx = -1 + 3 + 1 = 3.
         assert_eq!(f.suggestion().unwrap().valley, lrs[3]);
     }
 

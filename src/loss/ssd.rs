@@ -6,12 +6,14 @@
 //! (the batch's pixel boxes divided by `sz`, as the lesson's `get_y`); anchors are
 //! [`Anchors`], in the order the head's activations come ([`crate::model::ssd::flatten_conv`]).
 //!
-//! One deliberate option: the lesson's `map_to_ground_truth` loses a ground truth when two of
-//! them have the same best anchor (the later one takes it). [`Matching::NoGtLost`] gives each
-//! ground truth its own anchor; [`Matching::Lesson`] reproduces the original.
+//! The lesson's `map_to_ground_truth` (the default, [`Matching::Lesson`]) loses a ground truth
+//! when two of them have the same best anchor (the later one takes it): [`lost_objects`] finds
+//! them, [`count_lost`] counts them over a dataset. [`Matching::NoGtLost`] gives each ground
+//! truth its own anchor.
 
 use crate::anchors::{actn_to_bb, Anchors};
-use crate::boxes::jaccard;
+use crate::boxes::{iou_matrix, jaccard, BBox};
+use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::model::ssd::{ClassLoss, Matching, SsdConfig, SsdOutput};
 use tch::{Device, Kind, Tensor};
@@ -85,6 +87,41 @@ pub fn match_anchors(overlaps: &[f32], n_gt: usize, n_anc: usize, matching: Matc
         }
     }
     Ok((gt_overlap, gt_idx))
+}
+
+/// The ground truths that a matching leaves without a positive anchor (none of the anchors
+/// matched with an overlap over `pos_iou` points to them): the objects the loss never sees.
+/// `overlaps` is `[n_gt, n_anchors]` row-major, as for [`match_anchors`].
+pub fn lost_objects(overlaps: &[f32], n_gt: usize, n_anc: usize, matching: Matching, pos_iou: f64) -> Result<Vec<usize>> {
+    let (gt_overlap, gt_idx) = match_anchors(overlaps, n_gt, n_anc, matching)?;
+    let mut seen = vec![false; n_gt];
+    for (o, g) in gt_overlap.iter().zip(&gt_idx) {
+        if *o as f64 > pos_iou {
+            seen[*g as usize] = true;
+        }
+    }
+    Ok((0..n_gt).filter(|&g| !seen[g]).collect())
+}
+
+/// How many (non-difficult) objects of the images `indices` of `ds` a matching loses, with the
+/// images squashed to `sz x sz` as the lesson's loader does (`CropType::No`): `(lost, objects,
+/// the images that lose one)`.
+pub fn count_lost(ds: &Dataset, indices: &[usize], anchors: &Anchors, sz: f32, matching: Matching, pos_iou: f64) -> Result<(usize, usize, Vec<usize>)> {
+    let anc = anchors.to_bboxes(1.0)?;
+    let (mut lost, mut total, mut images) = (0, 0, vec![]);
+    for &i in indices {
+        let rec = ds.images.get(i).ok_or_else(|| Error::Invalid(format!("count_lost: image index {i} of {} images", ds.len())))?;
+        let (sy, sx) = (sz / rec.height as f32, sz / rec.width as f32);
+        let gt: Vec<BBox> = ds.annotations(i).iter().map(|(b, _)| b.scale(sy, sx)).map(|b| BBox::from_array(b.to_array().map(|v| v / sz))).collect();
+        let ov = iou_matrix(&gt, &anc);
+        let l = lost_objects(&ov.data, gt.len(), anc.len(), matching, pos_iou)?;
+        total += gt.len();
+        if !l.is_empty() {
+            lost += l.len();
+            images.push(i);
+        }
+    }
+    Ok((lost, total, images))
 }
 
 /// Lesson 9's `map_to_ground_truth(overlaps)`: `overlaps` = IoU `[n_gt, A]` -> `(gt_overlap

@@ -44,7 +44,8 @@ impl HeadKind {
     }
 }
 
-/// fastai's `apply_init(head, kaiming_normal)`: weights Kaiming-normal, biases zero.
+/// fastai's `apply_init(head, kaiming_normal)` for its default head (the classifier): weights
+/// Kaiming-normal, biases zero.
 fn linear(p: nn::Path, i: i64, o: i64) -> nn::Linear {
     let cfg = nn::LinearConfig {
         ws_init: Init::Kaiming {
@@ -56,6 +57,22 @@ fn linear(p: nn::Path, i: i64, o: i64) -> nn::Linear {
         bias: true,
     };
     nn::linear(p, i, o, cfg)
+}
+
+/// PyTorch's default initialisation of a layer with `fan_in` inputs, which the lessons' custom
+/// heads keep (fastai initialises only its default head): weights and biases uniform in
+/// `+-1/sqrt(fan_in)` (`kaiming_uniform_(a=sqrt(5))` and PyTorch 0.3's `uniform_(-stdv, stdv)`
+/// give the same bound). tch's own default is Kaiming-uniform with ReLU's gain, `sqrt(6)` times
+/// wider, and zero conv biases.
+pub fn pytorch_default_init(fan_in: i64) -> Init {
+    let bound = 1.0 / (fan_in as f64).sqrt();
+    Init::Uniform { lo: -bound, up: bound }
+}
+
+/// A linear layer of a custom head (`head_reg4`, the detection head): PyTorch's default init.
+fn linear_default(p: nn::Path, i: i64, o: i64) -> nn::Linear {
+    let init = pytorch_default_init(i);
+    nn::linear(p, i, o, nn::LinearConfig { ws_init: init, bs_init: Some(init), bias: true })
 }
 
 #[derive(Debug)]
@@ -84,11 +101,11 @@ impl Head {
                 lin2: linear(p / "lin2", 512, n_out),
                 ps,
             },
-            HeadKind::Reg4 => HeadLayers::Reg4 { lin: linear(p / "lin", flat, 4) },
+            HeadKind::Reg4 => HeadLayers::Reg4 { lin: linear_default(p / "lin", flat, 4) },
             HeadKind::Detection { n_classes, p: drop } => HeadLayers::Detection {
-                lin1: linear(p / "lin1", flat, 256),
+                lin1: linear_default(p / "lin1", flat, 256),
                 bn: nn::batch_norm1d(p / "bn", 256, Default::default()),
-                lin2: linear(p / "lin2", 256, 4 + n_classes),
+                lin2: linear_default(p / "lin2", 256, 4 + n_classes),
                 p: drop,
             },
             HeadKind::Ssd(ref cfg) => HeadLayers::Ssd(ssd::SsdHeadNet::new(p, cfg, channels)),

@@ -18,20 +18,23 @@ pub const HEAD_CHANNELS: i64 = 256;
 // ---------------------------------------------------------------------------------------------
 // Config
 
-/// How anchors are matched to ground-truth boxes ([`crate::loss::ssd::map_to_ground_truth`]).
+/// How anchors are matched to ground-truth boxes ([`crate::loss::ssd::map_to_ground_truth`]);
+/// the lesson's rule is the default, so the notebooks' numbers are the lesson's (`"lesson"` or
+/// `"no_gt_lost"` in a `fastdet train` config).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Matching {
     /// The lesson's: each anchor takes the ground truth it overlaps most; then each ground
     /// truth's best anchor is forced to it (overlap [`FORCED_OVERLAP`](crate::loss::ssd::FORCED_OVERLAP)), in ground-truth order, so when two
     /// ground truths share a best anchor the later one wins and the earlier one may get no
-    /// anchor at all.
+    /// anchor at all ([`crate::loss::ssd::lost_objects`] finds them).
+    #[default]
     Lesson,
     /// As the lesson, but the forcing goes through the ground truths in order of decreasing best
     /// IoU (ties: lower index first) and gives each the anchor it overlaps most **among those not
     /// already forced**: no ground truth is lost while there are anchors left. When there are
     /// more ground truths than anchors, the ones left over keep only the anchors that prefer
     /// them. Identical to `Lesson` when all best anchors differ.
-    #[default]
     NoGtLost,
 }
 
@@ -164,15 +167,14 @@ pub struct StdConv {
     drop: f64,
 }
 
-/// PyTorch's default conv initialisation (the lesson's custom heads keep it): Kaiming-uniform
-/// weights, biases uniform in `+-1/sqrt(fan_in)`; `bias` replaces the latter by a constant.
+/// A 3x3 convolution with PyTorch's default initialisation (the lesson's custom heads keep it):
+/// weights and biases uniform in `+-1/sqrt(fan_in)`, `fan_in = nin * 9`
+/// ([`super::pytorch_default_init`]); `bias` replaces the bias's by a constant (`OutConv`'s
+/// `oconv1.bias.data.zero_().add_(bias)`).
 fn conv3x3(p: nn::Path, nin: i64, nout: i64, stride: i64, bias: Option<f64>) -> nn::Conv2D {
-    let bound = 1.0 / ((nin * 9) as f64).sqrt();
-    let bs_init = match bias {
-        Some(b) => Init::Const(b),
-        None => Init::Uniform { lo: -bound, up: bound },
-    };
-    nn::conv2d(p, nin, nout, 3, nn::ConvConfig { stride, padding: 1, bs_init, ..Default::default() })
+    let init = super::pytorch_default_init(nin * 9);
+    let bs_init = bias.map_or(init, Init::Const);
+    nn::conv2d(p, nin, nout, 3, nn::ConvConfig { stride, padding: 1, ws_init: init, bs_init, ..Default::default() })
 }
 
 impl StdConv {

@@ -4,6 +4,7 @@
 use crate::data::{DataOpts, ImageData, Pascal};
 use crate::error::{Error, Result};
 use crate::learner::{FitOpts, Learner, LearnerOpts};
+use crate::model::ssd::{ClassLoss, Matching};
 use crate::model::{Arch, N_GROUPS};
 use crate::task::Task;
 use crate::transforms::{lesson_augmentations, tfms_from_model, Aug, CropType, TfmY};
@@ -103,6 +104,27 @@ pub struct Stage {
     /// `[div, cut]` of the triangular CLR schedule (needs `cycle_len`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub use_clr: Option<(f64, usize)>,
+    /// SSD tasks: the class loss from this stage on, `"bce"` or `"focal"` (the lesson's
+    /// `FocalLoss`): lesson 9 continues the BCE model with focal loss.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class_loss: Option<StageLoss>,
+}
+
+/// The class loss an SSD stage switches to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StageLoss {
+    Bce,
+    Focal,
+}
+
+impl From<StageLoss> for ClassLoss {
+    fn from(l: StageLoss) -> ClassLoss {
+        match l {
+            StageLoss::Bce => ClassLoss::Bce,
+            StageLoss::Focal => ClassLoss::focal(),
+        }
+    }
 }
 
 impl Stage {
@@ -133,27 +155,81 @@ impl std::fmt::Display for Stage {
         if let Some((d, c)) = self.use_clr {
             write!(f, ", use_clr=({d}, {c})")?;
         }
-        write!(f, ")")
+        write!(f, ")")?;
+        if let Some(l) = self.class_loss {
+            write!(f, " with {l:?} class loss")?;
+        }
+        Ok(())
     }
 }
 
-/// The lesson's detector schedule with `lr = 1e-2` and `lrs = [lr/1000, lr/100, lr]`:
+/// The lesson's detector schedule with `lr = 1e-2` and `lrs = [lr/100, lr/10, lr]`:
 /// `fit(lr, 1, cycle_len=3, use_clr=(32,5))`; `freeze_to(-2)`, `fit(lrs/5, 1, cycle_len=5,
 /// use_clr=(32,10))`; `unfreeze()`, `fit(lrs/10, 1, cycle_len=10, use_clr=(32,10))`.
 pub fn lesson_stages() -> Vec<Stage> {
-    let stage = |freeze_to, lrs: Vec<f64>, cycle_len, clr| Stage {
+    task_stages(Task::Detection)
+}
+
+/// Each task's stages as its lesson runs them (`pascal.ipynb`, `pascal-multi.ipynb`):
+/// - classifier: `lr = 2e-2`, `fit(lr, 1, cycle_len=1)`; `freeze_to(-2)`, `fit(lrs/5, 1,
+///   cycle_len=1)`; `unfreeze()`, `fit(lrs/5, 1, cycle_len=2)` with `lrs = [lr/1000, lr/100, lr]`;
+/// - regression (`head_reg4`): `lr = 2e-3`, `fit(lr, 2, cycle_len=1, cycle_mult=2)`;
+///   `freeze_to(-2)`, `fit(lrs, 2, cycle_len=1, cycle_mult=2)`; `freeze_to(-3)`, `fit(lrs, 1,
+///   cycle_len=2)` with `lrs = [lr/100, lr/10, lr]`;
+/// - detection: [`lesson_stages`]'s;
+/// - multilabel: `lr = 2e-2`, `fit(lr, 1, cycle_len=3, use_clr=(32,5))`; `freeze_to(-2)`,
+///   `fit(lrs/10, 1, cycle_len=5, use_clr=(32,5))` with `lrs = [lr/100, lr/10, lr]`;
+/// - ssd (189 anchors): `lr = 1e-2`, `fit(lrs, 1, cycle_len=4, use_clr=(20,8))`;
+///   `freeze_to(-2)`, `fit(lrs/2, 1, cycle_len=4, use_clr=(20,8))` (`prefocal`);
+/// - ssd_focal: those two with BCE, then, continuing with `freeze_to(-2)` in effect, focal loss:
+///   `fit(lrs, 1, cycle_len=10, use_clr=(20,10))` (`fl0`), `fit(lrs/4, 1, cycle_len=10,
+///   use_clr=(20,10))` (`drop4`).
+pub fn task_stages(task: Task) -> Vec<Stage> {
+    let fit = |freeze_to, lrs: Vec<f64>, n_cycle, cycle_len, cycle_mult, use_clr| Stage {
         freeze_to,
         lrs,
-        n_cycle: 1,
+        n_cycle,
         cycle_len: Some(cycle_len),
-        cycle_mult: None,
-        use_clr: Some(clr),
+        cycle_mult,
+        use_clr,
+        class_loss: None,
     };
-    vec![
-        stage(None, vec![1e-2], 3, (32.0, 5)),
-        stage(Some(FreezeTo::Group(-2)), vec![2e-6, 2e-5, 2e-3], 5, (32.0, 10)),
-        stage(Some(FreezeTo::Unfreeze), vec![1e-6, 1e-5, 1e-3], 10, (32.0, 10)),
-    ]
+    let lrs = |lr: f64, d: [f64; 3], by: f64| d.iter().map(|x| lr / x / by).collect::<Vec<f64>>();
+    let fr = |n| Some(FreezeTo::Group(n));
+    match task {
+        Task::Classifier => vec![
+            fit(None, vec![2e-2], 1, 1, None, None),
+            fit(fr(-2), lrs(2e-2, [1000.0, 100.0, 1.0], 5.0), 1, 1, None, None),
+            fit(Some(FreezeTo::Unfreeze), lrs(2e-2, [1000.0, 100.0, 1.0], 5.0), 1, 2, None, None),
+        ],
+        Task::Regression => vec![
+            fit(None, vec![2e-3], 2, 1, Some(2), None),
+            fit(fr(-2), lrs(2e-3, [100.0, 10.0, 1.0], 1.0), 2, 1, Some(2), None),
+            fit(fr(-3), lrs(2e-3, [100.0, 10.0, 1.0], 1.0), 1, 2, None, None),
+        ],
+        Task::Detection => vec![
+            fit(None, vec![1e-2], 1, 3, None, Some((32.0, 5))),
+            fit(fr(-2), lrs(1e-2, [100.0, 10.0, 1.0], 5.0), 1, 5, None, Some((32.0, 10))),
+            fit(Some(FreezeTo::Unfreeze), lrs(1e-2, [100.0, 10.0, 1.0], 10.0), 1, 10, None, Some((32.0, 10))),
+        ],
+        Task::Multilabel => vec![
+            fit(None, vec![2e-2], 1, 3, None, Some((32.0, 5))),
+            fit(fr(-2), lrs(2e-2, [100.0, 10.0, 1.0], 10.0), 1, 5, None, Some((32.0, 5))),
+        ],
+        Task::Ssd => vec![
+            fit(None, lrs(1e-2, [100.0, 10.0, 1.0], 1.0), 1, 4, None, Some((20.0, 8))),
+            fit(fr(-2), lrs(1e-2, [100.0, 10.0, 1.0], 2.0), 1, 4, None, Some((20.0, 8))),
+        ],
+        Task::SsdFocal => {
+            let mut s = task_stages(Task::Ssd);
+            s[0].class_loss = Some(StageLoss::Bce);
+            let mut fl0 = fit(None, lrs(1e-2, [100.0, 10.0, 1.0], 1.0), 1, 10, None, Some((20.0, 10)));
+            fl0.class_loss = Some(StageLoss::Focal);
+            s.push(fl0);
+            s.push(fit(fr(-2), lrs(1e-2, [100.0, 10.0, 1.0], 4.0), 1, 10, None, Some((20.0, 10))));
+            s
+        }
+    }
 }
 
 /// A training run. Every field has a default (lesson 8's detector); unknown fields are errors.
@@ -182,6 +258,9 @@ pub struct TrainConfig {
     pub seed: u64,
     pub augmentations: Vec<Aug>,
     pub crop: CropType,
+    /// SSD tasks: how anchors are matched to objects (`"lesson"`, the default, or
+    /// `"no_gt_lost"`, which never loses an object to another's anchor).
+    pub matching: Matching,
     pub device: DeviceChoice,
     pub stages: Vec<Stage>,
     /// Where the config was read from (for error messages); not part of the config.
@@ -206,6 +285,7 @@ impl Default for TrainConfig {
             seed: 0,
             augmentations: lesson_augmentations(),
             crop: CropType::No,
+            matching: Matching::Lesson,
             device: DeviceChoice::Auto,
             stages: lesson_stages(),
             source: None,
@@ -229,7 +309,14 @@ impl TrainConfig {
 
     /// Parse JSON without checking values (see [`TrainConfig::validate`]).
     pub fn from_json_str(text: &str) -> std::result::Result<Self, serde_json::Error> {
-        serde_json::from_str(text)
+        let value: serde_json::Value = serde_json::from_str(text)?;
+        let has_stages = value.get("stages").is_some();
+        let mut config: Self = serde_json::from_value(value)?;
+        if !has_stages {
+            // Without stages a config runs its task's lesson schedule.
+            config.stages = task_stages(config.task);
+        }
+        Ok(config)
     }
 
     fn origin(&self) -> String {
@@ -290,6 +377,9 @@ impl TrainConfig {
                 if n.unsigned_abs() > N_GROUPS {
                     return Err(self.invalid(&field("freeze_to"), format!("{n}: there are {N_GROUPS} layer groups")));
                 }
+            }
+            if s.class_loss.is_some() && !matches!(self.task, Task::Ssd | Task::SsdFocal) {
+                return Err(self.invalid(&field("class_loss"), format!("applies to the ssd tasks, not to {:?}", self.task)));
             }
         }
         Ok(())
@@ -358,7 +448,11 @@ impl TrainConfig {
         }
         tch::manual_seed(self.seed as i64);
         let opts = LearnerOpts { arch: self.arch, weights: self.weights.clone(), models_dir: models_dir.into() };
-        Learner::for_task(data, self.task, opts)
+        let mut learn = Learner::for_task(data, self.task, opts)?;
+        if let crate::loss::Loss::Ssd { cfg, .. } = &mut learn.loss {
+            cfg.matching = self.matching;
+        }
+        Ok(learn)
     }
 }
 
@@ -422,5 +516,37 @@ mod tests {
         bad(r#"{"augmentations": [{"type": "flip", "p": 2}]}"#, "augmentations");
         bad(r#"{"weights": "/nonexistent/resnet34.pth"}"#, "weights");
     }
-}
 
+    #[test]
+    fn each_task_defaults_to_its_lessons_stages() {
+        let c = TrainConfig::from_json_str(r#"{"task": "ssd"}"#).unwrap();
+        assert_eq!(c.stages.len(), 2);
+        assert_eq!((c.stages[0].cycle_len, c.stages[0].use_clr), (Some(4), Some((20.0, 8))));
+        assert!((c.stages[1].lrs[2] - 5e-3).abs() < 1e-15 && c.stages[1].freeze_to == Some(FreezeTo::Group(-2)));
+        let r = TrainConfig::from_json_str(r#"{"task": "regression"}"#).unwrap();
+        assert_eq!((r.stages[0].n_cycle, r.stages[0].cycle_mult, r.stages[0].epochs()), (2, Some(2), 3));
+        // The detector's body trains at lr/100 and lr/10 (lrs/5 in stage 2).
+        let d = TrainConfig::from_json_str("{}").unwrap();
+        assert!((d.stages[1].lrs[0] - 2e-5).abs() < 1e-18 && (d.stages[1].lrs[1] - 2e-4).abs() < 1e-17);
+        // ssd_focal: BCE first, then focal loss on the same model; the shipped lesson config.
+        let f = TrainConfig::from_json_str(r#"{"task": "ssd_focal"}"#).unwrap();
+        let losses: Vec<Option<StageLoss>> = f.stages.iter().map(|s| s.class_loss).collect();
+        assert_eq!(losses, vec![Some(StageLoss::Bce), None, Some(StageLoss::Focal), None]);
+        let shipped = TrainConfig::from_file(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/configs/ssd_lesson.json"));
+        let shipped = match shipped {
+            Ok(c) => c,
+            // The shipped config names ImageNet weights the checkout may not have.
+            Err(e) => {
+                assert!(e.to_string().contains("weights"), "{e}");
+                let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/configs/ssd_lesson.json")).unwrap();
+                TrainConfig::from_json_str(&text).unwrap()
+            }
+        };
+        assert_eq!(shipped.stages.len(), f.stages.len());
+        for (a, b) in shipped.stages.iter().zip(&f.stages) {
+            assert_eq!((a.freeze_to, a.cycle_len, a.use_clr, a.class_loss), (b.freeze_to, b.cycle_len, b.use_clr, b.class_loss));
+            assert!(a.lrs.iter().zip(&b.lrs).all(|(x, y)| (x - y).abs() <= 1e-12 * y.abs()), "{:?} vs {:?}", a.lrs, b.lrs);
+        }
+        assert!(TrainConfig::from_json_str(r#"{"stages": [{"lrs": [1], "class_loss": "focal"}]}"#).unwrap().validate().is_err());
+    }
+}

@@ -1,7 +1,8 @@
 //! The orchestrator of `fastdet train`: a [`Trainer`] builds the learner of a prepared run
 //! folder, trains the remaining stages one by one and records each ([`run`]).
 
-use super::config::{FreezeTo, TrainConfig};
+use super::config::{FreezeTo, StageLoss, TrainConfig};
+use crate::loss::Loss;
 use super::folder::{checkpoint_name, prepare, write_json, EpochRecord, Prepared, RunProgress, StageRecord, PROGRESS_FILE};
 use crate::error::{Error, Result};
 use crate::learner::Learner;
@@ -77,6 +78,7 @@ impl Trainer {
             // The freezing the completed stages left, then their last weights.
             for s in &config.stages[..progress.completed.len()] {
                 apply_freeze(&mut learner, s.freeze_to);
+                apply_class_loss(&mut learner, s.class_loss);
             }
             learner.load(&run_dir.join(&last.checkpoint).to_string_lossy())?;
             learner.set_epochs_done(last.epochs_done);
@@ -104,6 +106,7 @@ impl Trainer {
         let stage = self.config.stages[k - 1].clone();
         println!("stage {k}/{}: {stage}", self.config.stages.len());
         apply_freeze(&mut self.learner, stage.freeze_to);
+        apply_class_loss(&mut self.learner, stage.class_loss);
         let before = self.learner.recorder.epochs.len();
         let report = self.learner.fit(stage.lrs.clone(), stage.n_cycle, stage.opts())?;
         if let Some(st) = report.stopped {
@@ -144,6 +147,13 @@ impl Trainer {
 
     pub fn report(&self) -> RunReport {
         report(&self.run_dir, &self.config, &self.progress, self.stages_run.clone(), self.resumed_after)
+    }
+}
+
+/// An SSD stage's class loss: the learner keeps its model and continues with this loss.
+fn apply_class_loss(learner: &mut Learner, l: Option<StageLoss>) {
+    if let (Some(l), Loss::Ssd { cfg, .. }) = (l, &mut learner.loss) {
+        cfg.class_loss = l.into();
     }
 }
 
