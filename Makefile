@@ -24,11 +24,11 @@ lesson: setup
 PYTESTS := tests/test_notebooks.py tests/test_kernel.py
 
 test: setup
-	@$(WITH_ENV) cargo test
+	@$(WITH_ENV) FASTDET_REQUIRE_REFERENCES=1 cargo test
 	@$(WITH_ENV) python -m pytest $(PYTESTS) -q -s
 
 test-rust: setup
-	@$(WITH_ENV) cargo test
+	@$(WITH_ENV) FASTDET_REQUIRE_REFERENCES=1 cargo test
 
 test-notebooks: setup
 	@$(WITH_ENV) python -m pytest $(PYTESTS) -q -s

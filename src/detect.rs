@@ -50,6 +50,48 @@ pub fn detections(learn: &Learner, dl: &DataLoader, opts: NmfOpts) -> Result<Vec
     Ok(dets)
 }
 
+/// For a batch's packed SSD output `[B, A, C+1+4]`: how many (anchor, class) boxes score over
+/// `opts.thresh` before the lesson's NMS, and how many detections are left after it.
+pub fn nms_counts(out: &tch::Tensor, cfg: &SsdConfig, sz: f32, opts: NmfOpts) -> Result<(usize, usize)> {
+    let packed = SsdOutput::unpack(out, cfg.n_classes)?;
+    let anchors = Anchors::new(&cfg.anchors, out.device());
+    let scores = packed.class_logits.narrow(2, 0, cfg.n_classes).sigmoid(); // [B, A, C]
+    let before = i64::try_from(scores.gt(opts.thresh as f64).sum(tch::Kind::Int64))? as usize;
+    let mut after = 0;
+    for i in 0..out.size()[0] {
+        let (clas, offsets) = packed.image(i);
+        after += nms_detections(&actn_to_bb(&offsets, &anchors), &clas, sz, opts)?.len();
+    }
+    Ok((before, after))
+}
+
+/// Lesson 9's "receptive field", measured: how much each input pixel moves the activations of
+/// one grid cell of an SSD learner's head. `x` is one normalised image `[3, sz, sz]` (a batch's
+/// `x.get(i)`); the cell is `(row, col)` of the anchor grid `grid` (an index into
+/// `cfg.anchors.grids`, 0 = the 4x4 grid). Returns `|d sum(|activations of the cell's k anchors|)
+/// / d x|` summed over the colour channels, `[sz, sz]`, scaled to 0..1.
+pub fn receptive_field(learn: &Learner, x: &tch::Tensor, grid: usize, row: usize, col: usize) -> Result<tch::Tensor> {
+    let cfg = ssd_config(learn)?;
+    let size = x.size();
+    if size.len() != 3 || size[0] != 3 {
+        return Err(Error::Shape { what: "receptive_field: the image".into(), expected: "[3, sz, sz]".into(), found: size });
+    }
+    let grids = &cfg.anchors.grids;
+    let g = *grids.get(grid).ok_or_else(|| Error::Invalid(format!("receptive_field: grid {grid} of {} grids {grids:?}", grids.len())))?;
+    if row >= g || col >= g {
+        return Err(Error::Invalid(format!("receptive_field: cell ({row}, {col}) of a {g}x{g} grid")));
+    }
+    let k = cfg.anchors.k();
+    let first = grids[..grid].iter().map(|g| g * g * k).sum::<usize>() + (row * g + col) * k;
+    let x = x.detach().unsqueeze(0).to_device(learn.device()).set_requires_grad(true); // [1, 3, sz, sz]
+    let out = learn.model.forward(&x, false, crate::model::N_GROUPS); // [1, A, C+1+4]
+    let cell = out.narrow(1, first as i64, k as i64); // [1, k, C+1+4]
+    cell.abs().sum(tch::Kind::Float).backward();
+    let heat = x.grad().abs().sum_dim_intlist(&[0i64, 1][..], false, tch::Kind::Float); // [sz, sz]
+    let max = f64::try_from(heat.max())?;
+    Ok(if max > 0.0 { heat / max } else { heat }.to_device(tch::Device::Cpu))
+}
+
 /// `fastdet predict`: the detections of a trained SSD run (a `fastdet train` folder) on every
 /// image of `data`, written to `out` in the COCO results format. Returns the detections (the
 /// pictures are [`crate::show::save_detections`]).

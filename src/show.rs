@@ -222,6 +222,30 @@ pub fn show_matchings(im: &RgbImage, gt: &[BBox], clas: &[usize], anchors: &Anch
     Ok(fig)
 }
 
+/// A receptive field ([`crate::detect::receptive_field`]) beside the anchor of its cell: left,
+/// the image with the anchor box; right, the map (0..1, `[sz, sz]`) as a heat map over the
+/// darkened image.
+pub fn show_receptive_field(im: &RgbImage, heat: &Tensor, anchor: BBox) -> Result<Figure> {
+    let (w, h) = im.dimensions();
+    let v: Vec<f32> = Vec::try_from(heat.to_device(Device::Cpu).to_kind(Kind::Float).flatten(0, -1))?;
+    if v.len() != (w * h) as usize {
+        return Err(crate::Error::Shape { what: "show_receptive_field: the map".into(), expected: format!("[{h}, {w}]"), found: heat.size() });
+    }
+    let mut over = im.clone();
+    for (p, &t) in over.pixels_mut().zip(&v) {
+        // Black -> red -> yellow ("hot"), blended over the image at a third of its brightness.
+        let t = t.clamp(0.0, 1.0).sqrt();
+        let hot = [(t * 2.0).min(1.0), (t * 2.0 - 1.0).max(0.0), 0.0];
+        for c in 0..3 {
+            p.0[c] = (p.0[c] as f32 / 3.0 + hot[c] * 255.0 * 2.0 / 3.0).min(255.0) as u8;
+        }
+    }
+    let mut fig = Figure::grid(1, 2, w, h)?;
+    fig.ax(0).show_img(im).draw_rect(anchor, Color::WHITE);
+    fig.ax(1).show_img(&over).draw_rect(anchor, Color::WHITE);
+    Ok(fig)
+}
+
 /// The colour of an object a matching loses.
 const LOST: Color = Color(230, 40, 40);
 

@@ -53,6 +53,11 @@ fn python() -> Option<String> {
         found_any,
         "no python found (tried {candidates:?}): run the tests with `make test`, or `source scripts/env.sh` first, or set PYTHON"
     );
+    // Under `make test` the references are always there: missing is a failure, not a skip.
+    assert!(
+        std::env::var_os("FASTDET_REQUIRE_REFERENCES").is_none_or(|v| v.is_empty() || v == "0"),
+        "{candidates:?} cannot import torch and torchvision, and FASTDET_REQUIRE_REFERENCES is set (make test): the golden references must run"
+    );
     eprintln!("SKIPPED: {candidates:?} cannot import torch and torchvision; `source scripts/env.sh` (or `make test`) provides them");
     None
 }

@@ -451,3 +451,36 @@ fn the_lesson_matching_loses_an_object_that_shares_its_best_anchor() {
     assert_eq!(total, ds.num_objects() - ds.images.iter().flat_map(|r| &r.objects).filter(|o| o.difficult).count());
     assert!(lost > lost_fixed && !images.is_empty(), "lesson {lost}, fixed {lost_fixed} of {total}");
 }
+
+/// The receptive field of a corner cell of the 4x4 grid is brightest near that corner (a
+/// random ResNet18 SSD, a random image): its centre of mass lies in the corner's quadrant.
+#[test]
+fn the_receptive_field_of_a_corner_cell_is_near_that_corner() {
+    use fastdet::data::{DataOpts, ImageData, Pascal, TargetKind};
+    use fastdet::learner::{Learner, LearnerOpts};
+    use fastdet::task::TaskParts;
+    use fastdet::transforms::{tfms_from_model, CropType, TfmY};
+    tch::manual_seed(0);
+    let sz = 224;
+    let trn = Pascal::open(fastdet::data::sample_root()).unwrap().json("train").unwrap();
+    let md = ImageData::from_dataset(trn, TargetKind::AllBoxes, tfms_from_model(sz, vec![], CropType::No, TfmY::Coord).unwrap(), DataOpts::new(8, Device::Cpu)).unwrap();
+    let cfg = SsdConfig::lesson_4x4(20);
+    let learn = Learner::new(md, TaskParts::ssd(cfg, sz), LearnerOpts::default().arch(Arch::ResNet18)).unwrap();
+    let x = Tensor::randn([3, sz as i64, sz as i64], (tch::Kind::Float, Device::Cpu));
+    let centre = |row: usize, col: usize| {
+        let heat = fastdet::detect::receptive_field(&learn, &x, 0, row, col).unwrap(); // [sz, sz]
+        assert_eq!(heat.size(), vec![sz as i64, sz as i64]);
+        assert!((f64::try_from(heat.max()).unwrap() - 1.0).abs() < 1e-6);
+        let total = f64::try_from(heat.sum(tch::Kind::Double)).unwrap();
+        let ys = Tensor::arange(sz as i64, (tch::Kind::Double, Device::Cpu)).unsqueeze(1);
+        let xs = Tensor::arange(sz as i64, (tch::Kind::Double, Device::Cpu)).unsqueeze(0);
+        let h = heat.to_kind(tch::Kind::Double);
+        (f64::try_from((&h * &ys).sum(tch::Kind::Double)).unwrap() / total, f64::try_from((&h * &xs).sum(tch::Kind::Double)).unwrap() / total)
+    };
+    let half = sz as f64 / 2.0;
+    let (y, x0) = centre(0, 0);
+    assert!(y < half && x0 < half, "top-left cell's field centred at ({y:.0}, {x0:.0})");
+    let (y, x1) = centre(3, 3);
+    assert!(y > half && x1 > half, "bottom-right cell's field centred at ({y:.0}, {x1:.0})");
+    assert!(fastdet::detect::receptive_field(&learn, &x, 0, 4, 0).is_err());
+}

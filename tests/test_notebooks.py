@@ -56,3 +56,42 @@ def test_pascal_notebook_content(executed):
     assert "device: cpu" in text or "device: cuda" in text
     assert results["01_pascal.ipynb"]["images"] >= 4  # show_img, two draw_idx, the 3x3 grid
     assert "true" in text  # XML and JSON agree
+
+
+def cell_texts(nb, needle):
+    """The printed text of the code cells whose source contains `needle`."""
+    out = []
+    for c in nb.cells:
+        if c.cell_type == "code" and needle in c.source:
+            out.append("".join(o.get("text", "") for o in c.get("outputs", []) if o.get("output_type") == "stream"))
+    return out
+
+
+def test_augmentation_notebook_shows_the_bug_and_the_fix(executed):
+    _, out = executed
+    nb = nbformat.read(out / "02_bbox_augmentation.ipynb", as_version=4)
+    (none,) = cell_texts(nb, "TfmY::None)?;")
+    (coord,) = cell_texts(nb, "let (tfms, _) = tfms_from_model(sz, augs.clone(), CropType::No, TfmY::Coord)?;")
+    none_boxes = [l for l in none.splitlines() if l.startswith("[")]
+    coord_boxes = [l for l in coord.splitlines() if l.startswith("[")]
+    assert len(none_boxes) == 9 and len(set(none_boxes)) == 1, none_boxes  # TfmY::None: the box never moves
+    assert len(coord_boxes) == 9 and len(set(coord_boxes)) >= 7, coord_boxes  # TfmY::Coord: it follows
+
+
+def test_ssd_notebook_numbers(executed):
+    import re
+
+    _, out = executed
+    nb = nbformat.read(out / "06_ssd.ipynb", as_version=4)
+    text = text_of(nb)
+    assert "189 anchors" in text
+    lost = re.findall(r"(4x4|189) anchors: the lesson's matching loses (\d+) of (\d+) objects; NoGtLost loses (\d+)", text)
+    assert [l[0] for l in lost] == ["4x4", "189"], text
+    for _, l, total, fixed in lost:
+        assert 0 <= int(fixed) <= int(l) <= int(total) and int(total) > 0
+    assert int(lost[0][1]) > 0, "on the 4x4 grid the lesson's rule loses objects of the sample"
+    m = re.search(r"VOC07 mAP ([\d.]+), COCO AP@\[\.5:\.95\] ([\d.]+)", text)
+    assert m and 0 <= float(m.group(1)) <= 1 and 0 <= float(m.group(2)) <= 1
+    b = re.search(r"boxes over the 0.25 threshold: (\d+) before NMS, (\d+) after", text)
+    before, after = int(b.group(1)), int(b.group(2))
+    assert after <= before and (before == 0 or after < before), (before, after)
