@@ -94,6 +94,9 @@ pub fn show_batch(batch: &Batch, classes: &[String], cols: u32) -> Result<Figure
 pub fn show_predictions(batch: &Batch, out: &Tensor, loss: &Loss, classes: &[String], cols: u32) -> Result<Figure> {
     let images = batch.images()?;
     let mut fig = Figure::for_items(images.len(), cols, images.first().map(|i| i.width()).unwrap_or(1))?;
+    if !matches!(loss, Loss::Ssd { .. }) {
+        crate::loss::check_output("show_predictions", out, &batch.y)?;
+    }
     let out = out.to_device(Device::Cpu).to_kind(Kind::Float);
     let name = |c: usize| classes.get(c).cloned().unwrap_or_else(|| "?".into());
     for (i, im) in images.iter().enumerate() {

@@ -63,7 +63,7 @@ fn overfits_a_small_batch() {
     };
     let loss_of = |l: &Learner| f64::try_from(l.loss.compute(&l.model.forward(&batch.x, true, 0), &batch.y).unwrap()).unwrap();
     let first = loss_of(&l);
-    for _ in 0..40 {
+    for _ in 0..80 {
         let loss = l.loss.compute(&l.model.forward(&batch.x, true, 0), &batch.y).unwrap();
         opt.backward_step(&loss);
     }
@@ -280,4 +280,22 @@ fn heads_are_initialised_as_pytorch_and_fastai_do() {
     let want = (2.0 / 1024f64).sqrt();
     assert!((std / want - 1.0).abs() < 0.05, "classifier lin1 std {std}, Kaiming normal's {want}");
     assert_eq!(f64::try_from(vs.variables()["head.lin1.bias"].abs().max()).unwrap(), 0.0);
+}
+
+/// Outputs that do not fit the targets are errors, not libtorch aborts (no panic reaches a
+/// notebook kernel).
+#[test]
+fn losses_and_metrics_check_the_output_shape() {
+    use fastdet::data::BatchTarget;
+    use fastdet::loss::Loss;
+    use fastdet::metrics::Metric;
+    let class = BatchTarget::Class(Tensor::from_slice(&[0i64, 3]));
+    assert!(Loss::CrossEntropy.compute(&Tensor::zeros([2, 5], (tch::Kind::Float, Device::Cpu)), &class).is_ok());
+    for (out, what) in [([3, 5], "rows"), ([2, 3], "class 3 of 3 outputs")] {
+        let e = Loss::CrossEntropy.compute(&Tensor::zeros(out, (tch::Kind::Float, Device::Cpu)), &class);
+        assert!(e.is_err(), "{what}");
+        assert!(Metric::Accuracy.compute(&Tensor::zeros(out, (tch::Kind::Float, Device::Cpu)), &class).is_err(), "{what}");
+    }
+    let boxes = BatchTarget::Box(Tensor::zeros([2, 4], (tch::Kind::Float, Device::Cpu)));
+    assert!(Loss::L1.compute(&Tensor::zeros([2, 5], (tch::Kind::Float, Device::Cpu)), &boxes).unwrap_err().to_string().contains("[2, 4]"));
 }

@@ -549,8 +549,8 @@ fn worker_panic_is_not_a_silently_short_epoch() {
 }
 
 /// A training batch of one image never reaches BatchNorm: with 42 training images, `bs` 41
-/// folds the lone last image into the batch before (one batch of 42); `bs` 40 keeps 40 + 2; the
-/// validation loader is never changed.
+/// folds the lone last image into the batch before (one batch of 42); `bs` 40 keeps 40 + 2 and
+/// `bs` 5 keeps 8 x 5 + 2; the validation loader is never changed.
 #[test]
 fn a_last_training_batch_of_one_is_folded_into_the_one_before() {
     let tfms = tfms_from_model(32, vec![], CropType::No, TfmY::Coord).unwrap();
@@ -568,6 +568,6 @@ fn a_last_training_batch_of_one_is_folded_into_the_one_before() {
     };
     assert_eq!(sizes(41), (vec![42], vec![10]));
     assert_eq!(sizes(40), (vec![40, 2], vec![10]));
-    assert_eq!(sizes(5), (vec![5, 5, 5, 5, 5, 5, 5, 7], vec![5, 5]));
+    assert_eq!(sizes(5), (vec![5, 5, 5, 5, 5, 5, 5, 5, 2], vec![5, 5]), "a last batch of two stays");
     assert_eq!(sizes(9).1, vec![9, 1], "validation keeps its batch of one");
 }

@@ -187,6 +187,19 @@ pub enum BatchTarget {
 }
 
 impl BatchTarget {
+    /// The batch size.
+    pub fn len(&self) -> i64 {
+        match self {
+            BatchTarget::Class(t) | BatchTarget::Box(t) | BatchTarget::MultiLabel(t) => t.size().first().copied().unwrap_or(0),
+            BatchTarget::BoxClass { class, .. } => class.size().first().copied().unwrap_or(0),
+            BatchTarget::Boxes { n_objects, .. } => n_objects.size().first().copied().unwrap_or(0),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// The variant's name, for error messages.
     pub fn kind_name(&self) -> &'static str {
         match self {

@@ -34,6 +34,9 @@ impl Loss {
 
     /// The loss of model outputs `out` against a batch's targets.
     pub fn compute(&self, out: &Tensor, y: &BatchTarget) -> Result<Tensor> {
+        if !matches!(self, Loss::Ssd { .. }) {
+            check_output(&format!("{self:?}"), out, y)?;
+        }
         match (self, y) {
             (Loss::CrossEntropy, BatchTarget::Class(c)) => Ok(out.cross_entropy_for_logits(c)),
             (Loss::L1, BatchTarget::Box(b)) => Ok(out.l1_loss(b, Reduction::Mean)),
@@ -50,6 +53,37 @@ impl Loss {
             }
             (loss, y) => Err(mismatch(&format!("{loss:?}"), y)),
         }
+    }
+}
+
+/// Model outputs `[B, n]` that fit the batch's targets: as many rows as images, 4 columns for a
+/// box, `4 + C` for box and class, `C` for multi-hot targets, and class indices below the
+/// number of class columns (libtorch would abort on a mismatch instead of returning an error).
+pub(crate) fn check_output(what: &str, out: &Tensor, y: &BatchTarget) -> Result<()> {
+    let size = out.size();
+    let bad = |expected: String| Error::Shape { what: format!("{what}: the model's output"), expected, found: size.clone() };
+    let b = y.len();
+    if size.len() != 2 || size[0] != b {
+        return Err(bad(format!("[{b}, n] for a batch of {b}")));
+    }
+    let classes_below = |c: &Tensor, n: i64| -> Result<()> {
+        if c.numel() > 0 {
+            let (lo, hi) = (i64::try_from(c.min())?, i64::try_from(c.max())?);
+            if lo < 0 || hi >= n {
+                return Err(Error::Invalid(format!("{what}: classes {lo}..={hi} of the targets, but the model has {n} class outputs")));
+            }
+        }
+        Ok(())
+    };
+    match y {
+        BatchTarget::Class(c) => classes_below(c, size[1]),
+        BatchTarget::Box(_) if size[1] != 4 => Err(bad(format!("[{b}, 4]"))),
+        BatchTarget::Box(_) => Ok(()),
+        BatchTarget::BoxClass { class, .. } if size[1] > 4 => classes_below(class, size[1] - 4),
+        BatchTarget::BoxClass { .. } => Err(bad(format!("[{b}, 4 + C]"))),
+        BatchTarget::MultiLabel(t) if t.size() != size => Err(bad(format!("{:?}", t.size()))),
+        BatchTarget::MultiLabel(_) => Ok(()),
+        BatchTarget::Boxes { .. } => Ok(()),
     }
 }
 

@@ -35,6 +35,7 @@ impl Metric {
     }
 
     pub fn compute(&self, out: &Tensor, y: &BatchTarget) -> Result<f64> {
+        crate::loss::check_output(&self.name(), out, y)?;
         let acc = |logits: &Tensor, c: &Tensor| logits.argmax(-1, false).eq_tensor(c).to_kind(Kind::Float).mean(Kind::Float);
         let t = match (self, y) {
             (Metric::Accuracy, BatchTarget::Class(c)) => acc(out, c),
