@@ -238,6 +238,34 @@ impl Ax<'_> {
         self
     }
 
+    /// Lesson 9's grid over an image: `n` lines each way at `np.linspace(0, size, n)` of the
+    /// image's width and height (its `ax.set_xticks(np.linspace(0, 224, 8)); ax.grid()`), 1 px
+    /// wide, in `color`.
+    pub fn tick_grid(&mut self, n: usize, width: f32, height: f32, color: Color) -> &mut Self {
+        let Some(p) = self.panel() else { return self };
+        let Placement { x0, y0, scale } = p.placement;
+        let at = |i: usize, size: f32| if n > 1 { size * i as f32 / (n - 1) as f32 } else { 0.0 };
+        let fig = &mut *self.fig;
+        for i in 0..n {
+            let x = (x0 + at(i, width) * scale).round() as i32;
+            let y = (y0 + at(i, height) * scale).round() as i32;
+            let (l, t) = (x0.round() as i32, y0.round() as i32);
+            let (r, b) = ((x0 + width * scale).round() as i32, (y0 + height * scale).round() as i32);
+            fig.fill(x, t, x, b, color, p);
+            fig.fill(l, y, r, y, color, p);
+        }
+        self
+    }
+
+    /// A filled square dot of side `2r + 1` centred on `(y, x)` in image pixels (a scatter point).
+    pub fn dot(&mut self, y: f32, x: f32, r: i32, color: Color) -> &mut Self {
+        let Some(p) = self.panel() else { return self };
+        let Placement { x0, y0, scale } = p.placement;
+        let (cx, cy) = ((x0 + x * scale).round() as i32, (y0 + y * scale).round() as i32);
+        self.fig.fill(cx - r, cy - r, cx + r, cy + r, color, p);
+        self
+    }
+
     /// The lesson's `draw_rect`: the box outline in `color`, width 2, over a black outline of
     /// width 4.
     pub fn draw_rect(&mut self, b: BBox, color: Color) -> &mut Self {

@@ -252,11 +252,33 @@ pub fn show_receptive_field(im: &RgbImage, heat: &Tensor, anchor: BBox) -> Resul
 /// The colour of an object a matching loses.
 const LOST: Color = Color(230, 40, 40);
 
+/// Dot colours of [`Anchors::show_centers`], one per grid (4x4 first).
+const SET3_DOTS: [Color; 3] = [Color(255, 60, 60), Color(60, 200, 255), Color(255, 220, 40)];
+
 /// Standard deviation of the jitter [`Anchors::show`] gives each anchor (image units), so that
 /// the anchors of one cell can be told apart (the lesson's `np.random.normal(0, 0.01)`).
 const ANCHOR_JITTER: f32 = 0.01;
 
 impl Anchors {
+    /// Lesson 9's scatter of the anchors' centres over the image (`plt.scatter(anc_x, anc_y)`),
+    /// with its 8-tick grid: a dot per distinct centre, the grids' centres in distinct colours.
+    pub fn show_centers(&self, im: &RgbImage) -> Result<Figure> {
+        let (w, h) = (im.width() as f32, im.height() as f32);
+        let v: Vec<f32> = Vec::try_from(self.centers.to_device(Device::Cpu).to_kind(Kind::Float).flatten(0, -1))?;
+        let g: Vec<f32> = Vec::try_from(self.grid_sizes.to_device(Device::Cpu).to_kind(Kind::Float).flatten(0, -1))?;
+        let mut fig = Figure::single(im.width(), im.height());
+        let mut ax = fig.ax(0);
+        ax.show_img(im).tick_grid(8, w, h, Color::WHITE);
+        let mut sizes: Vec<f32> = g.clone();
+        sizes.sort_by(|a, b| b.total_cmp(a));
+        sizes.dedup();
+        for (c, gs) in v.chunks_exact(2).zip(&g) {
+            let k = sizes.iter().position(|s| s == gs).unwrap_or(0);
+            ax.dot(c[0] * h, c[1] * w, 3, SET3_DOTS[k % SET3_DOTS.len()]);
+        }
+        Ok(fig)
+    }
+
     /// The lesson's picture of the anchors: every anchor over `im` (`sz x sz`), numbered and
     /// coloured as `show_ground_truth` does, each moved by `N(0, ANCHOR_JITTER)` (in image
     /// units) from a generator seeded with `seed`.

@@ -284,3 +284,26 @@ fn a_panel_out_of_range_is_an_error_not_a_panic() {
     let e = fig.to_png().unwrap_err().to_string();
     assert!(e.contains("panel 5 of a figure with 2 panels"), "{e}");
 }
+
+/// Lesson 9's 8-tick grid and the scatter of anchor centres: lines at linspace(0, size, 8), a
+/// dot on each of the 4x4 grid's 16 centres.
+#[test]
+fn tick_grid_and_anchor_centres() {
+    let im = RgbImage::from_pixel(224, 224, Rgb([10, 20, 30]));
+    let mut fig = Figure::single(224, 224);
+    fig.ax(0).show_img(&im).tick_grid(8, 224.0, 224.0, Color::WHITE);
+    let c = fig.image();
+    assert_eq!(*c.get_pixel(32, 100), Rgb([255, 255, 255]), "line at 224 * 1/7 = 32");
+    assert_eq!(*c.get_pixel(100, 64), Rgb([255, 255, 255]), "line at 224 * 2/7 = 64");
+    assert_eq!(*c.get_pixel(40, 100), Rgb([10, 20, 30]));
+    let anchors = fastdet::anchors::Anchors::new(&fastdet::anchors::AnchorConfig::lesson_4x4(), tch::Device::Cpu);
+    let fig = anchors.show_centers(&im).unwrap();
+    let c = fig.image();
+    // Centres at 1/8, 3/8, 5/8, 7/8 of 224: 28, 84, 140, 196.
+    for y in [28u32, 84, 140, 196] {
+        for x in [28u32, 84, 140, 196] {
+            assert_eq!(*c.get_pixel(x, y), Rgb([255, 60, 60]), "dot at ({y}, {x})");
+        }
+    }
+    assert_eq!(*c.get_pixel(56, 50), Rgb([10, 20, 30]));
+}
