@@ -14,7 +14,8 @@
 //! - [`model`]: the ResNet body and the lessons' heads ([`model::ssd`] for the SSD);
 //! - [`loss`], [`metrics`], [`nms`]: lesson 8's losses and lesson 9's SSD loss
 //!   ([`loss::ssd`]); epoch metrics and mAP; NMS;
-//! - [`task`], [`learner`]: a task's target, head, loss and metrics; the fastai-style learner;
+//! - [`task`], [`learner`], [`stop`]: a task's target, head, loss and metrics; the fastai-style
+//!   learner (fit you can stop, watch and restore); the stop flag and SIGINT guard;
 //! - [`detect`], [`train`]: detections of a trained SSD; `fastdet train`'s runs;
 //! - [`draw`], [`show`]: drawing boxes and text on figures, and the pictures of everything
 //!   above (the display layer, which nothing below imports);
