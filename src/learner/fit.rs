@@ -59,7 +59,7 @@ impl Learner {
             let epoch_start = Instant::now();
             let epoch = self.epochs_done;
             let snap = self.snapshot();
-            progress.set_label(format!("epoch {e}"));
+            progress.set_label(format!("epoch {e}/{n_epochs}"));
             let mut smoothed = f64::NAN;
             if self.stop.take() {
                 report.stopped = Some(Stopped { epoch: e, batches: 0 });

@@ -58,7 +58,7 @@ impl BatchProgress {
             }
             None if !self.quiet && self.last.elapsed() >= LINE_EVERY && self.done < self.total => {
                 println!(
-                    "  {} batch {}/{}: loss {loss:.4}, {ips:.1} img/s, {} elapsed, {} left",
+                    "  {}, {}/{} batches: loss {loss:.4}, {ips:.1} img/s, {} elapsed, {} left",
                     self.label,
                     self.done,
                     self.total,
