@@ -12,7 +12,7 @@ use crate::loss::Loss;
 use crate::metrics::{evaluate, ApMetric, ApTable, Detection};
 use crate::model::ssd::{SsdConfig, SsdOutput};
 use crate::model::Arch;
-use crate::nms::{nms_detections, NmfOpts};
+use crate::nms::{nms_detections, NmfOpts, ScoredBox};
 use crate::task::TaskParts;
 use crate::train::{RunProgress, TrainConfig, CONFIG_FILE, PROGRESS_FILE};
 use crate::transforms::{tfms_from_model, CropType, RandomFlip, TfmY};
@@ -37,17 +37,26 @@ pub fn detections(learn: &Learner, dl: &DataLoader, opts: NmfOpts) -> Result<Vec
     for batch in dl.iter(0) {
         let batch = batch?;
         let out = SsdOutput::unpack(&learn.predict_batch(&batch.x), cfg.n_classes)?;
-        for (i, &idx) in batch.indices.iter().enumerate() {
-            let (clas, offsets) = out.image(i as i64);
-            let boxes = actn_to_bb(&offsets, &anchors);
+        for (&idx, found) in batch.indices.iter().zip(batch_detections(&out, &anchors, sz, opts, usize::MAX)?) {
             let rec = &dl.dataset.data.images[idx];
             let (sy, sx) = (rec.height as f32 / sz, rec.width as f32 / sz);
-            for d in nms_detections(&boxes, &clas, sz, opts)? {
-                dets.push(Detection { image_id: rec.id, class: d.class, bbox: d.bbox.scale(sy, sx), score: d.score });
-            }
+            dets.extend(found.into_iter().map(|d| Detection { image_id: rec.id, class: d.class, bbox: d.bbox.scale(sy, sx), score: d.score }));
         }
     }
     Ok(dets)
+}
+
+/// The lesson's `show_nmf` post-processing of the first `n` images of a batch's SSD output:
+/// each image's boxes ([`actn_to_bb`]) through [`nms_detections`], in pixels of `sz x sz`.
+pub fn batch_detections(out: &SsdOutput, anchors: &Anchors, sz: f32, opts: NmfOpts, n: usize) -> Result<Vec<Vec<ScoredBox>>> {
+    let anchors = anchors.to_device(out.box_offsets.device());
+    let n = i64::try_from(n).unwrap_or(i64::MAX);
+    (0..out.class_logits.size()[0].min(n))
+        .map(|i| {
+            let (clas, offsets) = out.image(i);
+            nms_detections(&actn_to_bb(&offsets, &anchors), &clas, sz, opts)
+        })
+        .collect()
 }
 
 /// For a batch's packed SSD output `[B, A, C+1+4]`: how many (anchor, class) boxes score over
@@ -57,11 +66,7 @@ pub fn nms_counts(out: &tch::Tensor, cfg: &SsdConfig, sz: f32, opts: NmfOpts) ->
     let anchors = Anchors::new(&cfg.anchors, out.device());
     let scores = packed.class_logits.narrow(2, 0, cfg.n_classes).sigmoid(); // [B, A, C]
     let before = i64::try_from(scores.gt(opts.thresh as f64).sum(tch::Kind::Int64))? as usize;
-    let mut after = 0;
-    for i in 0..out.size()[0] {
-        let (clas, offsets) = packed.image(i);
-        after += nms_detections(&actn_to_bb(&offsets, &anchors), &clas, sz, opts)?.len();
-    }
+    let after = batch_detections(&packed, &anchors, sz, opts, usize::MAX)?.iter().map(Vec::len).sum();
     Ok((before, after))
 }
 

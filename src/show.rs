@@ -16,7 +16,7 @@ use crate::metrics::ap::{fmt_ap, ApMetric, ApTable, ClassAp};
 use crate::metrics::Detection;
 use crate::loss::ssd::{lost_objects, match_anchors};
 use crate::model::ssd::{Matching, SsdConfig, SsdOutput};
-use crate::nms::{nms_detections, NmfOpts};
+use crate::nms::NmfOpts;
 use crate::transforms::Augmented;
 use image::RgbImage;
 use rand::{Rng, SeedableRng};
@@ -154,7 +154,7 @@ pub fn show_results(batch: &Batch, out: &Tensor, cfg: &SsdConfig, classes: &[Str
 }
 
 /// The lesson's `show_nmf` for the first `n` images of a batch: each image with its detections
-/// after the lesson's post-processing ([`nms_detections`]: per class, scores over
+/// after the lesson's post-processing ([`crate::nms::nms_detections`]: per class, scores over
 /// `opts.thresh`, NMS), boxes, classes and scores drawn as `show_ground_truth` does, 4 panels
 /// wide. `out` is the model's packed output `[B, A, C+1+4]`.
 pub fn show_nmf(batch: &Batch, out: &Tensor, cfg: &SsdConfig, classes: &[String], opts: NmfOpts, n: usize) -> Result<Figure> {
@@ -164,9 +164,8 @@ pub fn show_nmf(batch: &Batch, out: &Tensor, cfg: &SsdConfig, classes: &[String]
     let sz = images.first().map(|i| i.width()).unwrap_or(1);
     let mut fig = Figure::for_items(n, 4, sz)?;
     let anchors = Anchors::new(&cfg.anchors, out.device());
-    for (i, im) in images.iter().take(n).enumerate() {
-        let (clas, offsets) = packed.image(i as i64);
-        let dets = nms_detections(&crate::anchors::actn_to_bb(&offsets, &anchors), &clas, sz as f32, opts)?;
+    let found = crate::detect::batch_detections(&packed, &anchors, sz as f32, opts, n)?;
+    for (i, (im, dets)) in images.iter().zip(found).enumerate() {
         let b: Vec<BBox> = dets.iter().map(|d| d.bbox).collect();
         let c: Vec<usize> = dets.iter().map(|d| d.class).collect();
         let p: Vec<f32> = dets.iter().map(|d| d.score).collect();
