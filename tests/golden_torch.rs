@@ -347,6 +347,42 @@ fn lr_find_matches_fastai_0_7() {
     }
 }
 
+/// The losses lr_find records and where it stops, on raw loss sequences fed through fastai
+/// 0.7's own `fit` smoothing and `LR_Finder.on_batch_end` (tests/golden/gen_schedules.py):
+/// a fall then a blow-up, a NaN, a first loss over 4x fastai's initial best, a calm run, and a
+/// spike before iteration 10 (which must not stop it).
+#[test]
+fn lr_finder_losses_and_stop_rule_match_fastai_0_7() {
+    use fastdet::learner::LrFinder;
+    let g = golden("schedules.json");
+    let cases: Vec<&serde_json::Value> = g["cases"].as_array().unwrap().iter().filter(|c| c["kind"] == "lr_finder_losses").collect();
+    assert_eq!(cases.len(), 5, "schedules.json lacks the lr_finder_losses cases: run gen_schedules.py");
+    for c in cases {
+        let name = c["name"].as_str().unwrap();
+        let nb = c["nb"].as_u64().unwrap() as usize;
+        let raw: Vec<f64> = c["raw"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap_or(f64::NAN)).collect();
+        let mut finder = LrFinder::new(&[1e-5 / 100.0, 1e-5 / 10.0, 1e-5], 10.0, nb);
+        let (mut stepped, mut batches) = (vec![], 0);
+        for &loss in &raw[..nb] {
+            let lrs = finder.lrs();
+            assert!(((lrs[0] * 100.0 - lrs[2]) / lrs[2]).abs() < 1e-12, "{name}: the groups keep their ratios");
+            stepped.push(lrs[2]);
+            batches += 1;
+            if finder.on_batch_end(loss).1 {
+                break;
+            }
+        }
+        assert_eq!(batches as u64, c["batches"].as_u64().unwrap(), "{name}: batches run before the stop");
+        let found = finder.finish();
+        for (what, ours, want) in [("stepped lr", &stepped, f64s(&c["stepped"])), ("recorded lr", &found.lrs, f64s(&c["lrs"])), ("loss", &found.losses, f64s(&c["losses"]))] {
+            assert_eq!(ours.len(), want.len(), "{name}: {what} count");
+            for (i, (a, b)) in ours.iter().zip(&want).enumerate() {
+                assert!(((a - b) / b).abs() < 1e-12, "{name}: {what} {i}: fastdet {a} vs fastai {b}");
+            }
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // The detection model's head names, which benches/train.rs maps PyTorch's onto.
 

@@ -3,7 +3,7 @@
 //! they run and the learner's state written to `models_dir/last` after every epoch.
 
 use super::progress::BatchProgress;
-use super::record::{table_header, table_line, EpochRow, FitReport, LrFind, SmoothedLoss};
+use super::record::{table_header, table_line, EpochRow, FitReport, LrFind, LrFinder, SmoothedLoss};
 use super::schedule::{FitOpts, Lrs, Schedule};
 use super::state::FitInProgress;
 use super::Learner;
@@ -138,29 +138,20 @@ impl Learner {
         let start = start.into().per_group()?;
         let snap = self.snapshot();
         let nb = self.data.trn_dl.len().max(1);
-        let ratio = end / start[N_GROUPS - 1];
+        let mut finder = LrFinder::new(&start, end, nb);
         let mut opt = self.optimizer(&start)?;
-        let (mut smoother, mut best) = (SmoothedLoss::default(), f64::INFINITY);
-        let mut found = LrFind { n_skip: 10, n_skip_end: 5, ..Default::default() };
         let _sigint = SigintGuard::install();
         let mut progress = BatchProgress::new(nb, "lr_find", false);
         let result = (|| -> Result<()> {
             for (i, batch) in self.data.trn_dl.clone().iter(self.epochs_done as u64).enumerate() {
                 let batch = batch?;
-                let mult = ratio.powf(i as f64 / nb as f64);
-                for (g, lr) in start.iter().enumerate() {
-                    opt.set_lr_group(g, lr * mult);
+                for (g, lr) in finder.lrs().into_iter().enumerate() {
+                    opt.set_lr_group(g, lr);
                 }
-                let loss = self.step(&mut opt, &batch)?;
-                let smoothed = smoother.add(loss);
-                // fastai stops before recording the batch that diverged.
-                if smoothed.is_nan() || (i > 10 && smoothed > best * 4.0) {
+                let (smoothed, stop) = finder.on_batch_end(self.step(&mut opt, &batch)?);
+                if stop {
+                    // fastai stops before recording the batch that diverged.
                     break;
-                }
-                found.lrs.push(start[N_GROUPS - 1] * mult);
-                found.losses.push(smoothed);
-                if smoothed < best && i > 10 {
-                    best = smoothed;
                 }
                 progress.batch(batch.indices.len(), smoothed);
                 if self.stop.take() {
@@ -173,6 +164,7 @@ impl Learner {
         progress.finish();
         self.restore_vars(&snap);
         result?;
+        let found = finder.finish();
         if let Some(s) = found.suggestion() {
             println!("lr_find: suggested learning rates {:.2e} (valley), {:.2e} (steepest descent)", s.valley, s.steep);
         }

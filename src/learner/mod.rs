@@ -26,7 +26,7 @@ pub mod schedule;
 pub mod state;
 
 pub use fit::FitHandle;
-pub use record::{epoch_table, table_header, table_line, EpochRow, FitReport, LrFind, LrSuggestion, Recorder, SmoothedLoss, AVG_MOM};
+pub use record::{epoch_table, table_header, table_line, EpochRow, FitReport, LrFind, LrFinder, LrSuggestion, Recorder, SmoothedLoss, AVG_MOM};
 pub use schedule::{FitOpts, Lrs, Schedule};
 pub use state::Checkpoint;
 

@@ -158,6 +158,77 @@ pub struct LrFind {
     pub n_skip_end: usize,
 }
 
+/// fastai 0.7's `LR_Finder` as `lr_find` runs it, one batch at a time, without the model: the
+/// rate of batch `i` is `start * (end / start_last)^(i / nb)` per layer group; after each batch
+/// the raw loss is smoothed as `fit` does ([`SmoothedLoss`]) and the finder stops, before
+/// recording that batch, when the smoothed loss is NaN or over 4x the best so far. The best
+/// starts at fastai's `1e9` and only follows the loss after iteration 10.
+#[derive(Debug, Clone)]
+pub struct LrFinder {
+    start: Vec<f64>,
+    ratio: f64,
+    nb: usize,
+    i: usize,
+    smoother: SmoothedLoss,
+    best: f64,
+    found: LrFind,
+}
+
+/// fastai's `LR_Finder.on_train_begin`: `self.best = 1e9`.
+const FINDER_BEST0: f64 = 1e9;
+
+impl LrFinder {
+    /// `start`: the rate of each layer group at the first batch; `end`: the last group's rate
+    /// one epoch (`nb` batches) later.
+    pub fn new(start: &[f64], end: f64, nb: usize) -> Self {
+        let last = start.last().copied().unwrap_or(1.0);
+        Self {
+            start: start.to_vec(),
+            ratio: end / last,
+            nb: nb.max(1),
+            i: 0,
+            smoother: SmoothedLoss::default(),
+            best: FINDER_BEST0,
+            found: LrFind { n_skip: 10, n_skip_end: 5, ..Default::default() },
+        }
+    }
+
+    /// The rates of the next batch, one per layer group.
+    pub fn lrs(&self) -> Vec<f64> {
+        let mult = self.ratio.powf(self.i as f64 / self.nb as f64);
+        self.start.iter().map(|l| l * mult).collect()
+    }
+
+    /// The batch just stepped had raw loss `loss`: returns the smoothed loss and whether to stop
+    /// (that batch is then not recorded).
+    pub fn on_batch_end(&mut self, loss: f64) -> (f64, bool) {
+        let smoothed = self.smoother.add(loss);
+        if smoothed.is_nan() || smoothed > self.best * 4.0 {
+            return (smoothed, true);
+        }
+        if smoothed < self.best && self.i > 10 {
+            self.best = smoothed;
+        }
+        self.found.lrs.push(self.lrs().last().copied().unwrap_or(0.0));
+        self.found.losses.push(smoothed);
+        self.i += 1;
+        (smoothed, false)
+    }
+
+    /// Batches recorded so far.
+    pub fn len(&self) -> usize {
+        self.found.lrs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.found.lrs.is_empty()
+    }
+
+    pub fn finish(self) -> LrFind {
+        self.found
+    }
+}
+
 /// Learning rates `lr_find` suggests, as fastai v2 computes them on the smoothed losses.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LrSuggestion {

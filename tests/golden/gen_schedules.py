@@ -188,6 +188,45 @@ def run(make, n_iter, lr=1.0):
     return used
 
 
+def run_finder(nb, raw_losses, start_lr=1e-5, end_lr=10.0):
+    """lr_find as fastai 0.7 runs it: `fit`'s loop (model.py) smooths each batch's raw loss
+    (avg_mom 0.98, debiased) and hands it to LR_Finder.on_batch_end, which stops on NaN or on a
+    loss over 4x the best. Returns the lr of each batch stepped, the recorded lrs and losses
+    (sched.lrs, sched.losses) and how many batches ran."""
+    opt = LayerOptimizer(start_lr)
+    sched = LR_Finder(opt, nb, end_lr=end_lr)
+    sched.on_train_begin()
+    avg_mom, avg_loss, batch_num = 0.98, 0., 0
+    stepped = []
+    for loss in raw_losses[:nb]:
+        batch_num += 1
+        stepped.append(float(opt.lr))
+        avg_loss = avg_loss * avg_mom + loss * (1 - avg_mom)
+        debias_loss = avg_loss / (1 - avg_mom ** batch_num)
+        if sched.on_batch_end(debias_loss):
+            break
+    return {"stepped": stepped, "lrs": [float(x) for x in sched.lrs], "losses": [float(x) for x in sched.losses],
+            "batches": batch_num}
+
+
+def finder_cases():
+    """Raw loss sequences that exercise the stop rule: a fall then a blow-up, a NaN, a first
+    loss over 4x fastai's initial best (1e9), and one that never stops."""
+    fall_then_blow = [5.0 * math.exp(-i / 10) + (math.exp((i - 25) / 2) if i > 25 else 0.0) for i in range(60)]
+    with_nan = [3.0 - 0.05 * i for i in range(30)]
+    with_nan[14] = float("nan")
+    huge = [5e9] * 20
+    calm = [2.0 + math.sin(i) * 0.1 - 0.01 * i for i in range(25)]
+    early_spike = [1.0] * 8 + [100.0] + [1.0] * 11  # before iteration 10 the best is still 1e9
+    out = []
+    for name, raw in [("fall_then_blow", fall_then_blow), ("nan", with_nan), ("huge", huge), ("calm", calm),
+                      ("early_spike", early_spike)]:
+        nb = len(raw)
+        out.append({"kind": "lr_finder_losses", "name": name, "nb": nb, "start_lr": 1e-5, "end_lr": 10.0,
+                    "raw": [None if math.isnan(x) else x for x in raw], **run_finder(nb, raw)})
+    return out
+
+
 def main():
     cases = []
     for nb, div, cut, n_cycle in [(100, 32, 5, 1), (100, 32, 10, 1), (100, 32, 5, 2), (7, 32, 5, 2), (7, 20, 3, 1),
@@ -208,6 +247,7 @@ def main():
     for nb in list(range(1, 31)) + [100]:
         cases.append({"kind": "lr_finder", "nb": nb, "start_lr": 1e-5, "end_lr": 10.0, "n_iter": nb,
                       "lrs": run(lambda o: LR_Finder(o, nb, end_lr=10.0), nb, lr=1e-5)})
+    cases += finder_cases()
     doc = {"generator": "tests/golden/gen_schedules.py",
            "source": "fastai 0.7 fastai/sgdr.py @ 0313ebf264639de948511758a9709dc9872c887a",
            "cases": cases}
