@@ -34,6 +34,8 @@ pub struct Color(pub u8, pub u8, pub u8);
 impl Color {
     pub const WHITE: Color = Color(255, 255, 255);
     pub const BLACK: Color = Color(0, 0, 0);
+    /// matplotlib's default grid colour (`#b0b0b0`), the lesson's `ax.grid()`.
+    pub const GRID: Color = Color(176, 176, 176);
 
     fn rgb(self) -> RGBColor {
         RGBColor(self.0, self.1, self.2)
@@ -392,10 +394,9 @@ impl Ax<'_> {
         self.draw_text(b.top, b.left, label, sz, color)
     }
 
-    /// The lesson's `show_ground_truth(ax, im, bbox, clas, prs, thresh)`: the image, then box `i`
-    /// in `SET3[i % 12]` labelled `"i: class"` (`"bg"` for class `classes.len()`) and
-    /// `" 0.87"` when probabilities are given; only non-empty boxes whose probability exceeds
-    /// `thresh` are drawn.
+    /// The lesson's `show_ground_truth(ax, im, bbox, clas, prs, thresh)`: lesson 9's `show_img`
+    /// (the image under its 8-tick grid, [`Ax::show_img_grid`]), then
+    /// [`Ax::draw_ground_truth`].
     pub fn show_ground_truth(
         &mut self,
         im: &RgbImage,
@@ -405,7 +406,21 @@ impl Ax<'_> {
         thresh: f32,
         classes: &[String],
     ) -> &mut Self {
-        self.show_img(im);
+        self.show_img_grid(im);
+        self.draw_ground_truth(boxes, clas, prs, thresh, classes)
+    }
+
+    /// Lesson 9's `show_img`: the image with `ax.set_xticks(np.linspace(0, 224, 8))` (and the
+    /// same for y) and `ax.grid()`: 8 lines each way over the image, in [`Color::GRID`].
+    pub fn show_img_grid(&mut self, im: &RgbImage) -> &mut Self {
+        self.show_img(im).tick_grid(LESSON_TICKS, im.width() as f32, im.height() as f32, Color::GRID)
+    }
+
+    /// The boxes of the lesson's `show_ground_truth` over what the panel shows: box `i` in
+    /// `SET3[i % 12]` labelled `"i: class"` (`"bg"` for class `classes.len()`) and `" 0.87"` when
+    /// probabilities are given; only non-empty boxes whose probability exceeds `thresh` are
+    /// drawn.
+    pub fn draw_ground_truth(&mut self, boxes: &[BBox], clas: Option<&[usize]>, prs: Option<&[f32]>, thresh: f32, classes: &[String]) -> &mut Self {
         for (i, b) in boxes.iter().enumerate() {
             let pr = prs.and_then(|p| p.get(i).copied());
             if b.is_empty() || pr.is_some_and(|p| p <= thresh) {
@@ -423,6 +438,9 @@ impl Ax<'_> {
         self
     }
 }
+
+/// Lines each way of lesson 9's grid (`np.linspace(0, 224, 8)`).
+pub const LESSON_TICKS: usize = 8;
 
 /// The lesson's `show_img(im)`: a figure of one image at its own size.
 pub fn show_img(im: &RgbImage) -> Figure {

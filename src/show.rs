@@ -8,7 +8,7 @@
 use crate::anchors::Anchors;
 use crate::boxes::BBox;
 use crate::data::{Batch, BatchTarget, Dataset};
-use crate::draw::{draw_im, evcxr_show, Color, Display, Figure, Mark};
+use crate::draw::{draw_im, evcxr_show, Color, Display, Figure, Mark, LESSON_TICKS};
 use crate::error::Result;
 use crate::learner::{FitReport, LrFind, Recorder, Summary};
 use crate::loss::Loss;
@@ -67,7 +67,12 @@ pub fn show_batch(batch: &Batch, classes: &[String], cols: u32) -> Result<Figure
         let boxes: Vec<BBox> = objects.iter().map(|o| o.0).collect();
         let clas: Vec<usize> = objects.iter().map(|o| o.1.unwrap_or(classes.len())).collect();
         let mut ax = fig.ax(i);
-        ax.show_ground_truth(im, &boxes, Some(&clas), None, 0.0, classes);
+        // Lesson 9's pictures (all the boxes) have its grid; lesson 8's do not.
+        if matches!(batch.y, BatchTarget::Boxes { .. }) {
+            ax.show_ground_truth(im, &boxes, Some(&clas), None, 0.0, classes);
+        } else {
+            ax.show_img(im).draw_ground_truth(&boxes, Some(&clas), None, 0.0, classes);
+        }
         let names = match &batch.y {
             BatchTarget::Class(t) => vec![i64::try_from(t.get(i as i64))? as usize],
             BatchTarget::MultiLabel(t) => {
@@ -267,7 +272,7 @@ impl Anchors {
         let g: Vec<f32> = Vec::try_from(self.grid_sizes.to_device(Device::Cpu).to_kind(Kind::Float).flatten(0, -1))?;
         let mut fig = Figure::single(im.width(), im.height());
         let mut ax = fig.ax(0);
-        ax.show_img(im).tick_grid(8, w, h, Color::WHITE);
+        ax.show_img(im).tick_grid(LESSON_TICKS, w, h, Color::WHITE);
         let mut sizes: Vec<f32> = g.clone();
         sizes.sort_by(|a, b| b.total_cmp(a));
         sizes.dedup();

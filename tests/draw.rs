@@ -193,8 +193,10 @@ fn classes() -> Vec<String> {
 #[test]
 fn show_ground_truth_thresholds() {
     let im = RgbImage::from_fn(80, 60, |x, y| Rgb([(x * 3) as u8, (y * 4) as u8, 77]));
-    let plain = show_img(&im);
-    assert_eq!(plain.image(), &im, "show_img at scale 1 is the image itself");
+    assert_eq!(show_img(&im).image(), &im, "show_img at scale 1 is the image itself");
+    // Lesson 9's show_img: the image under its 8-tick grid, what show_ground_truth draws boxes on.
+    let mut plain = Figure::single(80, 60);
+    plain.ax(0).show_img_grid(&im);
     let boxes = [BBox::new(5., 5., 30., 40.), BBox::new(20., 30., 50., 70.)];
     let clas = [0usize, 2];
 
@@ -228,6 +230,26 @@ fn show_ground_truth_thresholds() {
     let set3_0 = Rgb([SET3[0].0, SET3[0].1, SET3[0].2]);
     assert_eq!([*c.get_pixel(3, 25), *c.get_pixel(4, 25)], [BLACK, set3_0]);
     assert_eq!(*c.get_pixel(1, 25), *im.get_pixel(1, 25));
+}
+
+/// Lesson 9's `show_img`: `np.linspace(0, size, 8)` lines each way in matplotlib's grid grey,
+/// the image untouched between them; lesson 8's `show_img` has none.
+#[test]
+fn show_img_grid_is_the_lessons_8_ticks() {
+    let im = grey(224, 224);
+    let mut fig = Figure::single(224, 224);
+    fig.ax(0).show_img_grid(&im);
+    let c = fig.image();
+    let grid = Rgb([176, 176, 176]);
+    let lines: Vec<u32> = (0..224).filter(|&x| *c.get_pixel(x, 100) == grid).collect();
+    assert_eq!(lines, vec![0, 32, 64, 96, 128, 160, 192], "vertical lines at linspace(0, 224, 8), the last one off the image");
+    let rows: Vec<u32> = (0..224).filter(|&y| *c.get_pixel(50, y) == grid).collect();
+    assert_eq!(rows, vec![0, 32, 64, 96, 128, 160, 192]);
+    assert_eq!(*c.get_pixel(50, 100), GREY, "between the lines the image is untouched");
+    let mut ax_ground_truth = Figure::single(224, 224);
+    ax_ground_truth.ax(0).show_ground_truth(&im, &[], None, None, 0.0, &classes());
+    assert_eq!(ax_ground_truth.image(), c, "show_ground_truth draws the same grid");
+    assert_eq!(show_img(&im).image(), &im, "lesson 8's show_img has no grid");
 }
 
 #[test]
