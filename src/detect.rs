@@ -5,9 +5,10 @@
 
 use crate::anchors::{actn_to_bb, Anchors};
 use crate::data::synthetic::{self, SyntheticConfig};
-use crate::data::{DataLoader, DataOpts, Dataset, DetDataset, ImageData, Pascal, TargetKind};
+use crate::data::{Batch, BatchTarget, DataLoader, DataOpts, Dataset, DetDataset, ImageData, Pascal, TargetKind};
 use crate::error::{Error, Result};
 use crate::learner::{FitOpts, Learner, LearnerOpts};
+use crate::loss::ssd::{print_ssd_loss as print_loss, trace_ssd_1_loss, SsdTrace};
 use crate::loss::Loss;
 use crate::metrics::{evaluate, ApMetric, ApTable, Detection};
 use crate::model::ssd::{SsdConfig, SsdOutput};
@@ -25,6 +26,48 @@ pub fn ssd_config(learn: &Learner) -> Result<SsdConfig> {
         Loss::Ssd { cfg, .. } => Ok(cfg.clone()),
         other => Err(Error::Invalid(format!("detections need an SSD learner, this one trains with {other:?}"))),
     }
+}
+
+/// An SSD learner's configuration, input size and output on `batch`, with the batch's box
+/// targets.
+fn ssd_parts<'a>(learn: &Learner, batch: &'a Batch) -> Result<(SsdConfig, f64, SsdOutput, (&'a tch::Tensor, &'a tch::Tensor, &'a tch::Tensor))> {
+    let (cfg, sz) = match &learn.loss {
+        Loss::Ssd { cfg, sz } => (cfg.clone(), *sz),
+        other => return Err(Error::Invalid(format!("an SSD learner is needed, this one trains with {other:?}"))),
+    };
+    let BatchTarget::Boxes { bbox, class, n_objects } = &batch.y else {
+        return Err(Error::Invalid(format!("an SSD batch has all the boxes of each image, this one has {} targets", batch.y.kind_name())));
+    };
+    let out = SsdOutput::unpack(&learn.predict_batch(&batch.x), cfg.n_classes)?;
+    Ok((cfg, sz, out, (bbox, class, n_objects)))
+}
+
+/// Lesson 9's `ssd_loss(batch, y, print_it=True)` on a learner's predictions for `batch`:
+/// prints each image's best-anchor overlaps and the batch's `loc` and `clas` losses, and
+/// returns them.
+pub fn print_ssd_loss(learn: &Learner, batch: &Batch) -> Result<(f64, f64)> {
+    let (cfg, sz, out, (bbox, class, n_objects)) = ssd_parts(learn, batch)?;
+    let anchors = Anchors::new(&cfg.anchors, out.class_logits.device());
+    let parts = print_loss(&out, &bbox.to_device(anchors.device()), &class.to_device(anchors.device()), Some(n_objects), sz, &anchors, &cfg)?;
+    Ok((f64::try_from(&parts.loc)?, f64::try_from(&parts.class)?))
+}
+
+/// Lesson 9's "testing" walk-through on image `idx` of `batch`, with the learner's predictions
+/// and matching; anchors over `pos_iou` are positives (the lesson's testing cell: 0.5).
+pub fn trace_image(learn: &Learner, batch: &Batch, idx: usize, pos_iou: f64) -> Result<SsdTrace> {
+    let (mut cfg, sz, out, (bbox, class, n_objects)) = ssd_parts(learn, batch)?;
+    let i = idx as i64;
+    if i >= bbox.size()[0] {
+        return Err(Error::Invalid(format!("trace_image: image {idx} of a batch of {}", bbox.size()[0])));
+    }
+    cfg.pos_iou = pos_iou;
+    let anchors = Anchors::new(&cfg.anchors, out.class_logits.device());
+    let (n, k) = (bbox.size()[1], i64::try_from(n_objects.get(i))?);
+    let dev = anchors.device();
+    let bb = (bbox.get(i).narrow(0, n - k, k) / sz).to_kind(tch::Kind::Float).to_device(dev);
+    let cl = class.get(i).narrow(0, n - k, k).to_device(dev);
+    let (logits, offsets) = out.image(i);
+    trace_ssd_1_loss(&logits, &offsets, &bb, &cl, &anchors, &cfg)
 }
 
 /// Detections for every image of `dl` (in eval mode), boxes scaled from the `sz x sz` input back to

@@ -81,7 +81,9 @@ pub mod prelude {
     pub use crate::model::{find_weights, Arch, HeadKind};
     pub use crate::nms::NmfOpts;
     pub use crate::quick_mode;
-    pub use crate::show::{draw_idx, show_augmented, show_batch, show_matchings, show_nmf, show_predictions, show_receptive_field, show_results};
+    pub use crate::show::{
+        draw_idx, show_anchor_predictions, show_augmented, show_batch, show_matchings, show_nmf, show_predictions, show_receptive_field, show_results, Threshold,
+    };
     pub use crate::task::{Task, TaskParts};
     pub use crate::transforms::{
         denorm, lesson_augmentations, tfms_from_model, transforms_side_on, Aug, Augmented, CropType, Plan, RandomFlip, RandomLighting,

@@ -9,7 +9,7 @@ use crate::anchors::Anchors;
 use crate::boxes::BBox;
 use crate::data::{Batch, BatchTarget, Dataset};
 use crate::draw::{draw_im, evcxr_show, Color, Display, Figure, Mark, LESSON_TICKS};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::learner::{FitReport, LrFind, Recorder, Summary};
 use crate::loss::Loss;
 use crate::metrics::ap::{fmt_ap, ApMetric, ApTable, ClassAp};
@@ -138,23 +138,60 @@ pub fn show_predictions(batch: &Batch, out: &Tensor, loss: &Loss, classes: &[Str
 // ---------------------------------------------------------------------------------------------
 // SSD
 
-/// Lesson 9's `plot_results(thresh)` for a batch: each image with the anchors' boxes whose best
-/// probability (background included, labelled `bg`) exceeds `thresh` times the image's highest,
-/// `cols` panels wide. `out` is the model's packed output `[B, A, C+1+4]`.
-pub fn show_results(batch: &Batch, out: &Tensor, cfg: &SsdConfig, classes: &[String], thresh: f32, cols: u32) -> Result<Figure> {
+/// Which anchors' boxes a results grid draws.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Threshold {
+    /// Probability over this value (the lesson's `torch_gt(..., 0.01)` and `0.21` grids).
+    Above(f32),
+    /// Probability over this fraction of the image's highest (the lesson's `plot_results(0.75)`).
+    OfBest(f32),
+}
+
+/// Panels per row of the lesson's result grids (`plt.subplots(3, 4)`).
+pub const GRID_COLS: u32 = 4;
+
+/// Lesson 9's result grids for the first `n` images of a batch (12 in the lesson: 3 rows of
+/// [`GRID_COLS`]): each anchor's box ([`crate::anchors::actn_to_bb`]) with its most likely
+/// class over all `C + 1` columns (`bg` for background) and that probability, drawn where the
+/// probability passes `thresh`. `out` is the model's packed output `[B, A, C+1+4]`.
+pub fn show_results(batch: &Batch, out: &Tensor, cfg: &SsdConfig, classes: &[String], thresh: Threshold, n: usize) -> Result<Figure> {
     let out = SsdOutput::unpack(out, cfg.n_classes)?;
     let anchors = Anchors::new(&cfg.anchors, out.box_offsets.device());
     let images = batch.images()?;
-    let n = images.len() as u32;
+    let n = n.clamp(1, images.len().max(1));
     let cell = images.first().map(|i| i.width()).unwrap_or(1).max(1);
-    let cols = cols.clamp(1, n.max(1));
-    let mut fig = Figure::grid(n.div_ceil(cols).max(1), cols, cell, cell)?;
-    for (i, (im, d)) in images.iter().zip(out.decode(&anchors)).enumerate() {
+    let mut fig = Figure::for_items(n, GRID_COLS, cell)?;
+    for (i, (im, d)) in images.iter().zip(out.decode(&anchors)).take(n).enumerate() {
         let (clas, prs) = d.best()?;
-        let max = prs.iter().copied().fold(0f32, f32::max);
+        let cut = match thresh {
+            Threshold::Above(t) => t,
+            Threshold::OfBest(f) => prs.iter().copied().fold(0f32, f32::max) * f,
+        };
         let boxes = d.bboxes(im.width() as f32)?;
-        fig.ax(i).show_ground_truth(im, &boxes, Some(&clas), Some(&prs), max * thresh, classes);
+        fig.ax(i).show_ground_truth(im, &boxes, Some(&clas), Some(&prs), cut, classes);
     }
+    Ok(fig)
+}
+
+/// Lesson 9's "testing" pictures of image `idx` of a batch, side by side: its ground truth;
+/// the anchors labelled with the model's most likely class (`b_clasi.max(1)[1]`, `bg` included);
+/// the boxes the model moves the anchors to ([`crate::anchors::actn_to_bb`]) with that class and
+/// its probability, all of them (threshold 0).
+pub fn show_anchor_predictions(batch: &Batch, out: &Tensor, cfg: &SsdConfig, classes: &[String], idx: usize) -> Result<Figure> {
+    let out = SsdOutput::unpack(out, cfg.n_classes)?;
+    let anchors = Anchors::new(&cfg.anchors, out.box_offsets.device());
+    let images = batch.images()?;
+    let im = images.get(idx).ok_or_else(|| Error::Invalid(format!("show_anchor_predictions: image {idx} of a batch of {}", images.len())))?;
+    let sz = im.width() as f32;
+    let d = out.decode(&anchors).into_iter().nth(idx).ok_or_else(|| Error::Invalid(format!("no output for image {idx}")))?;
+    let (clas, prs) = d.best()?;
+    let objects = batch.objects(idx)?;
+    let gt: Vec<BBox> = objects.iter().map(|o| o.0).collect();
+    let gt_clas: Vec<usize> = objects.iter().map(|o| o.1.unwrap_or(classes.len())).collect();
+    let mut fig = Figure::grid(1, 3, im.width(), im.height())?;
+    fig.ax(0).show_ground_truth(im, &gt, Some(&gt_clas), None, 0.0, classes);
+    fig.ax(1).show_ground_truth(im, &anchors.to_bboxes(sz)?, Some(&clas), None, 0.0, classes);
+    fig.ax(2).show_ground_truth(im, &d.bboxes(sz)?, Some(&clas), Some(&prs), 0.0, classes);
     Ok(fig)
 }
 

@@ -21,14 +21,17 @@
 //! | `get_y`                        | [`get_y`] (or the batch's `n_objects`) |
 //! | `BCE_Loss`, `FocalLoss`        | [`class_loss`] + [`ClassLoss`]         |
 //! | `ssd_1_loss`, `ssd_loss`       | [`ssd_1_loss`], [`ssd_loss`] -> [`LossParts`] |
+//! | `ssd_loss(batch, y, True)`     | [`print_ssd_loss`]                     |
+//! | the "Testing" cells            | [`trace_ssd_1_loss`] -> [`SsdTrace`]   |
 //! | `nms`                          | [`nms_lesson`]                         |
-//! | `plot_results`                 | [`SsdOutput::decode`], [`crate::show::show_results`] |
+//! | `plot_results`, `torch_gt` grids | [`SsdOutput::decode`], [`crate::show::show_results`] |
 //! | `show_nmf`                     | [`nms_detections`], [`crate::show::show_nmf`] |
 
 pub use crate::anchors::{actn_to_bb, AnchorConfig, Anchors, Decoded};
 pub use crate::boxes::{box_sz, hw2corners, intersect, jaccard as iou};
 pub use crate::loss::ssd::{
-    class_loss, count_lost, get_y, lost_objects, map_to_ground_truth, match_anchors, ssd_1_loss, ssd_loss, LossParts, FORCED_OVERLAP,
+    class_loss, count_lost, get_y, lost_objects, map_to_ground_truth, match_anchors, print_ssd_loss, ssd_1_loss, ssd_loss, trace_ssd_1_loss,
+    LossParts, SsdTrace, FORCED_OVERLAP,
 };
 pub use crate::model::ssd::{flatten_conv, ClassLoss, Matching, OutConv, SsdConfig, SsdHead, SsdHeadNet, SsdMultiHead, SsdOutput, StdConv};
 pub use crate::nms::{nms_detections, nms_lesson, NmfOpts};

@@ -269,6 +269,49 @@ fn ssd_loss_matches_the_lesson() {
     assert_eq!(to_vec(&i), f64s(&s["match0"]["gt_idx"]));
 }
 
+/// The lesson's "Testing" cells on image 0 (tests/golden/gen_ssd.py: `overlaps.max(1)`,
+/// `overlaps.max(0)`, `map_to_ground_truth`, `gt_clas` with `bg` at threshold 0.5, the loc loss
+/// and `F.cross_entropy`) against `trace_ssd_1_loss`; and `print_ssd_loss` returns `ssd_loss`.
+#[test]
+fn the_testing_walk_through_matches_the_lesson() {
+    let g = golden();
+    let s = &g["ssd"];
+    let t = &s["testing0"];
+    let anchors = Anchors::new(&AnchorConfig::lesson_189(), Device::Cpu);
+    let bbox = tensor(&s["bbox"], &[2, 4, 4]);
+    let clas = ints(&s["clas"]).view([2, 4]);
+    let sz = s["sz"].as_f64().unwrap();
+    let b_c = det(&[2, 189, 21], 2.0, -3.0);
+    let b_bb = det(&[2, 189, 4], 1.5, 0.0);
+    let (bb, cc) = get_y(&bbox.get(0), &clas.get(0), sz);
+    let mut cfg = lesson_cfg(ClassLoss::Bce);
+    cfg.pos_iou = 0.5;
+    let tr = trace_ssd_1_loss(&b_c.get(0), &b_bb.get(0), &bb, &cc, &anchors, &cfg).unwrap();
+    let usizes = |v: &Value| f64s(v).into_iter().map(|x| x as usize).collect::<Vec<_>>();
+    let f = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<_>>();
+    close("prior_overlap", &f(&tr.prior_overlap), &f64s(&t["prior_overlap"]), 1e-6, 1e-7);
+    assert_eq!(tr.prior_idx, usizes(&t["prior_idx"]));
+    close("anchor_overlap", &f(&tr.anchor_overlap), &f64s(&t["anchor_overlap"]), 1e-6, 1e-7);
+    assert_eq!(tr.anchor_idx, usizes(&t["anchor_idx"]), "overlaps.max(0), ties to the first object");
+    close("gt_overlap", &f(&tr.gt_overlap), &f64s(&t["gt_overlap"]), 1e-6, 1e-7);
+    assert_eq!(tr.gt_idx.iter().map(|&i| i as usize).collect::<Vec<_>>(), usizes(&t["gt_idx"]));
+    assert_eq!(tr.gt_clas, usizes(&t["gt_clas"]));
+    assert_eq!(tr.pos_idx, usizes(&t["pos_idx"]));
+    close1("loc_loss", tr.loc, t["loc_loss"].as_f64().unwrap(), 1e-5);
+    close1("cross_entropy", tr.cross_entropy, t["cross_entropy"].as_f64().unwrap(), 1e-5);
+    close1("BCE clas loss", tr.class, t["bce_clas_loss"].as_f64().unwrap(), 1e-5);
+    let classes: Vec<String> = (0..20).map(|c| format!("c{c}")).collect();
+    let names = tr.class_names(&classes);
+    assert_eq!(names.iter().filter(|n| **n == "bg").count(), 189 - tr.pos_idx.len());
+    assert_eq!(names[tr.pos_idx[0]], classes[tr.gt_clas[tr.pos_idx[0]]]);
+    assert!(trace_ssd_1_loss(&b_c.get(0), &b_bb.get(0), &bb.narrow(0, 0, 0), &cc.narrow(0, 0, 0), &anchors, &cfg).is_err(), "no objects");
+
+    let cfg = lesson_cfg(ClassLoss::Bce);
+    let out = SsdOutput { class_logits: b_c.shallow_clone(), box_offsets: b_bb.shallow_clone() };
+    let printed = print_ssd_loss(&out, &bbox, &clas, None, sz, &anchors, &cfg).unwrap();
+    close1("print_ssd_loss", f64::try_from(printed.total()).unwrap(), s["bce"]["total"].as_f64().unwrap(), 1e-5);
+}
+
 #[test]
 fn ssd_loss_edge_cases_are_finite() {
     let anchors = Anchors::new(&AnchorConfig::lesson_4x4(), Device::Cpu);

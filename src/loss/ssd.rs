@@ -262,10 +262,7 @@ pub fn ssd_loss(
         return Err(Error::Invalid(format!("SSD targets: expected bbox [{b}, N, 4] and class [{b}, N], found {:?} and {:?}", bbox.size(), class.size())));
     }
     let n = bbox.size()[1];
-    let counts: Option<Vec<i64>> = match n_objects {
-        Some(t) => Some(Vec::try_from(t.to_device(Device::Cpu).to_kind(Kind::Int64).flatten(0, -1))?),
-        None => None,
-    };
+    let counts = counts_of(n_objects)?;
     if let Some(c) = &counts {
         if c.len() as i64 != b || c.iter().any(|&k| k < 0 || k > n) {
             return Err(Error::Invalid(format!("SSD targets: n_objects {c:?} does not fit {b} images of {n} rows")));
@@ -280,10 +277,7 @@ pub fn ssd_loss(
     let anchors = if anchors.device() == out.class_logits.device() { anchors.clone() } else { anchors.to_device(out.class_logits.device()) };
     let (mut loc, mut cls) = (None::<Tensor>, None::<Tensor>);
     for i in 0..b {
-        let (bb, cl) = match &counts {
-            Some(c) => (bbox.get(i).narrow(0, n - c[i as usize], c[i as usize]) / sz, class.get(i).narrow(0, n - c[i as usize], c[i as usize])),
-            None => get_y(&bbox.get(i), &class.get(i), sz),
-        };
+        let (bb, cl) = image_targets(bbox, class, counts.as_deref(), i, sz);
         let (lc, bo) = out.image(i);
         let parts = ssd_1_loss(&lc, &bo, &bb.to_kind(Kind::Float), &cl, &anchors, cfg)?;
         loc = Some(loc.map_or(parts.loc.shallow_clone(), |l| l + &parts.loc));
@@ -291,4 +285,144 @@ pub fn ssd_loss(
     }
     let zero = || Tensor::zeros([], (Kind::Float, out.class_logits.device()));
     Ok(LossParts { loc: loc.unwrap_or_else(zero), class: cls.unwrap_or_else(zero) })
+}
+
+/// Image `i`'s objects from padded batch targets (see [`ssd_loss`]): boxes in 0..1 units and
+/// classes, from `n_objects` when given, else the lesson's [`get_y`].
+fn image_targets(bbox: &Tensor, class: &Tensor, counts: Option<&[i64]>, i: i64, sz: f64) -> (Tensor, Tensor) {
+    let n = bbox.size()[1];
+    match counts {
+        Some(c) => {
+            let k = c[i as usize];
+            (bbox.get(i).narrow(0, n - k, k) / sz, class.get(i).narrow(0, n - k, k))
+        }
+        None => get_y(&bbox.get(i), &class.get(i), sz),
+    }
+}
+
+fn counts_of(n_objects: Option<&Tensor>) -> Result<Option<Vec<i64>>> {
+    Ok(match n_objects {
+        Some(t) => Some(Vec::try_from(t.to_device(Device::Cpu).to_kind(Kind::Int64).flatten(0, -1))?),
+        None => None,
+    })
+}
+
+/// Lesson 9's `ssd_loss(batch, y, print_it=True)`: [`ssd_loss`], printing for every image the
+/// overlap of each object with its best anchor (`map_to_ground_truth`'s `print(prior_overlap)`),
+/// then `loc: .., clas: ..`.
+pub fn print_ssd_loss(
+    out: &SsdOutput,
+    bbox: &Tensor,
+    class: &Tensor,
+    n_objects: Option<&Tensor>,
+    sz: f64,
+    anchors: &Anchors,
+    cfg: &SsdConfig,
+) -> Result<LossParts> {
+    let parts = ssd_loss(out, bbox, class, n_objects, sz, anchors, cfg)?;
+    let counts = counts_of(n_objects)?;
+    let corners = anchors.corners.to_device(Device::Cpu);
+    for i in 0..bbox.size()[0] {
+        let (bb, _) = image_targets(bbox, class, counts.as_deref(), i, sz);
+        let prior: Vec<f32> = if bb.size()[0] == 0 {
+            vec![]
+        } else {
+            Vec::try_from(jaccard(&bb.to_device(Device::Cpu).to_kind(Kind::Float), &corners).amax(1, false))?
+        };
+        println!("[{}]", prior.iter().map(|v| format!("{v:.4}")).collect::<Vec<_>>().join(", "));
+    }
+    println!("loc: {:.5}, clas: {:.5}", f64::try_from(&parts.loc)?, f64::try_from(&parts.class)?);
+    Ok(parts)
+}
+
+/// Lesson 9's "testing" walk-through of [`ssd_1_loss`] on one image: every value the lesson
+/// prints on the way from the overlaps to the two losses ([`trace_ssd_1_loss`]).
+#[derive(Debug, Clone)]
+pub struct SsdTrace {
+    /// IoU of each object (rows) with each anchor (columns): `jaccard(bbox, anchor_cnr)`.
+    pub overlaps: Vec<Vec<f32>>,
+    /// `overlaps.max(1)`: each object's best overlap and its anchor.
+    pub prior_overlap: Vec<f32>,
+    pub prior_idx: Vec<usize>,
+    /// `overlaps.max(0)`: each anchor's best overlap and its object, before any forcing.
+    pub anchor_overlap: Vec<f32>,
+    pub anchor_idx: Vec<usize>,
+    /// `map_to_ground_truth(overlaps)`: overlaps with best anchors forced to 1.99, and each
+    /// anchor's object.
+    pub gt_overlap: Vec<f32>,
+    pub gt_idx: Vec<i64>,
+    /// Each anchor's target class, `n_classes` (background) where `gt_overlap <= pos_iou`.
+    pub gt_clas: Vec<usize>,
+    /// Anchors with `gt_overlap > pos_iou`.
+    pub pos_idx: Vec<usize>,
+    /// The two parts of [`ssd_1_loss`] (with the config's class loss).
+    pub loc: f64,
+    pub class: f64,
+    /// The lesson's testing cell computes `F.cross_entropy(b_clasi, gt_clas)` instead.
+    pub cross_entropy: f64,
+    pub n_classes: usize,
+}
+
+impl SsdTrace {
+    /// `gt_clas` as the lesson prints it: class names, `bg` for background.
+    pub fn class_names<'a>(&self, classes: &'a [String]) -> Vec<&'a str> {
+        self.gt_clas.iter().map(|&c| classes.get(c).map(String::as_str).unwrap_or("bg")).collect()
+    }
+}
+
+fn fmt_f32s(v: &[f32]) -> String {
+    v.iter().map(|x| format!("{x:.2}")).collect::<Vec<_>>().join(" ")
+}
+
+impl std::fmt::Display for SsdTrace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "overlaps.max(1): objects' best anchors {:?}, overlaps {}", self.prior_idx, fmt_f32s(&self.prior_overlap))?;
+        writeln!(f, "overlaps.max(0): anchors' best objects {:?}", self.anchor_idx)?;
+        writeln!(f, "                 overlaps {}", fmt_f32s(&self.anchor_overlap))?;
+        writeln!(f, "map_to_ground_truth: gt_idx {:?}", self.gt_idx)?;
+        writeln!(f, "                     gt_overlap {}", fmt_f32s(&self.gt_overlap))?;
+        writeln!(f, "positive anchors {:?}", self.pos_idx)?;
+        write!(f, "loc_loss {:.4}, clas_loss {:.4} (cross-entropy {:.4})", self.loc, self.class, self.cross_entropy)
+    }
+}
+
+/// Lesson 9's testing walk-through for one image whose padding is removed (the arguments of
+/// [`ssd_1_loss`]); anchors with overlap over `cfg.pos_iou` are positives (the lesson's testing
+/// cell uses 0.5, its loss 0.4). Errors on an image without objects (there is nothing to match).
+pub fn trace_ssd_1_loss(class_logits: &Tensor, box_offsets: &Tensor, bbox: &Tensor, clas: &Tensor, anchors: &Anchors, cfg: &SsdConfig) -> Result<SsdTrace> {
+    let n_gt = bbox.size()[0] as usize;
+    let n_anc = anchors.len();
+    if n_gt == 0 {
+        return Err(Error::Invalid("trace_ssd_1_loss: the image has no objects to match".into()));
+    }
+    let corners = anchors.corners.to_device(Device::Cpu);
+    let flat: Vec<f32> = Vec::try_from(jaccard(&bbox.detach().to_device(Device::Cpu).to_kind(Kind::Float), &corners).flatten(0, -1))?;
+    let overlaps: Vec<Vec<f32>> = flat.chunks(n_anc).map(<[f32]>::to_vec).collect();
+    // torch's max keeps the first of equal values
+    let argmax = |v: &mut dyn Iterator<Item = f32>| v.enumerate().fold((f32::NEG_INFINITY, 0), |b, (i, x)| if x > b.0 { (x, i) } else { b });
+    let (prior_overlap, prior_idx): (Vec<f32>, Vec<usize>) = overlaps.iter().map(|row| argmax(&mut row.iter().copied())).unzip();
+    let (anchor_overlap, anchor_idx): (Vec<f32>, Vec<usize>) = (0..n_anc).map(|a| argmax(&mut overlaps.iter().map(|r| r[a]))).unzip();
+    let (gt_overlap, gt_idx) = match_anchors(&flat, n_gt, n_anc, cfg.matching)?;
+    let clas_v: Vec<i64> = Vec::try_from(clas.to_device(Device::Cpu).to_kind(Kind::Int64).flatten(0, -1))?;
+    let c = cfg.n_classes as usize;
+    let pos_idx: Vec<usize> = (0..n_anc).filter(|&a| gt_overlap[a] as f64 > cfg.pos_iou).collect();
+    let gt_clas: Vec<usize> = (0..n_anc).map(|a| if gt_overlap[a] as f64 > cfg.pos_iou { clas_v[gt_idx[a] as usize] as usize } else { c }).collect();
+    let parts = ssd_1_loss(class_logits, box_offsets, bbox, clas, anchors, cfg)?;
+    let target = Tensor::from_slice(&gt_clas.iter().map(|&v| v as i64).collect::<Vec<_>>()).to_device(class_logits.device());
+    let cross_entropy = f64::try_from(class_logits.detach().to_kind(Kind::Float).cross_entropy_for_logits(&target))?;
+    Ok(SsdTrace {
+        overlaps,
+        prior_overlap,
+        prior_idx,
+        anchor_overlap,
+        anchor_idx,
+        gt_overlap,
+        gt_idx,
+        gt_clas,
+        pos_idx,
+        loc: f64::try_from(&parts.loc)?,
+        class: f64::try_from(&parts.class)?,
+        cross_entropy,
+        n_classes: c,
+    })
 }

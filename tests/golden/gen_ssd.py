@@ -267,6 +267,29 @@ def ssd_case(g):
     ov = jaccard(bb, anchor_cnr)
     go, gi = map_to_ground_truth(ov)
     out["match0"] = {"gt_overlap": go.tolist(), "gt_idx": gi.tolist()}
+    # The lesson's "Testing" cells on image 0, as written there (thresh 0.5, F.cross_entropy).
+    b_clasi, b_bboxi = b_c[0], b_bb[0]
+    bbox0, clas0 = get_y(bbox[0], clas[0])
+    a_ic = actn_to_bb(b_bboxi, anchors)
+    overlaps = jaccard(bbox0, anchor_cnr)
+    prior_overlap, prior_idx = overlaps.max(1)
+    anchor_overlap, anchor_idx = overlaps.max(0)
+    gt_overlap, gt_idx = map_to_ground_truth(overlaps)
+    gt_clas = clas0[gt_idx]
+    thresh = 0.5
+    pos = gt_overlap > thresh
+    pos_idx = torch.nonzero(pos)[:, 0]
+    gt_clas[~pos] = len(id2cat)
+    gt_bbox = bbox0[gt_idx]
+    loc_loss = ((a_ic[pos_idx] - gt_bbox[pos_idx]).abs()).mean()
+    clas_loss = F.cross_entropy(b_clasi, gt_clas)
+    out["testing0"] = {
+        "prior_overlap": prior_overlap.tolist(), "prior_idx": prior_idx.tolist(),
+        "anchor_overlap": anchor_overlap.tolist(), "anchor_idx": anchor_idx.tolist(),
+        "gt_overlap": gt_overlap.tolist(), "gt_idx": gt_idx.tolist(), "gt_clas": gt_clas.tolist(),
+        "pos_idx": pos_idx.tolist(), "loc_loss": loc_loss.item(), "cross_entropy": clas_loss.item(),
+        "bce_clas_loss": BCE_Loss(20)(b_clasi, gt_clas).item(),
+    }
     return out
 
 
