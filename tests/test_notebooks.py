@@ -92,6 +92,18 @@ def test_ssd_notebook_numbers(executed):
     assert int(lost[0][1]) > 0, "on the 4x4 grid the lesson's rule loses objects of the sample"
     m = re.search(r"VOC07 mAP ([\d.]+), COCO AP@\[\.5:\.95\] ([\d.]+)", text)
     assert m and 0 <= float(m.group(1)) <= 1 and 0 <= float(m.group(2)) <= 1
+    # The lesson's ssd_loss(batch, y, print_it=True) before the 4x4, the 189 and the focal fits.
+    printed = re.findall(r"^loc: ([\d.]+), clas: ([\d.]+)$", text, re.M)
+    assert len(printed) == 3 and all(float(l) >= 0 and float(c) > 0 for l, c in printed), printed
+    # The testing walk-through: the matching as the lesson prints it, and the target classes with bg.
+    (trace,) = cell_texts(nb, "trace_image(&learn, &batch, idx, 0.5)")
+    best = re.search(r"overlaps.max\(1\): objects' best anchors \[([\d, ]+)\]", trace)
+    assert best and all(0 <= int(a) < 16 for a in best.group(1).split(", ")), trace
+    pos = re.search(r"positive anchors \[([\d, ]*)\]", trace)
+    assert pos and pos.group(1), "every object keeps at least its forced anchor"
+    assert re.search(r"loc_loss [\d.]+, clas_loss [\d.]+ \(cross-entropy [\d.]+\)", trace), trace
+    names = "".join(o.get("data", {}).get("text/plain", "") for c in nb.cells if c.cell_type == "code" and "tr.class_names" in c.source for o in c.outputs)
+    assert names.count('"bg"') == 16 - len(pos.group(1).split(", ")), names
     b = re.search(r"boxes over the 0.25 threshold: (\d+) before NMS, (\d+) after", text)
     before, after = int(b.group(1)), int(b.group(2))
     assert after <= before and (before == 0 or after < before), (before, after)
