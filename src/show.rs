@@ -58,11 +58,13 @@ pub fn show_augmented(samples: &[Augmented], cols: u32) -> Result<Figure> {
 }
 
 /// A batch from a loader, denormalised, with its boxes and class names (`show_ground_truth`
-/// colours), `cols` wide. Classification targets show the class name in the corner.
-pub fn show_batch(batch: &Batch, classes: &[String], cols: u32) -> Result<Figure> {
+/// colours): the first `n` images, [`GRID_COLS`] wide (the lesson's 3x4 grids: `n = 12`).
+/// Classification targets show the class name in the corner.
+pub fn show_batch(batch: &Batch, classes: &[String], n: usize) -> Result<Figure> {
     let images = batch.images()?;
-    let mut fig = Figure::for_items(images.len(), cols, images.first().map(|i| i.width()).unwrap_or(1))?;
-    for (i, im) in images.iter().enumerate() {
+    let n = n.clamp(1, images.len().max(1));
+    let mut fig = Figure::for_items(n, GRID_COLS, images.first().map(|i| i.width()).unwrap_or(1))?;
+    for (i, im) in images.iter().take(n).enumerate() {
         let objects = batch.objects(i)?;
         let boxes: Vec<BBox> = objects.iter().map(|o| o.0).collect();
         let clas: Vec<usize> = objects.iter().map(|o| o.1.unwrap_or(classes.len())).collect();
@@ -95,16 +97,18 @@ pub fn show_batch(batch: &Batch, classes: &[String], cols: u32) -> Result<Figure
 /// Model outputs drawn on their batch's images, `cols` wide, decoded the way `loss` reads them:
 /// class names for a classifier (`CrossEntropy`), the box for `head_reg4` (`L1`), box and class
 /// for the single-object detector (`Detn`), classes with probability over
-/// [`MULTILABEL_SHOW_THRESH`] for multi-label (`Bce`, as the lesson shows them).
-pub fn show_predictions(batch: &Batch, out: &Tensor, loss: &Loss, classes: &[String], cols: u32) -> Result<Figure> {
+/// [`MULTILABEL_SHOW_THRESH`] for multi-label (`Bce`, as the lesson shows them). The first `n`
+/// images, [`GRID_COLS`] wide (the lesson's `plt.subplots(3, 4)`: `n = 12`).
+pub fn show_predictions(batch: &Batch, out: &Tensor, loss: &Loss, classes: &[String], n: usize) -> Result<Figure> {
     let images = batch.images()?;
-    let mut fig = Figure::for_items(images.len(), cols, images.first().map(|i| i.width()).unwrap_or(1))?;
+    let n = n.clamp(1, images.len().max(1));
+    let mut fig = Figure::for_items(n, GRID_COLS, images.first().map(|i| i.width()).unwrap_or(1))?;
     if !matches!(loss, Loss::Ssd { .. }) {
         crate::loss::check_output("show_predictions", out, &batch.y)?;
     }
     let out = out.to_device(Device::Cpu).to_kind(Kind::Float);
     let name = |c: usize| classes.get(c).cloned().unwrap_or_else(|| "?".into());
-    for (i, im) in images.iter().enumerate() {
+    for (i, im) in images.iter().take(n).enumerate() {
         let row: Vec<f32> = Vec::try_from(out.get(i as i64))?;
         let mut ax = fig.ax(i);
         ax.show_img(im);
