@@ -294,8 +294,15 @@ impl Ax<'_> {
     }
 
     /// The lesson's `draw_text`: bold text of `sz` pixels, top-left at `(top, left)` in image
-    /// pixels, with a 1 px black outline.
+    /// pixels, with a 1 px black outline. Text never leaves its panel: it wraps at spaces onto
+    /// more lines, a word too long for a line is cut with `…`, and lines below the panel are
+    /// dropped, the last one shown ending in `…`.
     pub fn draw_text(&mut self, top: f32, left: f32, txt: &str, sz: u32, color: Color) -> &mut Self {
+        self.draw_text_lines(top, left, txt, sz, color, usize::MAX)
+    }
+
+    /// [`Ax::draw_text`] in at most `max_lines` lines (a box's label: one line, shortened).
+    pub fn draw_text_lines(&mut self, top: f32, left: f32, txt: &str, sz: u32, color: Color, max_lines: usize) -> &mut Self {
         let Some(p) = self.panel() else { return self };
         let Placement { x0, y0, scale } = p.placement;
         let x = (x0 + left * scale).round() as i32;
@@ -305,16 +312,23 @@ impl Ax<'_> {
             return self;
         }
         let (px, py, pw, ph) = (p.x as i32, p.y as i32, p.w as i32, p.h as i32);
+        let (x, y) = ((x - px).clamp(0, (pw - 1).max(0)), (y - py).clamp(0, (ph - 1).max(0)));
+        let font = FontDesc::new(FontFamily::Name(FONT_NAME), sz as f64, FontStyle::Bold);
+        let width = |s: &str| font.box_size(s).map(|(w, _)| w as i32 + 2).unwrap_or(i32::MAX);
+        let fit_lines = ((ph - y) / (sz as i32 + 1).max(1)).max(1) as usize;
+        let lines = wrap_text(txt, (pw - x - 1).max(1), fit_lines.min(max_lines), &width);
         self.fig.plot(|root| {
             let area = root.clone().shrink((px, py), (pw as u32, ph as u32));
-            let font = FontDesc::new(FontFamily::Name(FONT_NAME), sz as f64, FontStyle::Bold);
             let pos = Pos::new(HPos::Left, VPos::Top);
-            let (x, y) = (x - px, y - py);
-            for (dx, dy) in [(-1, -1), (0, -1), (1, -1), (-1, 0), (1, 0), (-1, 1), (0, 1), (1, 1)] {
-                let style = font.clone().color(&BLACK).pos(pos);
-                area.draw_text(txt, &style, (x + dx, y + dy)).map_err(|e| e.to_string())?;
+            for (k, line) in lines.iter().enumerate() {
+                let ly = y + k as i32 * (sz as i32 + 1);
+                for (dx, dy) in [(-1, -1), (0, -1), (1, -1), (-1, 0), (1, 0), (-1, 1), (0, 1), (1, 1)] {
+                    let style = font.clone().color(&BLACK).pos(pos);
+                    area.draw_text(line, &style, (x + dx, ly + dy)).map_err(|e| e.to_string())?;
+                }
+                area.draw_text(line, &font.clone().color(&color.rgb()).pos(pos), (x, ly)).map_err(|e| e.to_string())?;
             }
-            area.draw_text(txt, &font.color(&color.rgb()).pos(pos), (x, y)).map_err(|e| e.to_string())
+            Ok(())
         });
         self
     }
@@ -388,10 +402,11 @@ impl Ax<'_> {
         self
     }
 
-    /// A box in `color` with its label at the top-left corner (the lesson's `draw_im` step).
+    /// A box in `color` with its label at the top-left corner (the lesson's `draw_im` step), on
+    /// one line, shortened with `…` where the panel ends.
     pub fn draw_labelled(&mut self, b: BBox, label: &str, sz: u32, color: Color) -> &mut Self {
         self.draw_rect(b, color);
-        self.draw_text(b.top, b.left, label, sz, color)
+        self.draw_text_lines(b.top, b.left, label, sz, color, 1)
     }
 
     /// The lesson's `show_ground_truth(ax, im, bbox, clas, prs, thresh)`: lesson 9's `show_img`
@@ -437,6 +452,50 @@ impl Ax<'_> {
         }
         self
     }
+}
+
+/// `txt` in at most `max_lines` lines no wider than `max_w` by `width`: words wrapped at
+/// spaces, a word too long for a line cut with `…`, and `…` ending the last line when words are
+/// left over. (At least one line, perhaps only `…`.)
+pub fn wrap_text(txt: &str, max_w: i32, max_lines: usize, width: &dyn Fn(&str) -> i32) -> Vec<String> {
+    const ELL: char = '…';
+    let fit = |s: &str| -> String {
+        if width(s) <= max_w {
+            return s.to_string();
+        }
+        let chars: Vec<char> = s.chars().collect();
+        let mut n = chars.len();
+        while n > 0 {
+            let cut: String = chars[..n].iter().chain(std::iter::once(&ELL)).collect();
+            if width(&cut) <= max_w {
+                return cut;
+            }
+            n -= 1;
+        }
+        ELL.to_string()
+    };
+    let mut lines: Vec<String> = vec![];
+    let mut cur = String::new();
+    for word in txt.split_whitespace() {
+        let joined = if cur.is_empty() { word.to_string() } else { format!("{cur} {word}") };
+        if cur.is_empty() || width(&joined) <= max_w {
+            cur = joined;
+        } else {
+            lines.push(fit(&cur));
+            cur = word.to_string();
+        }
+    }
+    if !cur.is_empty() || lines.is_empty() {
+        lines.push(fit(&cur));
+    }
+    if lines.len() > max_lines.max(1) {
+        let keep = max_lines.max(1);
+        lines.truncate(keep);
+        let last = lines.pop().unwrap_or_default();
+        let last = last.trim_end_matches(ELL).to_string();
+        lines.push(fit(&format!("{last}{ELL}")));
+    }
+    lines
 }
 
 /// Lines each way of lesson 9's grid (`np.linspace(0, 224, 8)`).

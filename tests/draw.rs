@@ -4,7 +4,7 @@
 
 use fastdet::boxes::BBox;
 use fastdet::data::{sample_root, Pascal};
-use fastdet::draw::{draw_im, show_img, Color, Figure, SET3};
+use fastdet::draw::{draw_im, show_img, wrap_text, Color, Figure, SET3};
 use fastdet::show::draw_idx;
 use image::{Rgb, RgbImage};
 
@@ -143,6 +143,38 @@ fn boxes_never_spill_into_the_next_panel() {
     }
     // Inside panel 1 away from the edges: the grey image.
     assert_eq!(*c.get_pixel(86, 25), GREY);
+}
+
+/// A long label (notebook 05's multi-label list) near a panel's right edge stays in its panel:
+/// wrapped onto more lines, cut with `…` at the bottom.
+#[test]
+fn text_never_leaves_its_panel() {
+    let mut fig = Figure::grid(1, 2, 60, 40).unwrap();
+    fig.ax(0).show_img(&grey(60, 40)).draw_text(2., 30., "aeroplane bicycle bird boat bottle bus car cat chair cow", 14, Color::WHITE);
+    let c = fig.image();
+    // Panel 0 is x 6..=65, y 6..=45; everything outside it stays white.
+    for (x, y, p) in c.enumerate_pixels() {
+        if x < 6 || x > 65 || y < 6 || y > 45 {
+            assert_eq!(*p, WHITE, "({x},{y}) outside panel 0 changed");
+        }
+    }
+    // More than one line was drawn: text pixels in the panel's lower half.
+    assert!((6..66).any(|x| (30..46).any(|y| *c.get_pixel(x, y) != GREY)), "the label wrapped");
+}
+
+#[test]
+fn wrap_text_fits_width_and_lines() {
+    let w = |s: &str| s.chars().count() as i32; // one unit a character
+    assert_eq!(wrap_text("a bb ccc", 4, 5, &w), vec!["a bb", "ccc"]);
+    assert_eq!(wrap_text("a bb ccc", 10, 5, &w), vec!["a bb ccc"]);
+    assert_eq!(wrap_text("abcdefgh", 4, 5, &w), vec!["abc…"], "a long word is cut");
+    assert_eq!(wrap_text("aa bb cc dd", 5, 2, &w), vec!["aa bb", "cc dd"]);
+    assert_eq!(wrap_text("aa bb cc dd ee", 5, 2, &w), vec!["aa bb", "cc d…"], "left-over words end in …");
+    assert_eq!(wrap_text("", 5, 2, &w), vec![""]);
+    for (txt, mw, ml) in [("one two three four five six", 7, 3), ("x", 1, 1), ("tvmonitor 0.43 person 0.2", 9, 2)] {
+        let lines = wrap_text(txt, mw, ml, &w);
+        assert!(lines.len() <= ml && lines.iter().all(|l| w(l) <= mw), "{txt}: {lines:?}");
+    }
 }
 
 fn is_white(p: &Rgb<u8>) -> bool {

@@ -3,8 +3,10 @@
 //! detection mAP on a whole dataset ([`ap`]: VOC07, VOC and COCO, beyond the lesson).
 
 pub mod ap;
+pub mod confusion;
 
 pub use ap::{evaluate, load_coco_results, save_coco_results, voc_ap, ApMetric, ApTable, ClassAp, Detection};
+pub use confusion::{confusion, match_image, Confused, Confusion, ImageErrors, Outcome};
 
 use crate::data::BatchTarget;
 use crate::error::Result;
