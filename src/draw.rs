@@ -134,6 +134,19 @@ impl Figure {
         Self { canvas: RgbImage::from_pixel(width.max(1), height.max(1), Rgb([255, 255, 255])), panels, error: None }
     }
 
+    /// Add a panel `height` pixels high across the whole figure below everything else (a
+    /// legend); returns its index.
+    pub fn add_footer(&mut self, height: u32) -> usize {
+        let (w, h) = self.canvas.dimensions();
+        let mut canvas = RgbImage::from_pixel(w, h + height + GAP, Rgb([255, 255, 255]));
+        image::imageops::replace(&mut canvas, &self.canvas, 0, 0);
+        self.canvas = canvas;
+        let (x, y) = (GAP.min(w), h);
+        let placement = Placement { x0: x as f32, y0: y as f32, scale: 1.0 };
+        self.panels.push(Panel { x, y, w: w.saturating_sub(2 * GAP).max(1), h: height.max(1), placement });
+        self.panels.len() - 1
+    }
+
     /// The panel `i` (row-major), to draw on.
     ///
     /// A panel that does not exist (`i >= rows * cols`) draws nothing and makes the figure an
@@ -224,6 +237,11 @@ impl Ax<'_> {
         self.fig.panels.get(self.i).copied()
     }
 
+    /// Canvas pixels per image pixel of what the panel shows (1 until an image is shown).
+    pub fn scale(&self) -> f32 {
+        self.panel().map(|p| p.placement.scale).unwrap_or(1.0).max(1e-3)
+    }
+
     /// Show an image in the panel, scaled to fit and centred (the lesson's `show_img`).
     pub fn show_img(&mut self, im: &RgbImage) -> &mut Self {
         let Some(p) = self.panel() else { return self };
@@ -275,6 +293,34 @@ impl Ax<'_> {
         self.outline_rect(b, 2, color)
     }
 
+    /// The box filled with `color` (inclusive pixel corners, clipped to the panel).
+    pub fn fill_rect(&mut self, b: BBox, color: Color) -> &mut Self {
+        let Some(p) = self.panel() else { return self };
+        let Placement { x0, y0, scale } = p.placement;
+        let (l, t) = ((x0 + b.left * scale).round() as i32, (y0 + b.top * scale).round() as i32);
+        let (r, btm) = ((x0 + (b.right + 1.0) * scale).round() as i32 - 1, (y0 + (b.bottom + 1.0) * scale).round() as i32 - 1);
+        self.fig.fill(l, t, r, btm, color, p);
+        self
+    }
+
+    /// A legend: a filled square of each colour and its name, left to right, wrapping.
+    pub fn legend(&mut self, items: &[(Color, &str)], sz: u32) -> &mut Self {
+        let Some(p) = self.panel() else { return self };
+        let (mut x, mut y) = (4.0f32, 4.0f32);
+        for (color, name) in items {
+            let w = sz as f32 + 8.0 + name.chars().count() as f32 * sz as f32 * 0.62 + 14.0;
+            if x + w > p.w as f32 && x > 4.0 {
+                x = 4.0;
+                y += sz as f32 + 6.0;
+            }
+            self.fill_rect(BBox::new(y + 1.0, x, y + sz as f32 - 2.0, x + sz as f32 - 3.0), Color::BLACK);
+            self.fill_rect(BBox::new(y + 2.0, x + 1.0, y + sz as f32 - 3.0, x + sz as f32 - 4.0), *color);
+            self.draw_text_lines(y, x + sz as f32 + 2.0, name, sz, Color::WHITE, 1);
+            x += w;
+        }
+        self
+    }
+
     /// A rectangle outline of `lw` pixels centred on the box's outer edges (no black outline).
     pub fn outline_rect(&mut self, b: BBox, lw: i32, color: Color) -> &mut Self {
         let Some(p) = self.panel() else { return self };
@@ -317,13 +363,15 @@ impl Ax<'_> {
         let width = |s: &str| font.box_size(s).map(|(w, _)| w as i32 + 2).unwrap_or(i32::MAX);
         let fit_lines = ((ph - y) / (sz as i32 + 1).max(1)).max(1) as usize;
         let lines = wrap_text(txt, (pw - x - 1).max(1), fit_lines.min(max_lines), &width);
+        // The lesson's black outline; dark text (tables, charts) gets a white one.
+        let outline = if (color.0 as u32 + color.1 as u32 + color.2 as u32) < 3 * 100 { WHITE } else { BLACK };
         self.fig.plot(|root| {
             let area = root.clone().shrink((px, py), (pw as u32, ph as u32));
             let pos = Pos::new(HPos::Left, VPos::Top);
             for (k, line) in lines.iter().enumerate() {
                 let ly = y + k as i32 * (sz as i32 + 1);
                 for (dx, dy) in [(-1, -1), (0, -1), (1, -1), (-1, 0), (1, 0), (-1, 1), (0, 1), (1, 1)] {
-                    let style = font.clone().color(&BLACK).pos(pos);
+                    let style = font.clone().color(&outline).pos(pos);
                     area.draw_text(line, &style, (x + dx, ly + dy)).map_err(|e| e.to_string())?;
                 }
                 area.draw_text(line, &font.clone().color(&color.rgb()).pos(pos), (x, ly)).map_err(|e| e.to_string())?;

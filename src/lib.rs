@@ -40,6 +40,7 @@ pub mod detect;
 pub mod device;
 pub mod draw;
 pub mod error;
+pub mod interpret;
 pub mod learner;
 pub mod loss;
 pub mod metrics;
@@ -74,15 +75,17 @@ pub mod prelude {
     pub use crate::device::default_device;
     pub use crate::draw::{draw_im, show_img, Color, Figure};
     pub use crate::error::{Error, Result};
+    pub use crate::interpret::Interpretation;
     pub use crate::learner::{FitOpts, Learner, LearnerOpts, Lrs};
     pub use crate::loss::Loss;
-    pub use crate::metrics::{evaluate, ApMetric, ApTable, Metric};
+    pub use crate::metrics::{confusion, evaluate, ApMetric, ApTable, Confusion, Metric};
     pub use crate::model::ssd::{ClassLoss, Matching, SsdConfig, SsdOutput};
     pub use crate::model::{find_weights, Arch, HeadKind};
     pub use crate::nms::NmfOpts;
     pub use crate::quick_mode;
     pub use crate::show::{
-        draw_idx, show_anchor_predictions, show_augmented, show_batch, show_matchings, show_nmf, show_predictions, show_receptive_field, show_results, Threshold,
+        draw_idx, show_anchor_predictions, show_augmented, show_batch, show_image_errors, show_matchings, show_nmf, show_predictions, show_receptive_field,
+        show_results, show_ssd_errors, show_truth_vs_prediction, Threshold,
     };
     pub use crate::task::{Task, TaskParts};
     pub use crate::transforms::{

@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// Modules that hold the lessons' ideas: none of them may import `draw` or `show`.
-const DOMAIN: [&str; 14] =
-    ["anchors", "boxes", "data", "detect", "device", "error", "learner", "loss", "metrics", "model", "nms", "task", "train", "transforms"];
+const DOMAIN: [&str; 15] =
+    ["anchors", "boxes", "data", "detect", "device", "error", "interpret", "learner", "loss", "metrics", "model", "nms", "task", "train", "transforms"];
 const DISPLAY: [&str; 2] = ["draw", "show"];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {

@@ -389,6 +389,15 @@ impl DataLoader {
         make_batch(&self.dataset, chunk, |i| self.sample_seed(epoch, i), self.device)
     }
 
+    /// The samples at `positions` of the dataset as one batch, as epoch 0 makes them (for a
+    /// validation loader: the pipeline without augmentation).
+    pub fn batch_of(&self, positions: &[usize]) -> Result<Batch> {
+        if positions.is_empty() {
+            return Err(Error::Invalid("batch_of: no samples asked for".into()));
+        }
+        make_batch(&self.dataset, positions, |i| self.sample_seed(0, i), self.device)
+    }
+
     /// The first batch of epoch 0 (fastai's `next(iter(md.trn_dl))`).
     pub fn one_batch(&self) -> Result<Batch> {
         self.batch(0, 0)

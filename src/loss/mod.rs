@@ -56,6 +56,56 @@ impl Loss {
     }
 }
 
+impl Loss {
+    /// The names of the parts of [`Loss::per_image`].
+    pub fn part_names(&self) -> Vec<&'static str> {
+        match self {
+            Loss::CrossEntropy => vec!["cross-entropy"],
+            Loss::L1 => vec!["l1"],
+            Loss::Bce => vec!["bce"],
+            Loss::Detn { .. } => vec!["l1", "class"],
+            Loss::Ssd { .. } => vec!["loc", "class"],
+        }
+    }
+
+    /// Each image's loss, by part ([`Loss::part_names`]; the parts add up to the image's loss).
+    /// [`Loss::compute`] is their mean over the batch, or their sum for the SSD (as the lesson's
+    /// `ssd_loss` sums its images). The `Detn` class part includes its weight.
+    pub fn per_image(&self, out: &Tensor, y: &BatchTarget) -> Result<Vec<Vec<f64>>> {
+        if !matches!(self, Loss::Ssd { .. }) {
+            check_output(&format!("{self:?}"), out, y)?;
+        }
+        let rows = |t: Tensor| -> Result<Vec<f64>> { Ok(Vec::try_from(t.detach().to_device(tch::Device::Cpu).to_kind(tch::Kind::Double))?) };
+        let zip = |a: Vec<f64>, b: Vec<f64>| a.into_iter().zip(b).map(|(a, b)| vec![a, b]).collect::<Vec<_>>();
+        let one = |a: Vec<f64>| a.into_iter().map(|a| vec![a]).collect::<Vec<_>>();
+        let mean1 = |t: Tensor| t.mean_dim(&[1i64][..], false, tch::Kind::Float);
+        match (self, y) {
+            (Loss::CrossEntropy, BatchTarget::Class(c)) => {
+                Ok(one(rows(out.log_softmax(1, tch::Kind::Float).nll_loss_nd::<Tensor>(c, None, Reduction::None, -100))?))
+            }
+            (Loss::L1, BatchTarget::Box(b)) => Ok(one(rows(mean1((out - b).abs()))?)),
+            (Loss::Bce, BatchTarget::MultiLabel(t)) => {
+                Ok(one(rows(mean1(out.binary_cross_entropy_with_logits::<Tensor>(t, None, None, Reduction::None)))?))
+            }
+            (Loss::Detn { sz, class_weight }, BatchTarget::BoxClass { bbox, class }) => {
+                let bb = out.narrow(1, 0, 4).sigmoid() * *sz;
+                let logits = out.narrow(1, 4, out.size()[1] - 4);
+                let ce = logits.log_softmax(1, tch::Kind::Float).nll_loss_nd::<Tensor>(class, None, Reduction::None, -100) * *class_weight;
+                Ok(zip(rows(mean1((bb - bbox).abs()))?, rows(ce)?))
+            }
+            (Loss::Ssd { cfg, sz }, BatchTarget::Boxes { bbox, class, n_objects }) => {
+                let out = SsdOutput::unpack(out, cfg.n_classes)?;
+                let anchors = crate::anchors::Anchors::new(&cfg.anchors, out.class_logits.device());
+                ssd::ssd_loss_per_image(&out, bbox, class, Some(n_objects), *sz, &anchors, cfg)?
+                    .into_iter()
+                    .map(|p| Ok(vec![f64::try_from(&p.loc)?, f64::try_from(&p.class)?]))
+                    .collect()
+            }
+            (loss, y) => Err(mismatch(&format!("{loss:?}"), y)),
+        }
+    }
+}
+
 /// Model outputs `[B, n]` that fit the batch's targets: as many rows as images, 4 columns for a
 /// box, `4 + C` for box and class, `C` for multi-hot targets, and class indices below the
 /// number of class columns (libtorch would abort on a mismatch instead of returning an error).

@@ -246,6 +246,26 @@ pub fn ssd_loss(
     anchors: &Anchors,
     cfg: &SsdConfig,
 ) -> Result<LossParts> {
+    let parts = ssd_loss_per_image(out, bbox, class, n_objects, sz, anchors, cfg)?;
+    let zero = || Tensor::zeros([], (Kind::Float, out.class_logits.device()));
+    let (mut loc, mut cls) = (None::<Tensor>, None::<Tensor>);
+    for p in parts {
+        loc = Some(loc.map_or(p.loc.shallow_clone(), |l| l + &p.loc));
+        cls = Some(cls.map_or(p.class.shallow_clone(), |c| c + &p.class));
+    }
+    Ok(LossParts { loc: loc.unwrap_or_else(zero), class: cls.unwrap_or_else(zero) })
+}
+
+/// [`ssd_loss`] image by image: each image's [`ssd_1_loss`] (their sum is `ssd_loss`).
+pub fn ssd_loss_per_image(
+    out: &SsdOutput,
+    bbox: &Tensor,
+    class: &Tensor,
+    n_objects: Option<&Tensor>,
+    sz: f64,
+    anchors: &Anchors,
+    cfg: &SsdConfig,
+) -> Result<Vec<LossParts>> {
     let (b, a) = (out.class_logits.size()[0], out.class_logits.size()[1]);
     if a != anchors.len() as i64 || out.box_offsets.size()[1] != a {
         return Err(Error::Invalid(format!(
@@ -275,16 +295,13 @@ pub fn ssd_loss(
         }
     }
     let anchors = if anchors.device() == out.class_logits.device() { anchors.clone() } else { anchors.to_device(out.class_logits.device()) };
-    let (mut loc, mut cls) = (None::<Tensor>, None::<Tensor>);
-    for i in 0..b {
-        let (bb, cl) = image_targets(bbox, class, counts.as_deref(), i, sz);
-        let (lc, bo) = out.image(i);
-        let parts = ssd_1_loss(&lc, &bo, &bb.to_kind(Kind::Float), &cl, &anchors, cfg)?;
-        loc = Some(loc.map_or(parts.loc.shallow_clone(), |l| l + &parts.loc));
-        cls = Some(cls.map_or(parts.class.shallow_clone(), |c| c + &parts.class));
-    }
-    let zero = || Tensor::zeros([], (Kind::Float, out.class_logits.device()));
-    Ok(LossParts { loc: loc.unwrap_or_else(zero), class: cls.unwrap_or_else(zero) })
+    (0..b)
+        .map(|i| {
+            let (bb, cl) = image_targets(bbox, class, counts.as_deref(), i, sz);
+            let (lc, bo) = out.image(i);
+            ssd_1_loss(&lc, &bo, &bb.to_kind(Kind::Float), &cl, &anchors, cfg)
+        })
+        .collect()
 }
 
 /// Image `i`'s objects from padded batch targets (see [`ssd_loss`]): boxes in 0..1 units and

@@ -5,6 +5,10 @@
 //! the domain types (`Anchors::show`, `Recorder::plot`, `LrFind::plot`, `ApTable::pr_figure`,
 //! `evcxr_display`). No domain module imports this one; it imports them.
 
+pub mod mistakes;
+
+pub use mistakes::{show_image_errors, show_ssd_errors, show_truth_vs_prediction};
+
 use crate::anchors::Anchors;
 use crate::boxes::BBox;
 use crate::data::{Batch, BatchTarget, Dataset};

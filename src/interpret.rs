@@ -1,0 +1,171 @@
+//! Where a trained model is wrong: the loss of every validation image, by part, and the images
+//! with the largest and the smallest (fastai's `ClassificationInterpretation.top_losses`, for
+//! every model of the lessons, detectors included). The pictures are in [`crate::show`]
+//! (`plot_top_losses`, ground truth beside prediction).
+
+use crate::anchors::Anchors;
+use crate::data::{Batch, DataLoader, Dataset};
+use crate::error::{Error, Result};
+use crate::learner::Learner;
+use crate::loss::Loss;
+use crate::metrics::confusion::{confusion, Confusion};
+use crate::metrics::Detection;
+use crate::model::ssd::SsdOutput;
+use crate::nms::NmfOpts;
+use tch::{Device, Tensor};
+
+/// Every validation image's loss and the model's output for it.
+pub struct Interpretation {
+    pub loss: Loss,
+    pub classes: Vec<String>,
+    /// Names of the parts of each loss ([`Loss::part_names`]).
+    pub part_names: Vec<&'static str>,
+    /// Per validation image, in the loader's order: its loss by part.
+    pub losses: Vec<Vec<f64>>,
+    /// The dataset index of each image.
+    pub indices: Vec<usize>,
+    /// The validation loader the images come from.
+    pub dl: DataLoader,
+    /// The model's outputs, one row per image (on the CPU).
+    pub outputs: Tensor,
+}
+
+impl std::fmt::Debug for Interpretation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Interpretation({} images, loss parts {:?})", self.losses.len(), self.part_names)
+    }
+}
+
+impl Interpretation {
+    /// Run the learner over its validation set (eval mode) and keep every image's loss. A
+    /// non-finite loss is an error naming the image.
+    pub fn from_learner(learn: &Learner) -> Result<Self> {
+        Self::from_loader(learn, &learn.data.val_dl)
+    }
+
+    /// The same over any loader of the learner's kind of targets.
+    pub fn from_loader(learn: &Learner, dl: &DataLoader) -> Result<Self> {
+        let (mut losses, mut indices, mut outs) = (vec![], vec![], vec![]);
+        for batch in dl.iter(0) {
+            let batch = batch?;
+            let out = learn.predict_batch(&batch.x);
+            let per = learn.loss.per_image(&out, &batch.y)?;
+            for (row, &idx) in per.iter().zip(&batch.indices) {
+                if let Some(v) = row.iter().find(|v| !v.is_finite()) {
+                    let name = &dl.dataset.data.images[idx].file_name;
+                    return Err(Error::Invalid(format!("the loss of validation image {name} is {v}: the model's output is not finite there")));
+                }
+            }
+            losses.extend(per);
+            indices.extend(batch.indices.iter().copied());
+            outs.push(out.to_device(Device::Cpu));
+        }
+        if losses.is_empty() {
+            return Err(Error::Invalid("interpretation: the validation set is empty".into()));
+        }
+        Ok(Self {
+            loss: learn.loss.clone(),
+            classes: learn.data.classes.clone(),
+            part_names: learn.loss.part_names(),
+            losses,
+            indices,
+            dl: dl.clone(),
+            outputs: Tensor::cat(&outs, 0),
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.losses.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.losses.is_empty()
+    }
+
+    /// The loss of image `pos` (the sum of its parts).
+    pub fn total(&self, pos: usize) -> f64 {
+        self.losses[pos].iter().sum()
+    }
+
+    /// Positions of the `k` images with the largest loss, largest first (ties: loader order).
+    pub fn top_losses(&self, k: usize) -> Vec<usize> {
+        rank(&(0..self.len()).map(|i| self.total(i)).collect::<Vec<_>>(), k, true)
+    }
+
+    /// Positions of the `k` images with the smallest loss, smallest first: what the model gets
+    /// most right.
+    pub fn least_losses(&self, k: usize) -> Vec<usize> {
+        rank(&(0..self.len()).map(|i| self.total(i)).collect::<Vec<_>>(), k, false)
+    }
+
+    /// `"loss 12.31 (loc 0.41, class 11.90)"` for image `pos`.
+    pub fn caption(&self, pos: usize) -> String {
+        let mut s = format!("loss {:.3}", self.total(pos));
+        if self.part_names.len() > 1 {
+            let parts: Vec<String> = self.part_names.iter().zip(&self.losses[pos]).map(|(n, v)| format!("{n} {v:.3}")).collect();
+            s += &format!(" ({})", parts.join(", "));
+        }
+        s
+    }
+
+    /// The images at `positions` as one batch (transformed as for validation) and the model's
+    /// outputs for them.
+    pub fn batch(&self, positions: &[usize]) -> Result<(Batch, Tensor)> {
+        if let Some(&bad) = positions.iter().find(|&&p| p >= self.len()) {
+            return Err(Error::Invalid(format!("image {bad} of {} validation images", self.len())));
+        }
+        // Loader positions are positions in the dataset's indices; the loader's order is the
+        // dataset's (validation loaders do not shuffle).
+        if let Some(&p) = positions.iter().find(|&&p| self.dl.dataset.indices.get(p) != Some(&self.indices[p])) {
+            return Err(Error::Invalid(format!("interpretation: image {p} is not where the loader had it (a shuffling loader?)")));
+        }
+        let batch = self.dl.batch_of(positions)?;
+        let rows: Vec<i64> = positions.iter().map(|&p| p as i64).collect();
+        let out = self.outputs.index_select(0, &Tensor::from_slice(&rows));
+        Ok((batch, out))
+    }
+}
+
+impl Interpretation {
+    /// The validation images' ground truth (the images of the loader, in its order).
+    pub fn ground_truth(&self) -> Dataset {
+        self.dl.dataset.data.subset(&self.indices)
+    }
+
+    /// An SSD's detections on every validation image after the lesson's post-processing,
+    /// boxes scaled back to each image's own size (as [`crate::detect::detections`]).
+    pub fn detections(&self, opts: NmfOpts) -> Result<Vec<Detection>> {
+        let Loss::Ssd { cfg, .. } = &self.loss else {
+            return Err(Error::Invalid(format!("detections need an SSD, this model trains with {:?}", self.loss)));
+        };
+        let sz = self.dl.dataset.tfms.sz as f32;
+        let out = SsdOutput::unpack(&self.outputs, cfg.n_classes)?;
+        let anchors = Anchors::new(&cfg.anchors, Device::Cpu);
+        let found = crate::detect::batch_detections(&out, &anchors, sz, opts, usize::MAX)?;
+        let data = &self.dl.dataset.data;
+        let mut dets = vec![];
+        for (&idx, boxes) in self.indices.iter().zip(found) {
+            let rec = &data.images[idx];
+            let (sy, sx) = (rec.height as f32 / sz, rec.width as f32 / sz);
+            dets.extend(boxes.into_iter().map(|d| Detection { image_id: rec.id, class: d.class, bbox: d.bbox.scale(sy, sx), score: d.score }));
+        }
+        Ok(dets)
+    }
+
+    /// An SSD's detection confusion matrix on the validation images: detections after the
+    /// lesson's NMS scoring at least `score_thresh`, matched by VOC's rule.
+    pub fn confusion(&self, score_thresh: f32) -> Result<Confusion> {
+        confusion(&self.ground_truth(), &self.detections(NmfOpts::default())?, score_thresh)
+    }
+}
+
+/// Positions of the `k` largest (or smallest) values, ties in order.
+pub fn rank(values: &[f64], k: usize, largest: bool) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..values.len()).collect();
+    order.sort_by(|&a, &b| {
+        let o = values[a].total_cmp(&values[b]);
+        (if largest { o.reverse() } else { o }).then(a.cmp(&b))
+    });
+    order.truncate(k);
+    order
+}
