@@ -102,6 +102,14 @@ enum Command {
         /// Print the result as JSON
         #[arg(long)]
         json: bool,
+        /// Also write one HTML page: mAP (VOC07, VOC, COCO), per-class AP, PR curves, the
+        /// confusion matrix, the worst images and a sample, ground truth beside prediction
+        #[arg(long)]
+        report: Option<PathBuf>,
+        /// Detections scoring below this are left out of the report's confusion matrix and
+        /// pictures (the mAP uses them all)
+        #[arg(long, default_value_t = 0.25)]
+        score_thresh: f32,
     },
     /// Detections of a trained SSD run on a split, as COCO results JSON (and pictures with --draw).
     Predict {
@@ -119,6 +127,9 @@ enum Command {
         /// Keep class scores above this (the lesson's show_nmf: 0.25)
         #[arg(long, default_value_t = 0.25)]
         thresh: f32,
+        /// Also write the evaluation report of the detections on the split (see `eval --report`)
+        #[arg(long)]
+        report: Option<PathBuf>,
     },
     /// Train the stages of a JSON config, with a checkpoint after every stage (see
     /// examples/configs/).
@@ -133,6 +144,15 @@ enum Command {
         #[arg(long)]
         resume: bool,
     },
+}
+
+/// `--report`: the evaluation page of `dets` on `ds`.
+fn write_report(ds: &Dataset, dets: &[fastdet::metrics::Detection], path: &std::path::Path, opts: fastdet::show::ReportOpts) -> Result<()> {
+    let started = std::time::Instant::now();
+    let report = fastdet::show::detection_report(ds, dets, None, opts)?;
+    report.save(path)?;
+    println!("wrote the report {} ({:.1} s): {}", path.display(), started.elapsed().as_secs_f32(), report.confusion.summary());
+    Ok(())
 }
 
 /// Errors print their message alone (no backtrace, even with `RUST_BACKTRACE=1`): they name the
@@ -180,9 +200,13 @@ fn run(cli: Cli) -> Result<()> {
             ds.write_mbb_csv(out_dir.join("mbb.csv"))?;
             println!("wrote lrg.csv, bb.csv, mc.csv, mbb.csv to {}", out_dir.display());
         }
-        Command::Eval { data, split, detections, metric, json } => {
+        Command::Eval { data, split, detections, metric, json, report, score_thresh } => {
             let ds = eval_ground_truth(data.as_deref(), &split)?;
             let dets = fastdet::metrics::load_coco_results(&detections, &ds)?;
+            if let Some(path) = &report {
+                let title = format!("{} on {}", detections.display(), ds.source.display());
+                write_report(&ds, &dets, path, fastdet::show::ReportOpts { title, score_thresh, ..Default::default() })?;
+            }
             let table = fastdet::metrics::evaluate(&ds, &dets, metric)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&table)?);
@@ -191,7 +215,7 @@ fn run(cli: Cli) -> Result<()> {
                 println!("{table}");
             }
         }
-        Command::Predict { weights, source, out, draw, thresh } => {
+        Command::Predict { weights, source, out, draw, thresh, report } => {
             let ds = source.load()?;
             let opts = fastdet::nms::NmfOpts { thresh, ..Default::default() };
             let dets = fastdet::detect::predict_run(&weights, &ds, &out, opts)?;
@@ -199,6 +223,10 @@ fn run(cli: Cli) -> Result<()> {
                 fastdet::show::save_detections(&ds, &dets, dir)?;
             }
             println!("wrote {} detections on {} images to {}", dets.len(), ds.len(), out.display());
+            if let Some(path) = &report {
+                let title = format!("{} on {}", weights.display(), ds.source.display());
+                write_report(&ds, &dets, path, fastdet::show::ReportOpts { title, score_thresh: thresh, ..Default::default() })?;
+            }
         }
         Command::Train { config, run_dir, resume } => {
             let cfg = fastdet::train::TrainConfig::from_file(&config)?;

@@ -6,8 +6,10 @@
 //! `evcxr_display`). No domain module imports this one; it imports them.
 
 pub mod mistakes;
+pub mod report;
 
 pub use mistakes::{show_image_errors, show_ssd_errors, show_truth_vs_prediction};
+pub use report::{detection_report, Report, ReportOpts};
 
 use crate::anchors::Anchors;
 use crate::boxes::BBox;

@@ -1,0 +1,138 @@
+//! The evaluation report: every section is there with its numbers and pictures, empty inputs
+//! give documented empty sections, bad inputs a named error; `fastdet eval --report` writes it.
+
+use base64::Engine;
+use fastdet::boxes::BBox;
+use fastdet::data::{sample_root, Dataset, Pascal};
+use fastdet::metrics::{evaluate, save_coco_results, ApMetric, Detection};
+use fastdet::show::{detection_report, ReportOpts};
+
+fn val() -> Dataset {
+    Pascal::open(sample_root()).unwrap().json("val").unwrap()
+}
+
+/// Detections made from the ground truth: shifted, some relabelled, some left out, one false.
+fn dets_for(ds: &Dataset) -> Vec<Detection> {
+    let mut dets = vec![];
+    let mut k = 0u32;
+    for r in &ds.images {
+        for o in &r.objects {
+            k += 1;
+            let s = (k % 5) as f32 * 2.0;
+            let bbox = BBox::new(o.bbox.top + s, o.bbox.left + s, o.bbox.bottom + s, o.bbox.right + s);
+            let score = 0.3 + ((k * 13) % 70) as f32 / 100.0;
+            match k % 6 {
+                0 => {}
+                1 => dets.push(Detection { image_id: r.id, class: (o.class + 3) % ds.classes.len(), bbox, score }),
+                _ => dets.push(Detection { image_id: r.id, class: o.class, bbox, score }),
+            }
+        }
+        dets.push(Detection { image_id: r.id, class: 0, bbox: BBox::new(1., 1., 20., 30.), score: 0.4 });
+    }
+    dets
+}
+
+fn section<'a>(html: &'a str, id: &str) -> &'a str {
+    let start = html.find(&format!("<section id=\"{id}\">")).unwrap_or_else(|| panic!("no section {id}"));
+    let end = html[start..].find("</section>").unwrap() + start;
+    &html[start..end]
+}
+
+fn pngs(s: &str) -> Vec<Vec<u8>> {
+    s.split("data:image/png;base64,")
+        .skip(1)
+        .map(|p| base64::engine::general_purpose::STANDARD.decode(&p[..p.find('"').unwrap()]).unwrap())
+        .collect()
+}
+
+#[test]
+fn every_section_with_its_numbers_and_pictures() {
+    let ds = val();
+    let dets = dets_for(&ds);
+    let report = detection_report(&ds, &dets, None, ReportOpts { n_worst: 4, n_sample: 4, ..Default::default() }).unwrap();
+    let html = report.to_html();
+    for m in [ApMetric::Voc07, ApMetric::Voc, ApMetric::Coco] {
+        let t = evaluate(&ds, &dets, m).unwrap();
+        assert!(section(&html, "map").contains(&format!("<td>{m}</td><td>{:.4}</td>", t.map)), "{m} mAP {:.4} in the page", t.map);
+    }
+    let per_class = section(&html, "per-class");
+    assert_eq!(per_class.matches("<tr>").count(), 1 + ds.classes.len());
+    for (id, n) in [("pr-curves", 1), ("confusion", 1), ("worst", 1), ("sample", 1)] {
+        let p = pngs(section(&html, id));
+        assert_eq!(p.len(), n, "{id}: pictures");
+        assert!(p.iter().all(|png| png.starts_with(b"\x89PNG") && png.len() > 2000), "{id}: a real PNG");
+        let im = image::load_from_memory(&p[0]).unwrap().to_rgb8();
+        let distinct: std::collections::HashSet<[u8; 3]> = im.pixels().map(|p| p.0).collect();
+        assert!(distinct.len() > 50, "{id}: the picture is not blank");
+    }
+    assert!(section(&html, "confusion").contains("Most confused"));
+    assert!(report.worst.len() == 4 && report.worst.windows(2).all(|w| report.confusion.images[w[0].0].n_errors() >= report.confusion.images[w[1].0].n_errors()));
+    let dir = std::env::temp_dir().join(format!("fastdet-report-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    report.save(dir.join("r.html")).unwrap();
+    assert_eq!(std::fs::read_to_string(dir.join("r.html")).unwrap(), html);
+}
+
+#[test]
+fn empty_and_bad_inputs() {
+    let ds = val();
+    // No detections: numbers are zero, sections say why they are empty, nothing panics.
+    let report = detection_report(&ds, &[], None, ReportOpts::default()).unwrap();
+    let html = report.to_html();
+    assert!(section(&html, "map").contains("<td>0.0000</td>"));
+    assert!(section(&html, "worst").contains("<img"), "every object missed: the gallery shows them");
+    assert_eq!(report.confusion.missed(), report.n_objects);
+    // Perfect detections: nothing confused, no worst image.
+    let perfect: Vec<Detection> = ds.images.iter().flat_map(|r| r.objects.iter().map(move |o| Detection { image_id: r.id, class: o.class, bbox: o.bbox, score: 0.9 })).collect();
+    let html = detection_report(&ds, &perfect, None, ReportOpts::default()).unwrap().to_html();
+    assert!(section(&html, "worst").contains("No image has an error"));
+    assert!(section(&html, "confusion").contains("Nothing confused"));
+    // An image without objects, and an empty dataset.
+    let mut one = ds.subset(&[0]);
+    one.images[0].objects.clear();
+    let html = detection_report(&one, &[], None, ReportOpts::default()).unwrap().to_html();
+    assert!(section(&html, "pr-curves").contains("No class has objects"));
+    let none = ds.subset(&[]);
+    assert!(detection_report(&none, &[], None, ReportOpts::default()).unwrap_err().to_string().contains("no images"));
+    // Unknown images or classes are named.
+    let bad = [Detection { image_id: 999_999, class: 0, bbox: BBox::new(0., 0., 5., 5.), score: 1.0 }];
+    assert!(detection_report(&ds, &bad, None, ReportOpts::default()).unwrap_err().to_string().contains("image_id 999999"));
+    assert!(detection_report(&ds, &[], Some(&[1.0]), ReportOpts::default()).is_err(), "losses of the wrong length");
+}
+
+#[test]
+fn fastdet_eval_writes_the_report() {
+    let ds = val();
+    let dir = std::env::temp_dir().join(format!("fastdet-eval-report-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let results = dir.join("dets.json");
+    save_coco_results(&results, &dets_for(&ds)).unwrap();
+    let page = dir.join("report.html");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fastdet"))
+        .args(["eval", "--data"])
+        .arg(sample_root())
+        .args(["--split", "val", "--detections"])
+        .arg(&results)
+        .arg("--report")
+        .arg(&page)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("wrote the report"), "{stdout}");
+    let html = std::fs::read_to_string(&page).unwrap();
+    for id in ["map", "per-class", "pr-curves", "confusion", "worst", "sample"] {
+        section(&html, id);
+    }
+    // An empty detections file is an error that names it.
+    std::fs::write(dir.join("empty.json"), "").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fastdet"))
+        .args(["eval", "--data"])
+        .arg(sample_root())
+        .args(["--split", "val", "--detections"])
+        .arg(dir.join("empty.json"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("empty.json"));
+}
