@@ -3,9 +3,10 @@
 //! validation split. `make ssd-synthetic` runs it; the weights go to a per-user cache
 //! (`fastdet::detect::synthetic_dir()`), where notebook 06 finds them.
 //!
-//!     cargo run --release --example ssd_synthetic [-- --epochs N --lr LR --dir DIR --if-missing]
+//!     cargo run --release --example ssd_synthetic [-- --epochs N --lr LR --dir DIR --if-missing --report PAGE]
 //!
-//! `--if-missing` only evaluates when trained weights are already there.
+//! `--if-missing` only evaluates when trained weights are already there; `--report` also writes
+//! the evaluation page (what the detector misses and confuses) of the validation split.
 
 use fastdet::detect::{synthetic_dir, SyntheticSsd};
 use fastdet::metrics::ApMetric;
@@ -28,8 +29,15 @@ fn main() -> anyhow::Result<()> {
         println!("training from scratch: {epochs} epochs, lr {lr} (about 20-30 s an epoch on 2 cores)");
         ssd.train(lr, epochs)?;
     }
-    let table = ssd.evaluate(0.01, ApMetric::Voc07)?;
+    let dets = ssd.detections(0.01)?;
+    let table = fastdet::metrics::evaluate(&ssd.val, &dets, ApMetric::Voc07)?;
     println!("{table}");
+    if let Some(page) = arg("--report") {
+        let opts = fastdet::show::ReportOpts { title: format!("synthetic SSD, {}", dir.display()), ..Default::default() };
+        let report = fastdet::show::detection_report(&ssd.val, &dets, None, opts)?;
+        report.save(&page)?;
+        println!("{}\nwrote {page}", report.confusion);
+    }
     println!("VOC07 mAP on the synthetic validation set: {:.3} ({:.0} s in all)", table.map, started.elapsed().as_secs_f32());
     Ok(())
 }

@@ -218,9 +218,13 @@ impl SyntheticSsd {
         self.learn.load(Self::WEIGHTS)
     }
 
+    /// Detections on the validation split with scores over `thresh` (boxes in image pixels).
+    pub fn detections(&self, thresh: f32) -> Result<Vec<crate::metrics::Detection>> {
+        detections(&self.learn, &self.val_dl, NmfOpts { thresh, overlap: 0.4, top_k: 100 })
+    }
+
     /// VOC07 (or another) mAP on the validation split, detections with scores over `thresh`.
     pub fn evaluate(&self, thresh: f32, metric: ApMetric) -> Result<ApTable> {
-        let dets = detections(&self.learn, &self.val_dl, NmfOpts { thresh, overlap: 0.4, top_k: 100 })?;
-        evaluate(&self.val, &dets, metric)
+        evaluate(&self.val, &self.detections(thresh)?, metric)
     }
 }

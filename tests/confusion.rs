@@ -73,6 +73,10 @@ fn the_matrix_of_known_detections() {
     // worst images: image 1 has 3 false detections and 1 miss, image 2 one wrong class, image 3 none
     let worst: Vec<(usize, usize)> = cm.worst_images(3).iter().map(|e| (e.image, e.n_errors())).collect();
     assert_eq!(worst, vec![(0, 4), (1, 1), (2, 0)]);
+    // By size (sqrt of the box area over the image's) and position: A0, B1 and image 2's b are
+    // half the side (A0 found), C2 a third (missed); all four touch a border.
+    assert_eq!(cm.found_by_size(&ds), vec![("size < 0.1", 0, 0), ("size 0.1-0.2", 0, 0), ("size 0.2-0.4", 0, 1), ("size >= 0.4", 1, 3)]);
+    assert_eq!(cm.found_by_position(&ds), vec![("touching the border", 1, 4), ("inside", 0, 0)]);
     let text = cm.to_string();
     assert!(text.contains("1 objects found, 2 with the wrong class, 1 missed; 2 false detections (1 duplicates)"), "{text}");
 }

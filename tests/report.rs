@@ -56,7 +56,11 @@ fn every_section_with_its_numbers_and_pictures() {
         assert!(section(&html, "map").contains(&format!("<td>{m}</td><td>{:.4}</td>", t.map)), "{m} mAP {:.4} in the page", t.map);
     }
     let per_class = section(&html, "per-class");
-    assert_eq!(per_class.matches("<tr>").count(), 1 + ds.classes.len());
+    let first_table = &per_class[..per_class.find("</table>").unwrap()];
+    assert_eq!(first_table.matches("<tr>").count(), 1 + ds.classes.len());
+    let found: usize = report.by_size.iter().map(|b| b.1).sum();
+    assert_eq!(found, report.confusion.true_positives(), "the size table counts every object found");
+    assert!(per_class.contains("size 0.2-0.4") && per_class.contains("touching the border"));
     for (id, n) in [("pr-curves", 1), ("confusion", 1), ("worst", 1), ("sample", 1)] {
         let p = pngs(section(&html, id));
         assert_eq!(p.len(), n, "{id}: pictures");

@@ -252,6 +252,47 @@ impl Confusion {
         v
     }
 
+    /// Objects found (with their class) by size, the square root of the box's area as a fraction
+    /// of the image's: `(bucket, found, objects)` for `< 0.1`, `0.1-0.2`, `0.2-0.4`, `>= 0.4`.
+    /// `ds` must be the dataset the matrix was made from.
+    pub fn found_by_size(&self, ds: &Dataset) -> Vec<(&'static str, usize, usize)> {
+        const EDGES: [(f32, &str); 4] = [(0.1, "size < 0.1"), (0.2, "size 0.1-0.2"), (0.4, "size 0.2-0.4"), (f32::INFINITY, "size >= 0.4")];
+        let mut out: Vec<(&'static str, usize, usize)> = EDGES.iter().map(|e| (e.1, 0, 0)).collect();
+        self.tally(ds, &mut out, |r, o| {
+            let rel = (o.bbox.area() / (r.width as f32 * r.height as f32).max(1.0)).sqrt();
+            EDGES.iter().position(|e| rel < e.0).unwrap_or(EDGES.len() - 1)
+        });
+        out
+    }
+
+    /// Objects found by where they are: touching the image's border (within 2% of its side) or
+    /// inside it: `(bucket, found, objects)`.
+    pub fn found_by_position(&self, ds: &Dataset) -> Vec<(&'static str, usize, usize)> {
+        let mut out = vec![("touching the border", 0, 0), ("inside", 0, 0)];
+        self.tally(ds, &mut out, |r, o| {
+            let (mw, mh) = (r.width as f32 * 0.02, r.height as f32 * 0.02);
+            let b = o.bbox;
+            usize::from(!(b.left <= mw || b.top <= mh || b.right >= r.width as f32 - 1.0 - mw || b.bottom >= r.height as f32 - 1.0 - mh))
+        });
+        out
+    }
+
+    fn tally(&self, ds: &Dataset, out: &mut [(&'static str, usize, usize)], bucket: impl Fn(&crate::data::ImageRecord, &crate::data::Object) -> usize) {
+        for e in &self.images {
+            let Some(r) = ds.images.get(e.image) else { continue };
+            for (j, o) in r.objects.iter().enumerate() {
+                if o.difficult {
+                    continue;
+                }
+                let k = bucket(r, o).min(out.len() - 1);
+                out[k].2 += 1;
+                if e.dets.iter().any(|(_, oc)| *oc == Outcome::TruePositive { gt: j }) {
+                    out[k].1 += 1;
+                }
+            }
+        }
+    }
+
     /// One line: found, confused, missed, false detections.
     pub fn summary(&self) -> String {
         format!(

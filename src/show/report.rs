@@ -45,6 +45,9 @@ pub struct Report {
     /// VOC07, VOC and COCO.
     pub tables: Vec<ApTable>,
     pub confusion: Confusion,
+    /// Objects found by size and by position ([`Confusion::found_by_size`]).
+    pub by_size: Vec<(&'static str, usize, usize)>,
+    pub by_position: Vec<(&'static str, usize, usize)>,
     /// Dataset indices of the gallery's images with their captions: by loss when losses were
     /// given, else by errors (false detections plus missed objects).
     pub worst: Vec<(usize, String)>,
@@ -101,6 +104,8 @@ pub fn detection_report(ds: &Dataset, dets: &[Detection], losses: Option<&[f64]>
         n_objects: ds.images.iter().flat_map(|r| &r.objects).filter(|o| !o.difficult).count(),
         n_detections: dets.len(),
         tables,
+        by_size: cm.found_by_size(ds),
+        by_position: cm.found_by_position(ds),
         confusion: cm,
         worst,
         sample,
@@ -170,7 +175,14 @@ impl Report {
             let m = &self.confusion.matrix;
             let _ = write!(h, "<td>{}</td><td>{}</td><td>{}</td></tr>", m[c][c], m[c][nc], m[nc][c]);
         }
-        h += "</table><p>Classes without objects have no AP (-) and are left out of the mean.</p></section>";
+        h += "</table><p>Classes without objects have no AP (-) and are left out of the mean.</p>";
+        // where objects are missed: by size and by position
+        let _ = write!(h, "<h3>Objects found with their class (score at least {}), by size and position</h3><table><tr><th>objects</th><th>found</th><th>of</th><th>recall</th></tr>", self.confusion.score_thresh);
+        for (name, found, n) in self.by_size.iter().chain(&self.by_position) {
+            let r = if *n > 0 { format!("{:.2}", *found as f64 / *n as f64) } else { "-".into() };
+            let _ = write!(h, "<tr><td>{name}</td><td>{found}</td><td>{n}</td><td>{r}</td></tr>");
+        }
+        h += "</table><p>Size: the square root of the box's area over the image's.</p></section>";
         // PR curves
         h += "<section id=\"pr-curves\"><h2>Precision-recall (VOC07)</h2>";
         if self.tables[0].classes.iter().any(|c| c.ap.is_some()) {
