@@ -8,7 +8,7 @@
 //! `--if-missing` only evaluates when trained weights are already there; `--report` also writes
 //! the evaluation page (what the detector misses and confuses) of the validation split.
 
-use fastdet::detect::{synthetic_dir, SyntheticSsd};
+use fastdet::detect::{synthetic_dir, SyntheticOpts, SyntheticSsd};
 use fastdet::metrics::ApMetric;
 use std::time::Instant;
 
@@ -20,7 +20,15 @@ fn main() -> anyhow::Result<()> {
     let dir = arg("--dir").map(std::path::PathBuf::from).unwrap_or_else(synthetic_dir);
     let started = Instant::now();
 
-    let mut ssd = SyntheticSsd::new(&dir, fastdet::device::default_device())?;
+    let d = SyntheticOpts::default();
+    let opts = SyntheticOpts {
+        sz: arg("--sz").map(|s| s.parse()).transpose()?.unwrap_or(d.sz),
+        n_train: arg("--n-train").map(|s| s.parse()).transpose()?.unwrap_or(d.n_train),
+        bs: arg("--bs").map(|s| s.parse()).transpose()?.unwrap_or(d.bs),
+        ..d
+    };
+    println!("{opts:?}");
+    let mut ssd = SyntheticSsd::with_opts(&dir, fastdet::device::default_device(), opts)?;
     println!("synthetic set: {} val images of {:?} in {}", ssd.val.len(), ssd.val.classes, dir.display());
     if args.iter().any(|a| a == "--if-missing") && ssd.weights().is_file() {
         println!("trained weights found: {}", ssd.weights().display());

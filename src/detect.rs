@@ -11,7 +11,7 @@ use crate::learner::{FitOpts, Learner, LearnerOpts};
 use crate::loss::ssd::{print_ssd_loss as print_loss, trace_ssd_1_loss, SsdTrace};
 use crate::loss::Loss;
 use crate::metrics::{evaluate, ApMetric, ApTable, Detection};
-use crate::model::ssd::{SsdConfig, SsdOutput};
+use crate::model::ssd::{Matching, SsdConfig, SsdOutput};
 use crate::model::Arch;
 use crate::nms::{nms_detections, NmfOpts, ScoredBox};
 use crate::task::TaskParts;
@@ -176,28 +176,51 @@ pub struct SyntheticSsd {
 /// Where the synthetic SSD keeps its data and weights: a per-user cache every clone reuses
 /// (`$FASTDET_CACHE`, else `$XDG_CACHE_HOME/fastdet`, else `~/.cache/fastdet`).
 pub fn synthetic_dir() -> PathBuf {
-    crate::util::cache_dir().join("ssd-synthetic-v1")
+    crate::util::cache_dir().join("ssd-synthetic-v2")
+}
+
+/// The synthetic SSD's settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SyntheticOpts {
+    /// Input (and image) size: 160 gives the lesson's head grids of 3x3, 2x2 and 1x1 (128 gives
+    /// only 2x2 and 1x1, too coarse for shapes a quarter of the image).
+    pub sz: u32,
+    /// Training images generated (10% of them validate during training).
+    pub n_train: usize,
+    pub n_val: usize,
+    pub matching: Matching,
+    pub bs: usize,
+}
+
+impl Default for SyntheticOpts {
+    fn default() -> Self {
+        Self { sz: 160, n_train: 2400, n_val: 160, matching: Matching::NoGtLost, bs: 32 }
+    }
 }
 
 impl SyntheticSsd {
-    pub const SZ: u32 = 128;
     const WEIGHTS: &'static str = "ssd_synthetic";
 
-    /// Write the set under `dir` (unless it is there already) and build an untrained learner.
+    /// The default settings ([`SyntheticOpts`]).
     pub fn new(dir: &Path, device: tch::Device) -> Result<Self> {
-        let data_dir = dir.join("data");
-        let cfg = SyntheticConfig { n_train: 640, n_val: 160, size: Self::SZ, max_objects: 3, min_frac: 0.25, max_frac: 0.6, seed: 0 };
+        Self::with_opts(dir, device, SyntheticOpts::default())
+    }
+
+    /// Write the set under `dir` (unless it is there already) and build an untrained learner.
+    pub fn with_opts(dir: &Path, device: tch::Device, o: SyntheticOpts) -> Result<Self> {
+        let data_dir = dir.join(format!("data-{}px-{}", o.sz, o.n_train));
+        let cfg = SyntheticConfig { n_train: o.n_train, n_val: o.n_val, size: o.sz, max_objects: 3, min_frac: 0.25, max_frac: 0.6, seed: 0 };
         let pascal = if data_dir.join("pascal_val2007.json").is_file() { Pascal::open(&data_dir)? } else { synthetic::write(&data_dir, &cfg)? };
         let (trn, val) = (pascal.json("train")?, pascal.json("val")?);
-        let ssd = SsdConfig::lesson_189(trn.classes.len() as i64).fitted_to(Self::SZ);
-        let tfms = tfms_from_model(Self::SZ, vec![RandomFlip::default().into()], CropType::No, TfmY::Coord)?;
-        let md = ImageData::from_dataset(trn, TargetKind::AllBoxes, tfms.clone(), DataOpts { bs: 32, val_pct: 0.1, ..DataOpts::new(32, device) })?;
+        let ssd = SsdConfig::lesson_189(trn.classes.len() as i64).fitted_to(o.sz).with_matching(o.matching);
+        let tfms = tfms_from_model(o.sz, vec![RandomFlip::default().into()], CropType::No, TfmY::Coord)?;
+        let md = ImageData::from_dataset(trn, TargetKind::AllBoxes, tfms.clone(), DataOpts { val_pct: 0.1, ..DataOpts::new(o.bs, device) })?;
         tch::manual_seed(0);
         let opts = LearnerOpts { arch: Arch::ResNet18, weights: None, models_dir: dir.join("models") };
-        let mut learn = Learner::new(md, TaskParts::ssd(ssd, Self::SZ), opts)?;
+        let mut learn = Learner::new(md, TaskParts::ssd(ssd, o.sz), opts)?;
         learn.unfreeze();
         let val_ds = DetDataset::new(Arc::new(val.clone()), (0..val.len()).collect(), tfms.1, TargetKind::AllBoxes, false)?;
-        let val_dl = DataLoader::new(val_ds, 32, false, 0, device)?;
+        let val_dl = DataLoader::new(val_ds, o.bs, false, 0, device)?;
         Ok(Self { learn, val, val_dl, dir: dir.to_path_buf() })
     }
 

@@ -85,7 +85,7 @@ pub mod prelude {
     pub use crate::quick_mode;
     pub use crate::show::{
         draw_idx, show_anchor_predictions, show_augmented, show_batch, show_image_errors, show_matchings, show_nmf, show_predictions, show_receptive_field,
-        show_results, show_ssd_errors, show_truth_vs_prediction, Threshold,
+        show_results, show_ssd_errors, show_truth_vs_prediction, detection_report, Report, ReportOpts, Threshold,
     };
     pub use crate::task::{Task, TaskParts};
     pub use crate::transforms::{

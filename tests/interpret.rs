@@ -78,7 +78,14 @@ fn a_classifiers_top_losses_average_to_its_validation_loss() {
     tch::manual_seed(0);
     let trn = Pascal::open(sample_root()).unwrap().json("train").unwrap();
     let data = ImageData::from_dataset(trn, Task::Classifier.target(), tfms_from_model(32, vec![], CropType::No, TfmY::None).unwrap(), DataOpts::new(4, Device::Cpu)).unwrap();
-    let learn = Learner::for_task(data, Task::Classifier, LearnerOpts::default().arch(Arch::ResNet18)).unwrap();
+    let mut learn = Learner::for_task(data, Task::Classifier, LearnerOpts::default().arch(Arch::ResNet18)).unwrap();
+    // What fit returns shows, as one HTML output, the table, the curves and 4 validation images.
+    let report = learn.fit(1e-3, 1, fastdet::learner::FitOpts::cycle_len(1)).unwrap();
+    let preview = report.preview.as_ref().expect("a preview after the fit");
+    assert_eq!(preview.lock().unwrap().batch.indices, learn.data.val_dl.dataset.indices[..4].to_vec());
+    let html = report.to_html();
+    assert_eq!(html.matches("<img").count(), 2, "curves and preview");
+    assert!(html.contains("time") && html.contains("val_loss"), "the epoch table with its time column");
     let interp = Interpretation::from_learner(&learn).unwrap();
     assert_eq!(interp.len(), learn.data.val_dl.dataset.len());
     let mean = (0..interp.len()).map(|i| interp.total(i)).sum::<f64>() / interp.len() as f64;

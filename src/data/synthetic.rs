@@ -164,3 +164,15 @@ pub fn write(root: impl AsRef<Path>, cfg: &SyntheticConfig) -> Result<Pascal> {
     }
     Pascal::open(root)
 }
+
+/// The set of `cfg` in the per-user cache (`<cache>/shapes-<size>px-<n_train>-<n_val>-seed<seed>`),
+/// written the first time and opened after that: what the notebooks train on when VOC2007 is
+/// absent.
+pub fn cached(cfg: &SyntheticConfig) -> Result<Pascal> {
+    let dir = crate::util::cache_dir().join(format!("shapes-{}px-{}-{}-seed{}", cfg.size, cfg.n_train, cfg.n_val, cfg.seed));
+    if dir.join("pascal_val2007.json").is_file() {
+        Pascal::open(&dir)
+    } else {
+        write(&dir, cfg)
+    }
+}

@@ -3,7 +3,7 @@
 //! they run and the learner's state written to `models_dir/last` after every epoch.
 
 use super::progress::BatchProgress;
-use super::record::{table_header, table_line, EpochRow, FitReport, LrFind, LrFinder, SmoothedLoss};
+use super::record::{table_header, table_line, EpochRow, FitPreview, FitReport, LrFind, LrFinder, SmoothedLoss, PREVIEW_IMAGES};
 use super::schedule::{FitOpts, Lrs, Schedule};
 use super::state::FitInProgress;
 use super::Learner;
@@ -113,6 +113,7 @@ impl Learner {
         }
         progress.finish();
         report.secs = start.elapsed().as_secs_f64();
+        report.preview = self.preview().ok().map(|p| Arc::new(Mutex::new(p)));
         if let (Some(st), false) = (report.stopped, quiet) {
             println!(
                 "stopped during epoch {} after {} batches; the learner keeps the weights trained so far",
@@ -121,6 +122,14 @@ impl Learner {
         }
         self.publish(|live| live.stopped = report.stopped);
         Ok(report)
+    }
+
+    /// The first validation images and the model's outputs on them.
+    fn preview(&self) -> Result<FitPreview> {
+        let n = self.data.val_dl.dataset.len().min(PREVIEW_IMAGES);
+        let batch = self.data.val_dl.batch_of(&(0..n).collect::<Vec<_>>())?;
+        let out = self.predict_batch(&batch.x).to_device(tch::Device::Cpu);
+        Ok(FitPreview { batch, out, loss: self.loss.clone(), classes: self.data.classes.clone() })
     }
 
     /// Update what a fit in the background shows.

@@ -96,8 +96,27 @@ impl SmoothedLoss {
     }
 }
 
+/// A few validation images and the model's outputs on them after a fit, to draw beside their
+/// ground truth.
+pub struct FitPreview {
+    pub batch: crate::data::Batch,
+    pub out: tch::Tensor,
+    pub loss: crate::loss::Loss,
+    pub classes: Vec<String>,
+}
+
+impl std::fmt::Debug for FitPreview {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "FitPreview({} images)", self.batch.indices.len())
+    }
+}
+
+/// Validation images in a fit's preview.
+pub const PREVIEW_IMAGES: usize = 4;
+
 /// What one `fit` did: its epoch rows, its iterations' curves, and whether it was stopped.
-/// In a notebook it shows the table and one picture of the loss and learning-rate curves.
+/// In a notebook it shows the epoch table, the loss and learning-rate curves and a few
+/// validation images with ground truth beside prediction, as one output.
 #[derive(Debug, Clone, Default)]
 pub struct FitReport {
     pub metric_names: Vec<String>,
@@ -109,6 +128,8 @@ pub struct FitReport {
     /// Set when a stop request ended the fit early.
     pub stopped: Option<Stopped>,
     pub secs: f64,
+    /// The first [`PREVIEW_IMAGES`] validation images and the model's outputs after the fit.
+    pub preview: Option<std::sync::Arc<std::sync::Mutex<FitPreview>>>,
 }
 
 impl FitReport {

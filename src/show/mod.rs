@@ -374,13 +374,39 @@ impl FitReport {
         curves(&self.losses, &self.lrs)
     }
 
-    /// In a notebook (where `fit` has streamed the epoch table already): a summary line, then
-    /// one picture of the loss and learning-rate curves.
-    pub fn evcxr_display(&self) {
-        evcxr_show(&Display::Text(self.summary()));
-        if !self.losses.is_empty() {
-            evcxr_show(&Display::Png(self.plot().and_then(|f| f.to_png())));
+    /// The validation images of the preview, ground truth beside prediction.
+    pub fn plot_preview(&self) -> Result<Figure> {
+        let p = self.preview.as_ref().ok_or_else(|| Error::Draw("this fit has no preview".into()))?;
+        let p = p.lock().unwrap_or_else(|e| e.into_inner());
+        match &p.loss {
+            Loss::Ssd { cfg, .. } => mistakes::show_ssd_errors(&p.batch, &p.out, cfg, &p.classes, NmfOpts::default(), &[]),
+            loss => mistakes::show_truth_vs_prediction(&p.batch, &p.out, loss, &p.classes, &[]),
         }
+    }
+
+    /// The report as one HTML block: the summary, the epoch table (with its time column), the
+    /// loss and learning-rate curves, and the preview's images beside their ground truth.
+    pub fn to_html(&self) -> String {
+        use base64::Engine;
+        let img = |f: Result<Figure>, alt: &str| match f.and_then(|f| f.to_png()) {
+            Ok(png) => format!("<img alt=\"{alt}\" src=\"data:image/png;base64,{}\">", base64::engine::general_purpose::STANDARD.encode(png)),
+            Err(e) => format!("<p>{alt}: {e}</p>"),
+        };
+        let esc = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+        let mut h = format!("<div><p><b>{}</b></p><pre>{}</pre>", esc(&self.summary()), esc(&self.table()));
+        if !self.losses.is_empty() {
+            h += &img(self.plot(), "loss and learning rate");
+        }
+        if self.preview.is_some() {
+            h += "<p>Validation images after this fit, ground truth beside prediction:</p>";
+            h += &img(self.plot_preview(), "validation images");
+        }
+        h + "</div>"
+    }
+
+    /// In a notebook: [`FitReport::to_html`], one output.
+    pub fn evcxr_display(&self) {
+        evcxr_show(&Display::Html(self.to_html()));
     }
 }
 
