@@ -15,7 +15,7 @@ use std::time::Instant;
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let arg = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
-    let epochs: usize = arg("--epochs").map(|s| s.parse()).transpose()?.unwrap_or(40);
+    let epochs: usize = arg("--epochs").map(|s| s.parse()).transpose()?.unwrap_or(9);
     let lr: f64 = arg("--lr").map(|s| s.parse()).transpose()?.unwrap_or(3e-3);
     let dir = arg("--dir").map(std::path::PathBuf::from).unwrap_or_else(synthetic_dir);
     let started = Instant::now();
@@ -25,6 +25,7 @@ fn main() -> anyhow::Result<()> {
         sz: arg("--sz").map(|s| s.parse()).transpose()?.unwrap_or(d.sz),
         n_train: arg("--n-train").map(|s| s.parse()).transpose()?.unwrap_or(d.n_train),
         bs: arg("--bs").map(|s| s.parse()).transpose()?.unwrap_or(d.bs),
+        drop: arg("--drop").map(|s| s.parse()).transpose()?.unwrap_or(d.drop),
         ..d
     };
     println!("{opts:?}");
@@ -34,7 +35,7 @@ fn main() -> anyhow::Result<()> {
         println!("trained weights found: {}", ssd.weights().display());
         ssd.load_trained()?;
     } else {
-        println!("training from scratch: {epochs} epochs, lr {lr} (about 20-30 s an epoch on 2 cores)");
+        println!("training from scratch: {epochs} epochs, lr {lr} (about 90 s an epoch on 2 cores)");
         ssd.train(lr, epochs)?;
     }
     let dets = ssd.detections(0.01)?;

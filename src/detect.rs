@@ -190,11 +190,14 @@ pub struct SyntheticOpts {
     pub n_val: usize,
     pub matching: Matching,
     pub bs: usize,
+    /// The head's dropout (`drop` and `conv_drop`): the lesson's 0.4 regularises VOC over many
+    /// epochs; a few epochs on fresh shapes underfit with it.
+    pub drop: f64,
 }
 
 impl Default for SyntheticOpts {
     fn default() -> Self {
-        Self { sz: 160, n_train: 2400, n_val: 160, matching: Matching::NoGtLost, bs: 32 }
+        Self { sz: 160, n_train: 2400, n_val: 160, matching: Matching::NoGtLost, bs: 32, drop: 0.1 }
     }
 }
 
@@ -212,7 +215,8 @@ impl SyntheticSsd {
         let cfg = SyntheticConfig { n_train: o.n_train, n_val: o.n_val, size: o.sz, max_objects: 3, min_frac: 0.25, max_frac: 0.6, seed: 0 };
         let pascal = if data_dir.join("pascal_val2007.json").is_file() { Pascal::open(&data_dir)? } else { synthetic::write(&data_dir, &cfg)? };
         let (trn, val) = (pascal.json("train")?, pascal.json("val")?);
-        let ssd = SsdConfig::lesson_189(trn.classes.len() as i64).fitted_to(o.sz).with_matching(o.matching);
+        let mut ssd = SsdConfig::lesson_189(trn.classes.len() as i64).fitted_to(o.sz).with_matching(o.matching);
+        (ssd.drop, ssd.conv_drop) = (o.drop, o.drop);
         let tfms = tfms_from_model(o.sz, vec![RandomFlip::default().into()], CropType::No, TfmY::Coord)?;
         let md = ImageData::from_dataset(trn, TargetKind::AllBoxes, tfms.clone(), DataOpts { val_pct: 0.1, ..DataOpts::new(o.bs, device) })?;
         tch::manual_seed(0);

@@ -107,3 +107,35 @@ def test_ssd_notebook_numbers(executed):
     b = re.search(r"boxes over the 0.25 threshold: (\d+) before NMS, (\d+) after", text)
     before, after = int(b.group(1)), int(b.group(2))
     assert after <= before and (before == 0 or after < before), (before, after)
+
+
+def last_epoch_row(nb, needle):
+    """The numbers of the last epoch row printed by the code cell whose source contains `needle`."""
+    (text,) = cell_texts(nb, needle)
+    rows = [l.split() for l in text.replace("\r", "\n").splitlines()]
+    rows = [r for r in rows if len(r) >= 4 and r[0].isdigit() and all(c.replace(".", "", 1).isdigit() for c in r[1:-1])]
+    assert rows, text
+    return [float(v) for v in rows[-1][1:-1]]
+
+
+@pytest.mark.parametrize("name,task,check", [
+    ("03_largest_object.ipynb", "Task::Classifier, LearnerOpts::new(None", lambda r: r[2] >= 0.8),  # accuracy
+    ("04_single_object_detection.ipynb", "Task::Detection, LearnerOpts::new(None", lambda r: r[2] >= 0.7),  # detn_acc
+    ("05_multilabel.ipynb", "Task::Multilabel, LearnerOpts::new(None", lambda r: r[2] >= 0.85),  # accuracy_thresh
+])
+def test_synthetic_models_learn_on_the_cpu(executed, name, task, check):
+    """Notebooks 03-05 also train their model on synthetic shapes: a few CPU minutes are enough
+    to learn, so their mistakes are real ones."""
+    _, out = executed
+    nb = nbformat.read(out / name, as_version=4)
+    row = last_epoch_row(nb, task)
+    assert check(row), f"{name}: last epoch {row}"
+
+
+def test_ssd_notebook_writes_its_reports(executed):
+    _, out = executed
+    page = ROOT / "out" / "report_ssd_sample.html"
+    html = page.read_text()
+    for section in ["map", "per-class", "pr-curves", "confusion", "worst", "sample"]:
+        assert f'<section id="{section}">' in html, section
+    assert html.count("data:image/png;base64,") >= 3
