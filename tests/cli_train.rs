@@ -219,6 +219,22 @@ fn ssd_run_predicts_and_evaluates() {
     assert_eq!(std::fs::read_dir(&pics).unwrap().count(), val.len());
     let table = fastdet::metrics::evaluate(&val, &back, fastdet::metrics::ApMetric::Voc07).unwrap();
     assert!((0.0..=1.0).contains(&table.map));
+    // `fastdet predict --report` writes the evaluation page beside the detections.
+    let page = dir.path().join("report.html");
+    let cli = std::process::Command::new(env!("CARGO_BIN_EXE_fastdet"))
+        .args(["predict", "--weights"])
+        .arg(&run)
+        .arg("--data")
+        .arg(fastdet::data::sample_root())
+        .args(["--split", "val", "--out"])
+        .arg(dir.path().join("dets2.json"))
+        .arg("--report")
+        .arg(&page)
+        .output()
+        .unwrap();
+    assert!(cli.status.success(), "{}", String::from_utf8_lossy(&cli.stderr));
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(["map", "per-class", "pr-curves", "confusion", "worst", "sample"].iter().all(|id| html.contains(&format!("<section id=\"{id}\">"))));
     // A run of another task cannot predict boxes.
     let mut det = cfg.clone();
     det.task = fastdet::task::Task::Detection;

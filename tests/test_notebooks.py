@@ -118,18 +118,13 @@ def last_epoch_row(nb, needle):
     return [float(v) for v in rows[-1][1:-1]]
 
 
-@pytest.mark.parametrize("name,task,check", [
-    ("03_largest_object.ipynb", "Task::Classifier, LearnerOpts::new(None", lambda r: r[2] >= 0.8),  # accuracy
-    ("04_single_object_detection.ipynb", "Task::Detection, LearnerOpts::new(None", lambda r: r[2] >= 0.7),  # detn_acc
-    ("05_multilabel.ipynb", "Task::Multilabel, LearnerOpts::new(None", lambda r: r[2] >= 0.85),  # accuracy_thresh
-])
-def test_synthetic_models_learn_on_the_cpu(executed, name, task, check):
-    """Notebooks 03-05 also train their model on synthetic shapes: a few CPU minutes are enough
-    to learn, so their mistakes are real ones."""
+def test_the_synthetic_box_regressor_learns_on_the_cpu(executed):
+    """Notebook 03 also trains head_reg4 on synthetic shapes for about a CPU minute and a half: it
+    learns (validation L1 of a few pixels on 96 px images), so its top losses are real mistakes."""
     _, out = executed
-    nb = nbformat.read(out / name, as_version=4)
-    row = last_epoch_row(nb, task)
-    assert check(row), f"{name}: last epoch {row}"
+    nb = nbformat.read(out / "03_largest_object.ipynb", as_version=4)
+    trn, val = last_epoch_row(nb, "Task::Regression, LearnerOpts::new(None")
+    assert val < 12.0, f"validation L1 {val} px"
 
 
 def test_ssd_notebook_writes_its_reports(executed):

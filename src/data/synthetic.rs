@@ -165,11 +165,13 @@ pub fn write(root: impl AsRef<Path>, cfg: &SyntheticConfig) -> Result<Pascal> {
     Pascal::open(root)
 }
 
-/// The set of `cfg` in the per-user cache (`<cache>/shapes-<size>px-<n_train>-<n_val>-seed<seed>`),
+/// The set of `cfg` in the per-user cache (a folder named by every field of `cfg`),
 /// written the first time and opened after that: what the notebooks train on when VOC2007 is
 /// absent.
 pub fn cached(cfg: &SyntheticConfig) -> Result<Pascal> {
-    let dir = crate::util::cache_dir().join(format!("shapes-{}px-{}-{}-seed{}", cfg.size, cfg.n_train, cfg.n_val, cfg.seed));
+    let c = cfg;
+    let name = format!("shapes-{}px-{}-{}-max{}-{}-{}-seed{}", c.size, c.n_train, c.n_val, c.max_objects, c.min_frac, c.max_frac, c.seed);
+    let dir = crate::util::cache_dir().join(name);
     if dir.join("pascal_val2007.json").is_file() {
         Pascal::open(&dir)
     } else {
