@@ -17,20 +17,26 @@ build: setup
 
 ## The main job: execute every notebook on the bundled sample; executed .ipynb + .html in out/.
 lesson: setup
-	@$(WITH_ENV) cargo run --release --quiet --example ssd_synthetic -- --if-missing
+	@$(WITH_ENV) $(SYNTHETIC)
 	@$(WITH_ENV) python scripts/run_notebooks.py notebooks --out out
 
 ## The notebooks run first: they warm the kernels' compile folders the kernel tests then use.
 PYTESTS := tests/test_notebooks.py tests/test_kernel.py
 
+## The notebooks' shape models start from the synthetic SSD's body: trained once per machine
+## (~15 minutes on 2 cores), then only evaluated.
+SYNTHETIC := cargo run --release --quiet --example ssd_synthetic -- --if-missing
+
 test: setup
 	@$(WITH_ENV) FASTDET_REQUIRE_REFERENCES=1 cargo test
+	@$(WITH_ENV) $(SYNTHETIC)
 	@$(WITH_ENV) python -m pytest $(PYTESTS) -q -s
 
 test-rust: setup
 	@$(WITH_ENV) FASTDET_REQUIRE_REFERENCES=1 cargo test
 
 test-notebooks: setup
+	@$(WITH_ENV) $(SYNTHETIC)
 	@$(WITH_ENV) python -m pytest $(PYTESTS) -q -s
 
 ## Augmentation throughput with boxes: fastdet (1 thread, all threads) next to albumentations

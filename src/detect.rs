@@ -179,6 +179,14 @@ pub fn synthetic_dir() -> PathBuf {
     crate::util::cache_dir().join("ssd-synthetic-v2")
 }
 
+/// The trained synthetic SSD's weights file, when `make ssd-synthetic` has made it: its ResNet18
+/// body (torchvision's names) is a backbone trained on shapes, which the notebooks' shape models
+/// start from as the lesson's start from ImageNet.
+pub fn synthetic_body() -> Option<PathBuf> {
+    let p = synthetic_dir().join("models").join(format!("{}.safetensors", SyntheticSsd::WEIGHTS));
+    p.is_file().then_some(p)
+}
+
 /// The synthetic SSD's settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SyntheticOpts {

@@ -127,6 +127,20 @@ def test_the_synthetic_box_regressor_learns_on_the_cpu(executed):
     assert val < 12.0, f"validation L1 {val} px"
 
 
+@pytest.mark.parametrize("name,task,minimum", [
+    ("03_largest_object.ipynb", "Task::Classifier, LearnerOpts::new(body", 0.8),  # accuracy
+    ("04_single_object_detection.ipynb", "Task::Detection, LearnerOpts::new(body", 0.75),  # detn_acc
+    ("05_multilabel.ipynb", "Task::Multilabel, LearnerOpts::new(body", 0.8),  # accuracy_thresh
+])
+def test_shape_models_learn_from_the_synthetic_ssds_body(executed, name, task, minimum):
+    """Notebooks 03-05 train their model on synthetic shapes from the synthetic SSD's ResNet18 body
+    (make test trains it once per machine): under a CPU minute is enough to learn."""
+    _, out = executed
+    nb = nbformat.read(out / name, as_version=4)
+    row = last_epoch_row(nb, task)
+    assert row[2] >= minimum, f"{name}: last epoch {row}"
+
+
 def test_ssd_notebook_writes_its_reports(executed):
     _, out = executed
     page = ROOT / "out" / "report_ssd_sample.html"
