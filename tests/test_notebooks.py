@@ -106,7 +106,9 @@ def test_ssd_notebook_numbers(executed):
     assert names.count('"bg"') == 16 - len(pos.group(1).split(", ")), names
     b = re.search(r"boxes over the 0.25 threshold: (\d+) before NMS, (\d+) after", text)
     before, after = int(b.group(1)), int(b.group(2))
-    assert after <= before and (before == 0 or after < before), (before, after)
+    # NMS never adds boxes; with many boxes over the threshold it must remove some (a quick-mode
+    # model may leave only a few, none overlapping: then there is nothing to remove).
+    assert after <= before and (before < 20 or after < before), (before, after)
 
 
 def last_epoch_row(nb, needle):
