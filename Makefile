@@ -28,11 +28,13 @@ PYTESTS := tests/test_notebooks.py tests/test_kernel.py
 SYNTHETIC := cargo run --release --quiet --example ssd_synthetic -- --if-missing
 
 test: setup
+	@bash scripts/test_deps.sh
 	@$(WITH_ENV) FASTDET_REQUIRE_REFERENCES=1 cargo test
 	@$(WITH_ENV) $(SYNTHETIC)
 	@$(WITH_ENV) python -m pytest $(PYTESTS) -q -s
 
 test-rust: setup
+	@bash scripts/test_deps.sh
 	@$(WITH_ENV) FASTDET_REQUIRE_REFERENCES=1 cargo test
 
 test-notebooks: setup

@@ -381,6 +381,16 @@ impl Ax<'_> {
         self
     }
 
+    /// The width in pixels of `txt` drawn by [`Ax::draw_text`] at `sz` (for centring and fitting
+    /// labels); 0 when the embedded font cannot be loaded.
+    pub fn text_width(txt: &str, sz: u32) -> i32 {
+        if !register_font() {
+            return 0;
+        }
+        let font = FontDesc::new(FontFamily::Name(FONT_NAME), sz as f64, FontStyle::Bold);
+        font.box_size(txt).map(|(w, _)| w as i32 + 2).unwrap_or(0)
+    }
+
     /// A line chart of `ys` against `xs` filling the panel, with axis labels; `log_x` puts x on a
     /// log scale (non-positive x are then left out, as are non-finite points).
     pub fn line_plot(&mut self, xs: &[f64], ys: &[f64], xlabel: &str, ylabel: &str, log_x: bool) -> &mut Self {
@@ -389,6 +399,17 @@ impl Ax<'_> {
 
     /// [`Ax::line_plot`] with labelled points marked on the curve (a suggested learning rate).
     pub fn line_plot_marked(&mut self, xs: &[f64], ys: &[f64], xlabel: &str, ylabel: &str, log_x: bool, marks: &[Mark]) -> &mut Self {
+        self.chart(xs, ys, xlabel, ylabel, log_x, marks, None)
+    }
+
+    /// [`Ax::line_plot`] on fixed axes `x` and `y` (a precision-recall curve on 0..1 x 0..1, so
+    /// that panels compare at a glance).
+    pub fn line_plot_in(&mut self, xs: &[f64], ys: &[f64], xlabel: &str, ylabel: &str, x: (f64, f64), y: (f64, f64)) -> &mut Self {
+        self.chart(xs, ys, xlabel, ylabel, false, &[], Some((x, y)))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn chart(&mut self, xs: &[f64], ys: &[f64], xlabel: &str, ylabel: &str, log_x: bool, marks: &[Mark], fixed: Option<((f64, f64), (f64, f64))>) -> &mut Self {
         let pts: Vec<(f64, f64)> = xs
             .iter()
             .zip(ys)
@@ -402,10 +423,11 @@ impl Ax<'_> {
             let (lo, hi) = v.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| (a.min(x), b.max(x)));
             if hi > lo { (lo, hi) } else { (lo - 0.5_f64.max(lo.abs() * 0.1), hi + 0.5_f64.max(hi.abs() * 0.1)) }
         };
-        let (x0, x1) = range(&mut pts.iter().map(|p| p.0));
-        let (y0, y1) = range(&mut pts.iter().map(|p| p.1));
-        let pad = (y1 - y0) * 0.05;
-        let (y0, y1) = (y0 - pad, y1 + pad);
+        let ((x0, x1), (y0, y1)) = fixed.unwrap_or_else(|| {
+            let (y0, y1) = range(&mut pts.iter().map(|p| p.1));
+            let pad = (y1 - y0) * 0.05;
+            (range(&mut pts.iter().map(|p| p.0)), (y0 - pad, y1 + pad))
+        });
         let Some(p) = self.panel() else { return self };
         // The chart draws in panel pixels; the image placement no longer applies.
         self.fig.panels[self.i].placement = Placement { x0: p.x as f32, y0: p.y as f32, scale: 1.0 };

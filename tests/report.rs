@@ -140,3 +140,86 @@ fn fastdet_eval_writes_the_report() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("empty.json"));
 }
+
+/// Debian's Chromium (`apt-get install chromium`, which `make test` does as root), or the
+/// browser named by `FASTDET_CHROMIUM`. None: the test is skipped, or fails under `make test`.
+fn chromium() -> Option<std::path::PathBuf> {
+    let named = std::env::var_os("FASTDET_CHROMIUM").map(std::path::PathBuf::from);
+    let found = named.into_iter().chain(["chromium", "chromium-browser", "google-chrome"].iter().filter_map(|n| {
+        std::env::var_os("PATH").and_then(|p| std::env::split_paths(&p).map(|d| d.join(n)).find(|f| f.is_file()))
+    }));
+    let first = found.into_iter().next();
+    if first.is_none() {
+        let required = std::env::var_os("FASTDET_REQUIRE_REFERENCES").is_some_and(|v| !v.is_empty() && v != "0");
+        assert!(!required, "no chromium on PATH and FASTDET_REQUIRE_REFERENCES is set (make test): the report's browser test must run");
+        eprintln!("skipped: no chromium on PATH (apt-get install chromium, or set FASTDET_CHROMIUM)");
+    }
+    first
+}
+
+/// Chromium headless on `page`, with the flags a closed network needs; returns stdout.
+fn headless(browser: &std::path::Path, page: &std::path::Path, args: &[&str]) -> Vec<u8> {
+    let profile = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new("timeout")
+        .arg("120")
+        .arg(browser)
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking"])
+        .args(["--disable-component-update", "--disable-sync", "--hide-scrollbars"])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .args(args)
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "chromium failed on {}: {}", page.display(), String::from_utf8_lossy(&out.stderr));
+    out.stdout
+}
+
+/// Share of the screenshot's pixels that are not near-white, and of those that are colourful
+/// (the pictures: photos, curves, heat map; the page's text and tables are grey).
+fn ink_and_colour(png: &std::path::Path) -> (f64, f64) {
+    let im = image::open(png).unwrap_or_else(|e| panic!("{}: {e}", png.display())).to_rgb8();
+    let n = (im.width() * im.height()) as f64;
+    let (mut ink, mut colour) = (0usize, 0usize);
+    for p in im.pixels() {
+        let (mx, mn) = (p.0.iter().max().copied().unwrap(), p.0.iter().min().copied().unwrap());
+        ink += (mn < 235) as usize;
+        colour += (mx - mn > 60) as usize;
+    }
+    (ink as f64 / n, colour as f64 / n)
+}
+
+/// The page as a browser shows it: Chromium parses every section and image, and its screenshot
+/// is not blank; the pictures are what colours it (the same page with them removed is grey).
+#[test]
+fn the_report_renders_in_headless_chromium() {
+    let Some(browser) = chromium() else { return };
+    let ds = val();
+    let report = detection_report(&ds, &dets_for(&ds), None, ReportOpts { n_worst: 4, n_sample: 4, ..Default::default() }).unwrap();
+    let html = report.to_html();
+    let dir = tempfile::tempdir().unwrap();
+    let page = dir.path().join("report.html");
+    std::fs::write(&page, &html).unwrap();
+    // The DOM after Chromium's parse holds every section and every picture of the file.
+    let dom = String::from_utf8(headless(&browser, &page, &["--dump-dom"])).unwrap();
+    for id in ["map", "per-class", "pr-curves", "confusion", "worst", "sample"] {
+        assert!(dom.contains(&format!("<section id=\"{id}\">")), "section {id} missing from Chromium's DOM");
+    }
+    let n_img = html.matches("<img").count();
+    assert!(n_img >= 4, "PR curves, confusion and the two galleries: {n_img} pictures");
+    assert_eq!(dom.matches("<img").count(), n_img, "every picture survives the parse");
+    // Screenshots of the page and of the page without its pictures.
+    // Kept in the test's target folder to be looked at.
+    let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("report-screenshot.png");
+    headless(&browser, &page, &["--window-size=1280,4000", &format!("--screenshot={}", shot.display())]);
+    let (ink, colour) = ink_and_colour(&shot);
+    let bare = dir.path().join("bare.html");
+    let stripped: String = html.split("data:image/png;base64,").enumerate().map(|(i, part)| if i == 0 { part } else { &part[part.find('"').unwrap()..] }).collect::<Vec<_>>().join("");
+    std::fs::write(&bare, stripped).unwrap();
+    let bare_shot = dir.path().join("bare.png");
+    headless(&browser, &bare, &["--window-size=1280,4000", &format!("--screenshot={}", bare_shot.display())]);
+    let (bare_ink, bare_colour) = ink_and_colour(&bare_shot);
+    eprintln!("rendered: {:.1}% ink, {:.1}% colour; without pictures {:.1}% ink, {:.2}% colour", ink * 100.0, colour * 100.0, bare_ink * 100.0, bare_colour * 100.0);
+    assert!(ink > 0.10, "the rendered page is almost blank: {:.1}% ink", ink * 100.0);
+    assert!(colour > 0.01, "the pictures did not render: {:.1}% colourful pixels", colour * 100.0);
+    assert!(bare_colour < colour / 10.0, "the colour comes from the pictures: {bare_colour} without them vs {colour}");
+}

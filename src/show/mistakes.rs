@@ -258,19 +258,26 @@ impl Confusion {
     /// each row coloured by its share of the row's objects, counts written in.
     pub fn plot(&self) -> Result<Figure> {
         let k = self.matrix.len();
-        let (cell, left, top) = (30u32, 110u32, 70u32);
+        // Cells shrink as classes grow: 64 px for a few classes, 30 px for VOC's 21 rows.
+        let cell = (420 / k.max(1) as u32).clamp(30, 64);
+        let (left, top) = (110u32, 70u32);
         let mut fig = Figure::single(left + cell * k as u32 + 10, top + cell * k as u32 + 10);
         let mut ax = fig.ax(0);
-        let short = |i: usize| -> String { self.label(i).chars().take(4).collect() };
         ax.draw_text(2.0, 2.0, "true \\ predicted (background last)", 13, Color::BLACK);
+        // Column names in one row when every name fits its cell, else on two alternating rows
+        // (each may then use two cells' width), shortened to fit.
+        let one_row = (0..k).all(|p| Ax::text_width(self.label(p), 11) <= cell as i32 - 2);
         for p in 0..k {
-            // Column names on two lines, 4 letters each, alternating height so they do not touch.
-            let y = if p % 2 == 0 { 26.0 } else { 44.0 };
-            ax.draw_text_lines(y, (left + p as u32 * cell) as f32 + 1.0, &short(p), 11, Color::BLACK, 1);
+            let (y, room) = if one_row { (44.0, cell as i32 - 2) } else if p % 2 == 0 { (26.0, 2 * cell as i32 - 4) } else { (44.0, 2 * cell as i32 - 4) };
+            let mut name: String = self.label(p).to_string();
+            while name.chars().count() > 1 && Ax::text_width(&name, 11) > room {
+                name.pop();
+            }
+            ax.draw_text_lines(y, (left + p as u32 * cell) as f32 + 1.0, &name, 11, Color::BLACK, 1);
         }
         for a in 0..k {
             let y = (top + a as u32 * cell) as f32;
-            ax.draw_text_lines(y + 8.0, 2.0, self.label(a), 12, Color::BLACK, 1);
+            ax.draw_text_lines(y + (cell as f32 - 14.0) / 2.0, 2.0, self.label(a), 12, Color::BLACK, 1);
             let row_sum: usize = self.matrix[a].iter().sum();
             for p in 0..k {
                 let v = self.matrix[a][p];
@@ -280,7 +287,11 @@ impl Confusion {
                 let x = (left + p as u32 * cell) as f32;
                 ax.fill_rect(BBox::new(y, x, y + cell as f32 - 2.0, x + cell as f32 - 2.0), color);
                 if v > 0 {
-                    ax.draw_text_lines(y + 8.0, x + 3.0, &v.to_string(), 12, if frac > 0.5 { Color::WHITE } else { Color::BLACK }, 1);
+                    // The count centred in its cell.
+                    let txt = v.to_string();
+                    let tx = x + ((cell as f32 - 2.0 - Ax::text_width(&txt, 12) as f32) / 2.0).max(1.0);
+                    let ty = y + (cell as f32 - 2.0 - 13.0) / 2.0;
+                    ax.draw_text_lines(ty, tx, &txt, 12, if frac > 0.5 { Color::WHITE } else { Color::BLACK }, 1);
                 }
             }
         }

@@ -503,7 +503,16 @@ impl ApTable {
         let mut fig = Figure::grid(n.div_ceil(cols), cols, 320, 260)?;
         for (i, c) in cls.iter().enumerate() {
             let label = format!("precision: {} (AP {})", c.name, fmt_ap(c.ap));
-            fig.ax(i).line_plot(&c.recall, &c.precision, "recall", &label, false);
+            if c.recall.is_empty() {
+                fig.ax(i).draw_text(8.0, 8.0, &format!("{}: {} objects, no detection (AP 0)", c.name, c.n_gt), 13, Color::BLACK);
+                continue;
+            }
+            // The curve starts at (recall 0, precision 1), as scikit-learn's
+            // `precision_recall_curve` does, on fixed 0..1 axes: a class found by one detection
+            // is a visible line, and panels compare at a glance.
+            let recall: Vec<f64> = std::iter::once(0.0).chain(c.recall.iter().copied()).collect();
+            let precision: Vec<f64> = std::iter::once(1.0).chain(c.precision.iter().copied()).collect();
+            fig.ax(i).line_plot_in(&recall, &precision, "recall", &label, (0.0, 1.0), (0.0, 1.05));
         }
         Ok(fig)
     }
