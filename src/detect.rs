@@ -80,13 +80,21 @@ pub fn detections(learn: &Learner, dl: &DataLoader, opts: NmfOpts) -> Result<Vec
     for batch in dl.iter(0) {
         let batch = batch?;
         let out = SsdOutput::unpack(&learn.predict_batch(&batch.x), cfg.n_classes)?;
-        for (&idx, found) in batch.indices.iter().zip(batch_detections(&out, &anchors, sz, opts, usize::MAX)?) {
-            let rec = &dl.dataset.data.images[idx];
-            let (sy, sx) = (rec.height as f32 / sz, rec.width as f32 / sz);
-            dets.extend(found.into_iter().map(|d| Detection { image_id: rec.id, class: d.class, bbox: d.bbox.scale(sy, sx), score: d.score }));
-        }
+        dets.extend(to_image_detections(&dl.dataset.data, &batch.indices, batch_detections(&out, &anchors, sz, opts, usize::MAX)?, sz));
     }
     Ok(dets)
+}
+
+/// Each image's boxes found at `sz x sz` (one list per entry of `indices`, positions in `data`)
+/// scaled back to the image's own size, as [`Detection`]s of its id.
+pub fn to_image_detections(data: &Dataset, indices: &[usize], found: Vec<Vec<ScoredBox>>, sz: f32) -> Vec<Detection> {
+    let mut dets = vec![];
+    for (&idx, boxes) in indices.iter().zip(found) {
+        let rec = &data.images[idx];
+        let (sy, sx) = (rec.height as f32 / sz, rec.width as f32 / sz);
+        dets.extend(boxes.into_iter().map(|d| Detection { image_id: rec.id, class: d.class, bbox: d.bbox.scale(sy, sx), score: d.score }));
+    }
+    dets
 }
 
 /// The lesson's `show_nmf` post-processing of the first `n` images of a batch's SSD output:

@@ -142,14 +142,7 @@ impl Interpretation {
         let out = SsdOutput::unpack(&self.outputs, cfg.n_classes)?;
         let anchors = Anchors::new(&cfg.anchors, Device::Cpu);
         let found = crate::detect::batch_detections(&out, &anchors, sz, opts, usize::MAX)?;
-        let data = &self.dl.dataset.data;
-        let mut dets = vec![];
-        for (&idx, boxes) in self.indices.iter().zip(found) {
-            let rec = &data.images[idx];
-            let (sy, sx) = (rec.height as f32 / sz, rec.width as f32 / sz);
-            dets.extend(boxes.into_iter().map(|d| Detection { image_id: rec.id, class: d.class, bbox: d.bbox.scale(sy, sx), score: d.score }));
-        }
-        Ok(dets)
+        Ok(crate::detect::to_image_detections(&self.dl.dataset.data, &self.indices, found, sz))
     }
 
     /// An SSD's detection confusion matrix on the validation images: detections after the

@@ -101,28 +101,7 @@ fn the_right_class_wins_over_a_higher_scored_wrong_one() {
 fn rows_count_the_objects_and_the_diagonal_is_voc_evals_true_positives() {
     let pascal = Pascal::open(sample_root()).unwrap();
     let ds = pascal.json("val").unwrap();
-    // Detections made from the ground truth: each object shifted, some relabelled, some
-    // dropped, some duplicated, plus boxes on nothing; scores in a fixed pattern.
-    let mut dets = vec![];
-    let mut k = 0u32;
-    for r in &ds.images {
-        for o in &r.objects {
-            k += 1;
-            let shift = (k % 7) as f32 * 3.0;
-            let b = BBox::new(o.bbox.top + shift, o.bbox.left + shift, o.bbox.bottom + shift, o.bbox.right + shift);
-            let score = ((k * 37) % 100) as f32 / 100.0;
-            match k % 5 {
-                0 => {}
-                1 => dets.push(Detection { image_id: r.id, class: (o.class + 1) % ds.classes.len(), bbox: b, score }),
-                2 => {
-                    dets.push(Detection { image_id: r.id, class: o.class, bbox: b, score });
-                    dets.push(Detection { image_id: r.id, class: o.class, bbox: o.bbox, score: score * 0.5 });
-                }
-                _ => dets.push(Detection { image_id: r.id, class: o.class, bbox: b, score }),
-            }
-        }
-        dets.push(Detection { image_id: r.id, class: 0, bbox: BBox::new(0., 0., 5., 5.), score: 0.33 });
-    }
+    let dets = common::detections_from_truth(&ds);
     let cm = confusion(&ds, &dets, f32::NEG_INFINITY).unwrap();
     let voc = evaluate(&ds, &dets, ApMetric::Voc).unwrap();
     let nc = ds.classes.len();

@@ -1,6 +1,7 @@
 //! The evaluation report: every section is there with its numbers and pictures, empty inputs
 //! give documented empty sections, bad inputs a named error; `fastdet eval --report` writes it.
 
+mod common;
 use base64::Engine;
 use fastdet::boxes::BBox;
 use fastdet::data::{sample_root, Dataset, Pascal};
@@ -9,27 +10,6 @@ use fastdet::show::{detection_report, ReportOpts};
 
 fn val() -> Dataset {
     Pascal::open(sample_root()).unwrap().json("val").unwrap()
-}
-
-/// Detections made from the ground truth: shifted, some relabelled, some left out, one false.
-fn dets_for(ds: &Dataset) -> Vec<Detection> {
-    let mut dets = vec![];
-    let mut k = 0u32;
-    for r in &ds.images {
-        for o in &r.objects {
-            k += 1;
-            let s = (k % 5) as f32 * 2.0;
-            let bbox = BBox::new(o.bbox.top + s, o.bbox.left + s, o.bbox.bottom + s, o.bbox.right + s);
-            let score = 0.3 + ((k * 13) % 70) as f32 / 100.0;
-            match k % 6 {
-                0 => {}
-                1 => dets.push(Detection { image_id: r.id, class: (o.class + 3) % ds.classes.len(), bbox, score }),
-                _ => dets.push(Detection { image_id: r.id, class: o.class, bbox, score }),
-            }
-        }
-        dets.push(Detection { image_id: r.id, class: 0, bbox: BBox::new(1., 1., 20., 30.), score: 0.4 });
-    }
-    dets
 }
 
 fn section<'a>(html: &'a str, id: &str) -> &'a str {
@@ -48,7 +28,7 @@ fn pngs(s: &str) -> Vec<Vec<u8>> {
 #[test]
 fn every_section_with_its_numbers_and_pictures() {
     let ds = val();
-    let dets = dets_for(&ds);
+    let dets = common::detections_from_truth(&ds);
     let report = detection_report(&ds, &dets, None, ReportOpts { n_worst: 4, n_sample: 4, ..Default::default() }).unwrap();
     let html = report.to_html();
     for m in [ApMetric::Voc07, ApMetric::Voc, ApMetric::Coco] {
@@ -110,7 +90,7 @@ fn fastdet_eval_writes_the_report() {
     let dir = std::env::temp_dir().join(format!("fastdet-eval-report-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let results = dir.join("dets.json");
-    save_coco_results(&results, &dets_for(&ds)).unwrap();
+    save_coco_results(&results, &common::detections_from_truth(&ds)).unwrap();
     let page = dir.join("report.html");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_fastdet"))
         .args(["eval", "--data"])
@@ -194,7 +174,7 @@ fn ink_and_colour(png: &std::path::Path) -> (f64, f64) {
 fn the_report_renders_in_headless_chromium() {
     let Some(browser) = chromium() else { return };
     let ds = val();
-    let report = detection_report(&ds, &dets_for(&ds), None, ReportOpts { n_worst: 4, n_sample: 4, ..Default::default() }).unwrap();
+    let report = detection_report(&ds, &common::detections_from_truth(&ds), None, ReportOpts { n_worst: 4, n_sample: 4, ..Default::default() }).unwrap();
     let html = report.to_html();
     let dir = tempfile::tempdir().unwrap();
     let page = dir.path().join("report.html");

@@ -110,14 +110,32 @@ pub fn show_ssd_errors(batch: &Batch, out: &Tensor, cfg: &SsdConfig, classes: &[
     let sz = images.first().map(|i| i.width()).ok_or_else(|| Error::Invalid("show_ssd_errors: an empty batch".into()))?;
     let anchors = Anchors::new(&cfg.anchors, out.device());
     let found = crate::detect::batch_detections(&packed, &anchors, sz as f32, opts, n)?;
-    let mut fig = Figure::for_items(2 * n, if n > 1 { 4 } else { 2 }, sz)?;
-    for (i, (im, dets)) in images.iter().zip(found).enumerate() {
+    let mut pairs = vec![];
+    for (i, (im, dets)) in images.into_iter().zip(found).enumerate() {
         let objects: Vec<(BBox, usize, bool)> = batch.objects(i)?.into_iter().map(|(b, c)| (b, c.unwrap_or(usize::MAX), false)).collect();
         let dets: Vec<Detection> = dets.into_iter().map(|d| Detection::new(0, d)).collect();
         let (matched, missed) = match_image(&objects, &dets);
+        pairs.push(ErrorPair { im, objects, matched, missed });
+    }
+    error_figure(pairs, sz, classes, captions)
+}
+
+/// One image's ground truth and its detections matched by VOC's rule, drawn side by side.
+struct ErrorPair {
+    im: RgbImage,
+    objects: Vec<(BBox, usize, bool)>,
+    matched: Vec<(Detection, Outcome)>,
+    missed: Vec<usize>,
+}
+
+/// The pairs two panels each (4 panels wide), captions under the ground truth, the legend below.
+fn error_figure(pairs: Vec<ErrorPair>, cell: u32, classes: &[String], captions: &[String]) -> Result<Figure> {
+    let n = pairs.len();
+    let mut fig = Figure::for_items(2 * n, if n > 1 { 4 } else { 2 }, cell)?;
+    for (i, p) in pairs.iter().enumerate() {
         let caption = captions.get(i).map(String::as_str).unwrap_or("");
-        draw_pair(&mut fig.ax(2 * i), im, &objects, &matched, &missed, classes, caption);
-        draw_predictions(&mut fig.ax(2 * i + 1), im, &objects, &matched, classes);
+        draw_pair(&mut fig.ax(2 * i), &p.im, &p.objects, &p.matched, &p.missed, classes, caption);
+        draw_predictions(&mut fig.ax(2 * i + 1), &p.im, &p.objects, &p.matched, classes);
     }
     let footer = fig.add_footer(40);
     fig.ax(footer).legend(&DETECTION_LEGEND, 13);
@@ -130,18 +148,14 @@ pub fn show_image_errors(ds: &Dataset, errors: &[&ImageErrors], captions: &[Stri
     if errors.is_empty() {
         return Err(Error::Draw("show_image_errors: no images to show".into()));
     }
-    let n = errors.len();
-    let mut fig = Figure::for_items(2 * n, if n > 1 { 4 } else { 2 }, cell)?;
-    for (i, e) in errors.iter().enumerate() {
-        let im = ds.image(e.image)?;
-        let objects: Vec<(BBox, usize, bool)> = ds.images[e.image].objects.iter().map(|o| (o.bbox, o.class, o.difficult)).collect();
-        let caption = captions.get(i).map(String::as_str).unwrap_or("");
-        draw_pair(&mut fig.ax(2 * i), &im, &objects, &e.dets, &e.missed, &ds.classes, caption);
-        draw_predictions(&mut fig.ax(2 * i + 1), &im, &objects, &e.dets, &ds.classes);
-    }
-    let footer = fig.add_footer(40);
-    fig.ax(footer).legend(&DETECTION_LEGEND, 13);
-    Ok(fig)
+    let pairs = errors
+        .iter()
+        .map(|e| {
+            let objects = ds.images[e.image].objects.iter().map(|o| (o.bbox, o.class, o.difficult)).collect();
+            Ok(ErrorPair { im: ds.image(e.image)?, objects, matched: e.dets.clone(), missed: e.missed.clone() })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    error_figure(pairs, cell, &ds.classes, captions)
 }
 
 /// Lesson 8's models against their targets, one panel per image, 4 wide, `captions[i]` at the

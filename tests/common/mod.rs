@@ -26,3 +26,34 @@ pub fn tensor(v: &Value, shape: &[i64]) -> Tensor {
     let data: Vec<f32> = f64s(v).into_iter().map(|x| x as f32).collect();
     Tensor::from_slice(&data).view(shape)
 }
+
+/// Detections made from a dataset's ground truth, with every kind of mistake in a fixed pattern
+/// over the objects (k = 1, 2, ...): each box shifted by `(k % 5) * 2` px; every sixth object
+/// dropped (missed), the first of each six relabelled as the next class (wrong class), the
+/// second also detected a second time at its true box with half the score (a duplicate); plus
+/// one box of class 0 on nothing in every image (a false detection).
+pub fn detections_from_truth(ds: &fastdet::data::Dataset) -> Vec<fastdet::metrics::Detection> {
+    use fastdet::boxes::BBox;
+    use fastdet::metrics::Detection;
+    let mut dets = vec![];
+    let mut k = 0u32;
+    for r in &ds.images {
+        for o in &r.objects {
+            k += 1;
+            let s = (k % 5) as f32 * 2.0;
+            let bbox = BBox::new(o.bbox.top + s, o.bbox.left + s, o.bbox.bottom + s, o.bbox.right + s);
+            let score = 0.3 + ((k * 13) % 70) as f32 / 100.0;
+            match k % 6 {
+                0 => {}
+                1 => dets.push(Detection { image_id: r.id, class: (o.class + 1) % ds.classes.len(), bbox, score }),
+                2 => {
+                    dets.push(Detection { image_id: r.id, class: o.class, bbox, score });
+                    dets.push(Detection { image_id: r.id, class: o.class, bbox: o.bbox, score: score * 0.5 });
+                }
+                _ => dets.push(Detection { image_id: r.id, class: o.class, bbox, score }),
+            }
+        }
+        dets.push(Detection { image_id: r.id, class: 0, bbox: BBox::new(1., 1., 20., 30.), score: 0.4 });
+    }
+    dets
+}
