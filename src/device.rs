@@ -29,13 +29,13 @@ pub fn default_device() -> Device {
         Some(s) if s.starts_with("cuda") => {
             load_cuda_backend();
             let n = s.strip_prefix("cuda:").and_then(|n| n.parse().ok()).unwrap_or(0);
-            return Device::Cuda(n);
+            return cuda_device(n);
         }
         _ => {}
     }
     load_cuda_backend();
     if tch::Cuda::is_available() {
-        Device::Cuda(0)
+        cuda_device(0)
     } else {
         Device::Cpu
     }
@@ -47,4 +47,44 @@ pub fn describe(device: Device) -> String {
         Device::Cuda(n) => format!("cuda:{n} ({} CUDA device(s) visible)", tch::Cuda::device_count()),
         _ => format!("cpu ({} threads)", tch::get_num_threads()),
     }
+}
+
+/// CUDA device `n`, with cuDNN's benchmark mode on: the lesson's fixed input size lets cuDNN
+/// time its convolution algorithms once and keep the fastest (PyTorch's
+/// `torch.backends.cudnn.benchmark = True`, which fastai sets).
+fn cuda_device(n: usize) -> Device {
+    tch::Cuda::cudnn_set_benchmark(true);
+    Device::Cuda(n)
+}
+
+/// A host tensor on `device`: on CUDA through pinned (page-locked) memory with a non-blocking
+/// copy, so the loader's threads hand batches over without waiting for the GPU; elsewhere a
+/// plain move.
+pub fn to_device_async(t: tch::Tensor, device: Device) -> tch::Tensor {
+    if device.is_cuda() && t.device() == Device::Cpu {
+        let kind = t.kind();
+        t.pin_memory(device).to_device_(device, kind, true, false)
+    } else {
+        t.to_device(device)
+    }
+}
+
+/// The GPU memory this process holds, as `nvidia-smi` reports it (`"2114 MiB of 143771 MiB
+/// on NVIDIA H200"`); `None` without a GPU or without `nvidia-smi`.
+pub fn gpu_memory_used() -> Option<String> {
+    let run = |args: &[&str]| -> Option<String> {
+        let out = std::process::Command::new("nvidia-smi").args(args).output().ok()?;
+        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let pid = std::process::id().to_string();
+    let apps = run(&["--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"])?;
+    let used: u64 = apps
+        .lines()
+        .filter_map(|l| l.split_once(','))
+        .filter(|(p, _)| p.trim() == pid)
+        .filter_map(|(_, m)| m.trim().parse::<u64>().ok())
+        .sum();
+    let gpu = run(&["--query-gpu=name,memory.total", "--format=csv,noheader,nounits"])?;
+    let (name, total) = gpu.lines().next()?.split_once(',')?;
+    Some(format!("{used} MiB of {} MiB on {}", total.trim(), name.trim()))
 }

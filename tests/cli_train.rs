@@ -203,6 +203,7 @@ fn ssd_run_predicts_and_evaluates() {
     let mut cfg = fastdet::train::TrainConfig::from_file("examples/configs/ssd_quick.json").unwrap();
     cfg.sz = 64;
     cfg.data = Some(fastdet::data::sample_root());
+    cfg.amp = true; // mixed precision from a config: fp32 with the gradient scaler on the CPU
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
     fastdet::train::run(&cfg, &run, false).unwrap();

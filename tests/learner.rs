@@ -244,6 +244,8 @@ fn checkpoint_and_restore_in_memory() {
 /// +-1/sqrt(fan_in)); fastai initialises only its default head (Kaiming normal, zero bias).
 #[test]
 fn heads_are_initialised_as_pytorch_and_fastai_do() {
+    // Initialisation draws from libtorch's one global generator: not while another test trains.
+    let _seq = SEQUENTIAL.lock().unwrap_or_else(|e| e.into_inner());
     use fastdet::model::ssd::SsdConfig;
     use fastdet::model::{ConvModel, HeadKind};
     tch::manual_seed(0);
@@ -298,4 +300,25 @@ fn losses_and_metrics_check_the_output_shape() {
     }
     let boxes = BatchTarget::Box(Tensor::zeros([2, 4], (tch::Kind::Float, Device::Cpu)));
     assert!(Loss::L1.compute(&Tensor::zeros([2, 5], (tch::Kind::Float, Device::Cpu)), &boxes).unwrap_err().to_string().contains("[2, 4]"));
+}
+
+/// Mixed precision through `fit`: on the CPU autocast does nothing and the scale is a power of
+/// two, so scaling the loss and unscaling the gradients is exact: the same weights as without,
+/// every step taken, and the report says so. (The scaler's rule itself: tests/amp.rs.)
+#[test]
+fn amp_fit_on_the_cpu_equals_the_fp32_fit() {
+    let fit = |amp: bool| {
+        let (_seq, mut l) = learner(64, 8);
+        l.set_amp(amp);
+        let report = l.fit(1e-3, 1, Default::default()).unwrap();
+        (values(&l, "head"), report, l.amp().map(|s| (s.steps, s.skipped, s.scale())))
+    };
+    let (plain, _, none) = fit(false);
+    let (mixed, report, scaler) = fit(true);
+    assert!(none.is_none());
+    let nb = report.losses.len();
+    assert_eq!(scaler, Some((nb, 0, 65536.0)), "every one of the {nb} steps taken, the scale unchanged");
+    assert!(max_change(&plain, &mixed) < 1e-6, "amp on the CPU changed the weights by {}", max_change(&plain, &mixed));
+    assert!(max_change(&values(&learner(64, 8).1, "head"), &mixed) > 1e-4, "the fit moved the head");
+    assert!(report.summary().contains("mixed precision: loss scale 65536, 0 of"), "{}", report.summary());
 }

@@ -252,7 +252,7 @@ pub fn collate(samples: &[Sample], kind: TargetKind, num_classes: usize, device:
     let sz = samples.first().map(|s| s.sz).unwrap_or(1) as i64;
     let mut pixels = Vec::with_capacity(samples.len() * (3 * sz * sz) as usize);
     samples.iter().for_each(|s| pixels.extend_from_slice(&s.image));
-    let x = Tensor::from_slice(&pixels).view([b, 3, sz, sz]).to_device(device);
+    let x = crate::device::to_device_async(Tensor::from_slice(&pixels).view([b, 3, sz, sz]), device);
     let boxes = |f: &dyn Fn(&Target) -> BBox| {
         let v: Vec<f32> = samples.iter().flat_map(|s| f(&s.target).to_array()).collect();
         Tensor::from_slice(&v).view([b, 4]).to_device(device)

@@ -11,7 +11,12 @@ use crate::error::{Error, Result};
 use crate::model::N_GROUPS;
 use crate::stop::{SigintGuard, StopFlag, Stopped};
 use std::sync::{Arc, Mutex};
+use tch::{Kind, Tensor};
 use std::thread::JoinHandle;
+
+/// On CUDA, how many batches' losses `fit` reads back at once (one host wait per this many
+/// batches instead of one per batch; the progress line moves in steps of this many).
+pub const LOSS_READ_EVERY: usize = 16;
 use std::time::Instant;
 
 impl Learner {
@@ -65,29 +70,50 @@ impl Learner {
                 report.stopped = Some(Stopped { epoch: e, batches: 0 });
                 break;
             }
-            for (k, batch) in self.data.trn_dl.clone().iter(epoch as u64).enumerate() {
+            // On CUDA the batches' losses stay on the GPU and are read LOSS_READ_EVERY at a
+            // time, so the host does not wait for the GPU at every batch; on the CPU each is read
+            // at once (before its backward pass: a non-finite loss stops the fit untouched).
+            let read_every = if self.device().is_cuda() { LOSS_READ_EVERY } else { 1 };
+            let mut pending: Vec<(usize, usize, f64, Tensor)> = vec![];
+            let mut batches = self.data.trn_dl.clone().iter(epoch as u64).enumerate().peekable();
+            while let Some((k, batch)) = batches.next() {
                 let batch = batch?;
                 let mult = sched.next_mult();
                 for (g, lr) in lrs.iter().enumerate() {
                     opt.set_lr_group(g, lr * mult);
                 }
-                let loss = self.step(&mut opt, &batch)?;
-                if !loss.is_finite() {
-                    self.restore_vars(&snap);
-                    return Err(Error::NonFinite { what: "loss".into(), value: loss, epoch: e, batch: Some(k) });
+                let loss = self.forward_loss(&batch)?;
+                if read_every == 1 {
+                    let value = f64::try_from(&loss)?;
+                    if !value.is_finite() {
+                        self.restore_vars(&snap);
+                        return Err(Error::NonFinite { what: "loss".into(), value, epoch: e, batch: Some(k) });
+                    }
                 }
-                smoothed = smoother.add(loss);
-                let lr = lrs[N_GROUPS - 1] * mult;
-                self.recorder.lrs.push(lr);
-                self.recorder.losses.push(smoothed);
-                report.lrs.push(lr);
-                report.losses.push(smoothed);
-                self.publish(|live| {
-                    live.lrs.push(lr);
-                    live.losses.push(smoothed);
-                });
-                progress.batch(batch.indices.len(), smoothed);
-                if self.stop.take() {
+                self.backward_step(&mut opt, &loss)?;
+                pending.push((k, batch.indices.len(), lrs[N_GROUPS - 1] * mult, loss.detach()));
+                let stop_now = self.stop.take();
+                if pending.len() < read_every && !stop_now && batches.peek().is_some() {
+                    continue;
+                }
+                let values: Vec<f64> = Vec::try_from(Tensor::stack(&pending.iter().map(|p| p.3.to_kind(Kind::Double)).collect::<Vec<_>>(), 0))?;
+                for ((k, bs, lr, _), loss) in pending.drain(..).zip(values) {
+                    if !loss.is_finite() {
+                        self.restore_vars(&snap);
+                        return Err(Error::NonFinite { what: "loss".into(), value: loss, epoch: e, batch: Some(k) });
+                    }
+                    smoothed = smoother.add(loss);
+                    self.recorder.lrs.push(lr);
+                    self.recorder.losses.push(smoothed);
+                    report.lrs.push(lr);
+                    report.losses.push(smoothed);
+                    self.publish(|live| {
+                        live.lrs.push(lr);
+                        live.losses.push(smoothed);
+                    });
+                    progress.batch(bs, smoothed);
+                }
+                if stop_now {
                     report.stopped = Some(Stopped { epoch: e, batches: k + 1 });
                     break 'epochs;
                 }
@@ -114,6 +140,17 @@ impl Learner {
         progress.finish();
         report.secs = start.elapsed().as_secs_f64();
         report.preview = self.preview().ok().map(|p| Arc::new(Mutex::new(p)));
+        if let Some(sc) = self.amp() {
+            report.notes.push(format!("mixed precision: loss scale {}, {} of {} steps skipped (non-finite gradients)", sc.scale(), sc.skipped, sc.skipped + sc.steps));
+        }
+        if self.device().is_cuda() {
+            report.notes.push(format!("GPU memory in use: {}", crate::device::gpu_memory_used().unwrap_or_else(|| "unknown (no nvidia-smi)".into())));
+        }
+        if !quiet {
+            for n in &report.notes {
+                println!("{n}");
+            }
+        }
         if let (Some(st), false) = (report.stopped, quiet) {
             println!(
                 "stopped during epoch {} after {} batches; the learner keeps the weights trained so far",

@@ -19,12 +19,14 @@
 //! A NaN or infinite loss or validation number stops training with an error naming the epoch
 //! (and batch); the weights are put back to what they were at the start of that epoch.
 
+pub mod amp;
 pub mod fit;
 pub mod progress;
 pub mod record;
 pub mod schedule;
 pub mod state;
 
+pub use amp::{GradScaler, ScalerOpts};
 pub use fit::FitHandle;
 pub use record::{epoch_table, table_header, table_line, EpochRow, FitReport, LrFind, LrFinder, LrSuggestion, Recorder, SmoothedLoss, AVG_MOM};
 pub use schedule::{FitOpts, Lrs, Schedule};
@@ -78,6 +80,8 @@ pub struct Learner {
     live: Option<Arc<Mutex<FitReport>>>,
     /// An unfinished fit found by [`Learner::restore_last`], for [`Learner::resume_fit`].
     pending: Option<state::FitInProgress>,
+    /// Mixed precision ([`Learner::set_amp`]): autocast forward passes and this gradient scaler.
+    amp: Option<GradScaler>,
 }
 
 /// How to build a [`Learner`] beyond its data and task: the backbone, its ImageNet weights and
@@ -166,6 +170,7 @@ impl Learner {
             stop: StopFlag::default(),
             live: None,
             pending: None,
+            amp: None,
         };
         learner.freeze_to(-1);
         Ok(learner)
@@ -227,7 +232,12 @@ impl Learner {
 
     /// Model outputs for a batch of images, in eval mode, without gradients.
     pub fn predict_batch(&self, x: &Tensor) -> Tensor {
-        tch::no_grad(|| self.model.forward(&x.to_device(self.device()), false, N_GROUPS))
+        let out = tch::no_grad(|| tch::autocast(self.amp.is_some(), || self.model.forward(&x.to_device(self.device()), false, N_GROUPS)));
+        if self.amp.is_some() {
+            out.to_kind(Kind::Float)
+        } else {
+            out
+        }
     }
 
     /// Outputs for the whole validation set, in order (fastai's `learn.predict()`).
@@ -285,15 +295,49 @@ impl Learner {
         });
     }
 
-    /// One training step on a batch; returns the loss.
+    /// One training step on a batch; returns the loss (a host read; no step on a non-finite
+    /// loss).
     pub(crate) fn step(&mut self, opt: &mut nn::Optimizer, batch: &Batch) -> Result<f64> {
-        let out = self.model.forward(&batch.x, true, self.frozen_to);
-        let loss = self.loss.compute(&out, &batch.y)?;
+        let loss = self.forward_loss(batch)?;
         let value = f64::try_from(&loss)?;
         if value.is_finite() {
-            opt.backward_step(&loss);
+            self.backward_step(opt, &loss)?;
         }
         Ok(value)
+    }
+
+    /// The training forward pass (under autocast with mixed precision) and its loss, in fp32.
+    pub(crate) fn forward_loss(&self, batch: &Batch) -> Result<Tensor> {
+        let out = tch::autocast(self.amp.is_some(), || self.model.forward(&batch.x, true, self.frozen_to));
+        self.loss.compute(&out.to_kind(Kind::Float), &batch.y)
+    }
+
+    /// Backward and optimiser step; with mixed precision through the gradient scaler, which
+    /// skips the step when a gradient is not finite.
+    pub(crate) fn backward_step(&mut self, opt: &mut nn::Optimizer, loss: &Tensor) -> Result<()> {
+        match &mut self.amp {
+            None => opt.backward_step(loss),
+            Some(scaler) => {
+                opt.zero_grad();
+                scaler.scale_loss(loss).backward();
+                let params = self.vs.trainable_variables();
+                scaler.step(opt, &params)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Mixed precision on or off: forward passes under autocast (fp16 on CUDA; tch's autocast
+    /// does nothing on the CPU, where training stays fp32) and gradients through a
+    /// [`GradScaler`] with PyTorch's defaults. The scaler lives as long as the setting, across
+    /// fits, as a PyTorch training loop keeps its one `GradScaler`.
+    pub fn set_amp(&mut self, on: bool) {
+        self.amp = on.then(|| GradScaler::new(ScalerOpts::default(), self.device()));
+    }
+
+    /// The gradient scaler when mixed precision is on (its scale, steps taken and skipped).
+    pub fn amp(&self) -> Option<&GradScaler> {
+        self.amp.as_ref()
     }
 
     /// Output shapes and parameter counts of each layer for a batch of 2 (fastai's `summary()`).

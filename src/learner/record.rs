@@ -130,6 +130,9 @@ pub struct FitReport {
     pub secs: f64,
     /// The first [`PREVIEW_IMAGES`] validation images and the model's outputs after the fit.
     pub preview: Option<std::sync::Arc<std::sync::Mutex<FitPreview>>>,
+    /// Where it ran, when worth saying: the gradient scaler's state with mixed precision, the
+    /// GPU memory in use after a fit on CUDA.
+    pub notes: Vec<String>,
 }
 
 impl FitReport {
@@ -149,6 +152,9 @@ impl FitReport {
         }
         if let Some(st) = self.stopped {
             s += &format!("; stopped during epoch {} after {} batches", st.epoch, st.batches);
+        }
+        for n in &self.notes {
+            s += &format!("; {n}");
         }
         s
     }

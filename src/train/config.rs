@@ -262,6 +262,9 @@ pub struct TrainConfig {
     /// `"no_gt_lost"`, which never loses an object to another's anchor).
     pub matching: Matching,
     pub device: DeviceChoice,
+    /// Mixed precision: autocast forward passes (fp16 on CUDA) and a gradient scaler
+    /// ([`crate::learner::Learner::set_amp`]); off by default.
+    pub amp: bool,
     pub stages: Vec<Stage>,
     /// Where the config was read from (for error messages); not part of the config.
     #[serde(skip)]
@@ -287,6 +290,7 @@ impl Default for TrainConfig {
             crop: CropType::No,
             matching: Matching::Lesson,
             device: DeviceChoice::Auto,
+            amp: false,
             stages: lesson_stages(),
             source: None,
         }
@@ -294,7 +298,7 @@ impl Default for TrainConfig {
 }
 
 /// Fields that may differ between a run and its resumption.
-const RESUME_FREE_FIELDS: [&str; 2] = ["comment", "device"];
+const RESUME_FREE_FIELDS: [&str; 3] = ["comment", "device", "amp"];
 
 impl TrainConfig {
     /// Read and check a JSON config; errors name the file and the field.

@@ -61,6 +61,7 @@ impl Trainer {
     pub fn from_prepared(p: Prepared) -> Result<Self> {
         let Prepared { config, run_dir, progress, .. } = p;
         let mut learner = config.learner(&run_dir)?;
+        learner.set_amp(config.amp);
         let names = learner.recorder.metric_names.clone();
         if !progress.completed.is_empty() && progress.metric_names != names {
             return Err(Error::run(
