@@ -7,13 +7,32 @@ WITH_ENV := source scripts/env.sh &&
 export FASTDET_DATA ?= $(CURDIR)/data/coco128-voc
 VOC_URL ?= http://host.robots.ox.ac.uk/pascal/VOC/voc2007
 
-.PHONY: ssd-synthetic setup build lesson test test-rust test-notebooks bench-aug bench-train bench-post lab data-voc clean
+.PHONY: ssd-synthetic setup build gpu-bundle test-bundle lesson test test-rust test-notebooks bench-aug bench-train bench-post lab data-voc clean
 
 setup:
 	@bash scripts/setup.sh
 
+## `make build`: against the venv's torch 2.13. `make build TORCH=existing`: against the torch
+## the `python3` on PATH imports (2.11, 2.12 or 2.13, with the matching tch: 0.24, 0.25, 0.26);
+## TORCH=2.11 (or 2.12) installs that torch from PyPI into the per-user cache first. Those
+## builds go to build/torch-<version>/ (scripts/torch_build.sh).
+TORCH ?=
 build: setup
+ifeq ($(TORCH),)
 	@$(WITH_ENV) cargo build --release
+else
+	@bash scripts/torch_build.sh $(TORCH)
+endif
+
+## dist/fastdet-gpu/ (<= 60 MiB): fastdet built against torch 2.11 from PyPI, the sample and
+## run-checks.sh, for a GPU machine with torch 2.11 and no Rust (scripts/gpu_bundle.sh).
+gpu-bundle: setup
+	@bash scripts/gpu_bundle.sh
+
+## The bundle's check run here on the CPU (GPU-only steps skipped with a message); log in
+## out/bundle-check/run-checks.log.
+test-bundle: gpu-bundle
+	@PYTHON=$$(bash scripts/torch_build.sh --python 2.11) bash dist/fastdet-gpu/run-checks.sh out/bundle-check
 
 ## The main job: execute every notebook on the bundled sample; executed .ipynb + .html in out/.
 lesson: setup
@@ -32,6 +51,7 @@ test: setup
 	@$(WITH_ENV) FASTDET_REQUIRE_REFERENCES=1 cargo test
 	@$(WITH_ENV) $(SYNTHETIC)
 	@$(WITH_ENV) python -m pytest $(PYTESTS) -q -s
+	@$(MAKE) --no-print-directory test-bundle
 
 test-rust: setup
 	@bash scripts/test_deps.sh

@@ -83,12 +83,17 @@ def load_samples():
 
 # --- the peers -------------------------------------------------------------------------------
 
-def albumentations_runner():
-    tfm = A.Compose([
+def albumentations_runner(resize_first=False):
+    """The lesson's order (flip, rotate and lighting at full size, then squash to 224), or with
+    `resize_first` what a user who knows albumentations writes: squash to 224 first, then the
+    rest on the small image (faster; the rotation's border reflects at 224 instead)."""
+    resize = [A.Resize(224, 224, interpolation=cv2.INTER_LINEAR)]
+    augs = [
         A.HorizontalFlip(p=0.5),
         A.Rotate(limit=3, p=0.5, border_mode=cv2.BORDER_REFLECT, rotate_method="largest_box"),
         A.RandomBrightnessContrast(brightness_limit=0.05, contrast_limit=0.05, p=1.0),
-        A.Resize(224, 224, interpolation=cv2.INTER_LINEAR),
+    ]
+    tfm = A.Compose((resize + augs if resize_first else augs + resize) + [
         A.Normalize(mean=MEAN, std=STD),
         A.ToTensorV2(),
     ], bbox_params=A.BboxParams(format="pascal_voc", label_fields=["labels"]))
@@ -250,16 +255,21 @@ def main():
         out = cargo_bench(["--samples", str(args.samples), "--reps", str(args.reps)])
         rows += json.loads(out.strip().splitlines()[-1])["rows"]
     rows.append(time_peer("albumentations", albumentations_runner(), samples, args.samples, args.reps))
+    rows.append(time_peer("alb. resize 1st", albumentations_runner(resize_first=True), samples, args.samples, args.reps))
     rows.append(time_peer("torchvision", torchvision_runner(), samples, args.samples, args.reps))
     print()
     print(table(rows))
     fd1 = next((r for r in rows if r["library"] == "fastdet" and r["threads"] == 1), None)
-    alb = next(r for r in rows if r["library"] == "albumentations")
+    albs = [r for r in rows if r["library"] in ("albumentations", "alb. resize 1st")]
     if fd1:
-        ratio = fd1["decoded_img_s"] / alb["decoded_img_s"]
-        print(f"\nfastdet (1 thread) / albumentations (1 thread): {ratio:.2f}x from decoded images, "
-              f"{fd1['jpeg_img_s'] / alb['jpeg_img_s']:.2f}x from JPEG (goal: at least 2x) "
-              f"-> {'MET' if ratio >= 2 else 'NOT MET'}")
+        # The goal is against the faster albumentations pipeline of this run, for each input.
+        goals = []
+        for key, what in (("decoded", "from decoded images"), ("jpeg", "from JPEG")):
+            best = max(albs, key=lambda r: r[f"{key}_img_s"])
+            ratio = fd1[f"{key}_img_s"] / best[f"{key}_img_s"]
+            goals.append(f"{what} {ratio:.2f}x the faster albumentations ({best['library']}): "
+                         f"{'met' if ratio >= 2 else 'NOT met'}")
+        print("\ngoals (fastdet 1 thread >= 2x albumentations 1 thread): " + "; ".join(goals))
     print(f"load average {os.getloadavg()[0]:.2f} at the end (shared machine: compare within one run)")
     os.makedirs(os.path.join(ROOT, "out"), exist_ok=True)
     with open(os.path.join(ROOT, "out", "bench_aug.json"), "w") as f:

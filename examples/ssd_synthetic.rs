@@ -36,7 +36,10 @@ fn main() -> anyhow::Result<()> {
         ssd.load_trained()?;
     } else {
         println!("training from scratch: {epochs} epochs, lr {lr} (about 90 s an epoch on 2 cores)");
+        let t = std::time::Instant::now();
         ssd.train(lr, epochs)?;
+        let secs = t.elapsed().as_secs_f64();
+        println!("trained {epochs} epochs in {secs:.1} s: {:.1} s per epoch on {}", secs / epochs.max(1) as f64, fastdet::device::describe(fastdet::device::default_device()));
     }
     let dets = ssd.detections(0.01)?;
     let table = fastdet::metrics::evaluate(&ssd.val, &dets, ApMetric::Voc07)?;

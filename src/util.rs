@@ -32,3 +32,10 @@ pub fn cache_dir() -> PathBuf {
         .or_else(|| std::env::var_os("HOME").map(|p| PathBuf::from(p).join(".cache").join("fastdet")))
         .unwrap_or_else(|| PathBuf::from("out"))
 }
+
+/// The fastdet source tree this was built from (its `data/`, `models/`, `examples/`). A build
+/// against another PyTorch (`scripts/torch_build.sh`) compiles these sources from a generated
+/// manifest under `build/` and names the tree in `FASTDET_ROOT` at compile time.
+pub fn crate_root() -> PathBuf {
+    PathBuf::from(option_env!("FASTDET_ROOT").unwrap_or(env!("CARGO_MANIFEST_DIR")))
+}

@@ -58,6 +58,9 @@ fn eval_ground_truth(data: Option<&std::path::Path>, split: &str) -> Result<Data
 
 #[derive(Subcommand)]
 enum Command {
+    /// The device fastdet computes on (CUDA when a GPU is usable, else the CPU; FASTDET_DEVICE
+    /// overrides), and a small computation there checked against the CPU.
+    Device,
     /// Count images, objects and objects per class of a split.
     Info(Source),
     /// Write the lesson's JSON (pascal_<split>2007.json) from VOC XML annotations.
@@ -143,6 +146,9 @@ enum Command {
         /// Continue the run in --run-dir after its last completed stage
         #[arg(long)]
         resume: bool,
+        /// Train at most this many stages now (the rest later with --resume)
+        #[arg(long)]
+        max_stages: Option<usize>,
     },
 }
 
@@ -228,10 +234,23 @@ fn run(cli: Cli) -> Result<()> {
                 write_report(&ds, &dets, path, fastdet::show::ReportOpts { title, score_thresh: thresh, ..Default::default() })?;
             }
         }
-        Command::Train { config, run_dir, resume } => {
+        Command::Device => {
+            let device = fastdet::device::default_device();
+            println!("device: {}", fastdet::device::describe(device));
+            println!("libtorch: CUDA available {}, {} CUDA device(s), cuDNN {}", tch::Cuda::is_available(), tch::Cuda::device_count(), tch::Cuda::cudnn_is_available());
+            // A matrix product on the device, checked against the same product on the CPU.
+            let a = tch::Tensor::arange(12, (tch::Kind::Float, tch::Device::Cpu)).reshape([3, 4]) / 10.0;
+            let on_device = a.to_device(device).matmul(&a.to_device(device).tr()).to_device(tch::Device::Cpu);
+            let on_cpu = a.matmul(&a.tr());
+            println!("a @ a.T on {:?}: {:?}", device, Vec::<f32>::try_from(on_device.reshape([-1]))?);
+            let diff = f64::try_from((&on_device - &on_cpu).abs().max())?;
+            anyhow::ensure!(diff < 1e-3, "the product on {device:?} differs from the CPU's by {diff}");
+            println!("matches the CPU's to {diff:.1e}");
+        }
+        Command::Train { config, run_dir, resume, max_stages } => {
             let cfg = fastdet::train::TrainConfig::from_file(&config)?;
             let run_dir = run_dir.unwrap_or_else(|| fastdet::train::default_run_dir(&config));
-            let report = fastdet::train::run(&cfg, &run_dir, resume)?;
+            let report = fastdet::train::run_stages(&cfg, &run_dir, resume, max_stages.unwrap_or(usize::MAX))?;
             println!("{report}");
         }
     }

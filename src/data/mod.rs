@@ -314,9 +314,13 @@ impl Pascal {
     }
 }
 
-/// The bundled sample: `data/coco128-voc` of this crate (see its README).
+/// The bundled sample: `$FASTDET_SAMPLE` if set (the GPU bundle sets it), else
+/// `data/coco128-voc` of this crate (see its README).
 pub fn sample_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("data").join("coco128-voc")
+    match std::env::var_os("FASTDET_SAMPLE").filter(|p| !p.is_empty()) {
+        Some(p) => PathBuf::from(p),
+        None => crate::util::crate_root().join("data").join("coco128-voc"),
+    }
 }
 
 /// Whether the notebooks run on the bundled 52-image sample ([`default_root`] is
@@ -331,7 +335,7 @@ pub fn default_root() -> PathBuf {
     if let Some(p) = std::env::var_os("FASTDET_DATA").filter(|p| !p.is_empty()) {
         return PathBuf::from(p);
     }
-    let full = Path::new(env!("CARGO_MANIFEST_DIR")).join("data").join("pascal");
+    let full = crate::util::crate_root().join("data").join("pascal");
     if full.is_dir() {
         full
     } else {

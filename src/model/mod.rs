@@ -230,7 +230,7 @@ pub fn find_weights(arch: Arch) -> Option<std::path::PathBuf> {
     let dirs: Vec<std::path::PathBuf> = match std::env::var_os("FASTDET_WEIGHTS").filter(|v| !v.is_empty()) {
         Some(p) if Path::new(&p).is_file() => return Some(p.into()),
         Some(p) => vec![p.into()],
-        None => vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("models")],
+        None => vec![crate::util::crate_root().join("models")],
     };
     for dir in dirs {
         for f in [format!("{name}.safetensors"), format!("{name}.pth")] {

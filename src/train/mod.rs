@@ -34,4 +34,4 @@ pub mod run;
 
 pub use config::{lesson_stages, task_stages, DataFormat, DeviceChoice, FreezeTo, Stage, StageLoss, TrainConfig};
 pub use folder::{checkpoint_name, default_run_dir, prepare, EpochRecord, Prepared, RunProgress, StageRecord, CONFIG_FILE, PROGRESS_FILE};
-pub use run::{run, RunReport, Trainer};
+pub use run::{run, run_stages, RunReport, Trainer};

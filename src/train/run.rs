@@ -180,6 +180,12 @@ fn report(run_dir: &Path, config: &TrainConfig, progress: &RunProgress, stages_r
 /// Train `config` in `run_dir`: every stage, or with `resume` the stages `progress.json` does
 /// not list yet (nothing when the run is complete). See the module docs.
 pub fn run(config: &TrainConfig, run_dir: &Path, resume: bool) -> Result<RunReport> {
+    run_stages(config, run_dir, resume, usize::MAX)
+}
+
+/// [`run`], training at most `max_stages` stages this time (`fastdet train --max-stages`): the
+/// run stops after them with its checkpoints, and `--resume` continues.
+pub fn run_stages(config: &TrainConfig, run_dir: &Path, resume: bool, max_stages: usize) -> Result<RunReport> {
     let prepared = prepare(config, run_dir, resume)?;
     if prepared.is_complete() {
         let r = report(run_dir, &prepared.config, &prepared.progress, vec![], prepared.progress.completed.last().map(|c| c.stage));
@@ -187,5 +193,14 @@ pub fn run(config: &TrainConfig, run_dir: &Path, resume: bool) -> Result<RunRepo
         println!("{}", prepared.progress.table());
         return Ok(r);
     }
-    Trainer::from_prepared(prepared)?.run_all()
+    let mut t = Trainer::from_prepared(prepared)?;
+    for _ in 0..max_stages {
+        if t.run_stage()?.is_none() {
+            break;
+        }
+    }
+    if let Some(k) = t.next_stage() {
+        println!("stopping before stage {k} (--max-stages {max_stages}); --resume continues from {}", run_dir.display());
+    }
+    Ok(t.report())
 }
