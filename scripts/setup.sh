@@ -7,6 +7,8 @@
 #   2. evcxr_jupyter (the Rust kernel), `cargo install --locked` into the cache; `tools/` links to it;
 #   3. mold, the fast linker evcxr uses when it finds it (Debian's package, when apt-get can
 #      install it: as root or with passwordless sudo; otherwise the system linker);
+#   3b. cmake and nasm (Debian's packages, the same way), which the turbojpeg crate needs to build
+#      libjpeg-turbo from source;
 #   4. the kernelspec "Rust (fastdet)" inside that environment: its command is the launcher
 #      scripts/kernel.py (copied into the cache), which gives each running kernel its own
 #      compile folder from a pool of warm ones and turns Jupyter's interrupt into a gentle stop
@@ -88,6 +90,19 @@ if ! command -v mold >/dev/null; then
       || say "warning: could not install mold; kernels link with the system linker (slower)"
   else
     say "mold not found and no apt-get as root: kernels link with the system linker (slower)"
+  fi
+fi
+
+# 3b. cmake and nasm: the turbojpeg crate builds libjpeg-turbo (with its SIMD code) from source.
+if ! command -v cmake >/dev/null || ! command -v nasm >/dev/null; then
+  apt=""
+  if [ "$(id -u)" = 0 ]; then apt="apt-get"; elif sudo -n true 2>/dev/null; then apt="sudo apt-get"; fi
+  if [ -n "$apt" ] && command -v apt-get >/dev/null; then
+    say "installing cmake and nasm (to build libjpeg-turbo for the turbojpeg crate)"
+    $apt install -y -qq cmake nasm >/dev/null 2>&1 || { $apt update -qq >/dev/null 2>&1 && $apt install -y -qq cmake nasm >/dev/null 2>&1; } \
+      || say "warning: could not install cmake and nasm; building fastdet needs cmake (and nasm for a fast JPEG decoder)"
+  else
+    command -v cmake >/dev/null || say "warning: no cmake and no apt-get as root: install cmake (and nasm), which building fastdet needs"
   fi
 fi
 

@@ -350,12 +350,19 @@ impl Tfms {
     /// `seed`. For a dataset, cache [`scale_to`]'s result and call [`Tfms::apply_plan`].
     pub fn apply(&self, img: &RgbImage, boxes: &[BBox], seed: u64) -> Result<Augmented> {
         let (scaled, sy, sx) = scale_to(img, self.sz)?;
+        Ok(self.apply_scaled(&scaled, (sy, sx), boxes, seed))
+    }
+
+    /// [`Tfms::apply`] of an image already scaled by [`scale_to`] (or
+    /// [`crate::data::decode_scaled`]) with its factors `(sy, sx)`; `boxes` in the original
+    /// image's pixels.
+    pub fn apply_scaled(&self, scaled: &RgbImage, (sy, sx): (f32, f32), boxes: &[BBox], seed: u64) -> Augmented {
         let boxes: Vec<BBox> = match self.tfm_y {
             TfmY::Coord => boxes.iter().map(|b| b.scale(sy, sx)).collect(),
             TfmY::None => boxes.to_vec(),
         };
         let plan = self.plan(&mut ChaCha8Rng::seed_from_u64(seed), scaled.width(), scaled.height());
-        Ok(self.apply_plan(&scaled, &boxes, &plan))
+        self.apply_plan(scaled, &boxes, &plan)
     }
 
     /// Apply a plan to an already scaled image and boxes in its pixels.
@@ -414,17 +421,49 @@ pub fn move_boxes(boxes: &[BBox], fwd: &Affine, sz: u32) -> (Vec<BBox>, Vec<usiz
 /// Step 1: resize so the short side is `sz` (area averaging when shrinking, bilinear when
 /// growing). Returns the image and the factors `(sy, sx)` that map its pixels.
 pub fn scale_to(img: &RgbImage, sz: u32) -> Result<(RgbImage, f32, f32)> {
-    let (w, h) = img.dimensions();
+    scale_reduced(img, img.dimensions(), sz)
+}
+
+/// The size [`scale_to`] gives a `w x h` image: short side `sz`, the other rounded.
+pub fn scaled_size(w: u32, h: u32, sz: u32) -> Result<(u32, u32)> {
     if w == 0 || h == 0 || sz == 0 {
         return Err(Error::Invalid(format!("cannot scale a {w}x{h} image to a short side of {sz}")));
     }
     let short = w.min(h) as f64;
-    let (nw, nh) = (
-        ((w as f64 * sz as f64 / short).round() as u32).max(1),
-        ((h as f64 * sz as f64 / short).round() as u32).max(1),
-    );
-    let out = resize(img, nw, nh)?;
+    Ok((((w as f64 * sz as f64 / short).round() as u32).max(1), ((h as f64 * sz as f64 / short).round() as u32).max(1)))
+}
+
+/// [`scale_to`] of a `full` = `(w, h)` image given already reduced (`img`: a JPEG decoded at a
+/// reduced DCT scale, say): the same output size, and factors that map the full image's pixels.
+pub fn scale_reduced(img: &RgbImage, full: (u32, u32), sz: u32) -> Result<(RgbImage, f32, f32)> {
+    let (w, h) = full;
+    let (nw, nh) = scaled_size(w, h, sz)?;
+    // Halve by 2x2 averages while the image is still at least twice the target: the same area
+    // filter, a quarter of the pixels left for the exact (fractional) area resize.
+    let mut src = std::borrow::Cow::Borrowed(img);
+    while src.width() >= 2 * nw && src.height() >= 2 * nh {
+        src = std::borrow::Cow::Owned(halve(&src));
+    }
+    let out = resize(&src, nw, nh)?;
     Ok((out, nh as f32 / h as f32, nw as f32 / w as f32))
+}
+
+/// The image at half size, each pixel the rounded mean of a 2x2 block (an odd last row or
+/// column is dropped: at most half a source pixel of the scale).
+pub fn halve(img: &RgbImage) -> RgbImage {
+    let (w, h) = (img.width() / 2, img.height() / 2);
+    let (raw, stride) = (img.as_raw(), 3 * img.width() as usize);
+    let mut out = vec![0u8; 3 * (w * h) as usize];
+    for (y, row) in out.chunks_exact_mut(3 * w as usize).enumerate() {
+        let top = &raw[2 * y * stride..2 * y * stride + 6 * w as usize];
+        let bottom = &raw[(2 * y + 1) * stride..(2 * y + 1) * stride + 6 * w as usize];
+        for ((o, t), b) in row.chunks_exact_mut(3).zip(top.chunks_exact(6)).zip(bottom.chunks_exact(6)) {
+            for ch in 0..3 {
+                o[ch] = ((t[ch] as u16 + t[ch + 3] as u16 + b[ch] as u16 + b[ch + 3] as u16 + 2) / 4) as u8;
+            }
+        }
+    }
+    RgbImage::from_raw(w, h, out).expect("w * h * 3 bytes")
 }
 
 /// Resize with fast_image_resize: box filter (area) when shrinking, bilinear when growing.
@@ -469,12 +508,25 @@ fn floor_i64(x: f64) -> i64 {
 
 /// Sample `src` at every output pixel centre through `inv` (output -> source), bilinear with a
 /// reflected border. Output: CHW floats in 0..1, and their sum (for lighting's mean).
+///
+/// A map without rotation (squash, flip) is separable: each output column reads the same two
+/// source columns with the same weight on every row, so those are computed once per column and
+/// once per row ([`warp_axis_aligned`]); a rotation samples every pixel on its own.
 fn warp_chw(src: &RgbImage, inv: &Affine, sz: u32) -> (Vec<f32>, f64) {
+    let [a, _, tx, _, d, ty] = inv.0;
+    if inv.0[1] == 0.0 && inv.0[3] == 0.0 {
+        return warp_axis_aligned(src, (a, tx), (d, ty), sz);
+    }
+    warp_general(src, inv, sz)
+}
+
+/// [`warp_chw`] for any map: every pixel's source position on its own.
+fn warp_general(src: &RgbImage, inv: &Affine, sz: u32) -> (Vec<f32>, f64) {
+    let [a, b, tx, c, d, ty] = inv.0;
     let (w, h) = (src.width() as i64, src.height() as i64);
     let raw = src.as_raw();
     let n = (sz * sz) as usize;
     let mut out = vec![0f32; 3 * n];
-    let [a, b, tx, c, d, ty] = inv.0;
     let stride = 3 * w as usize;
     let (plane_r, rest) = out.split_at_mut(n);
     let (plane_g, plane_b) = rest.split_at_mut(n);
@@ -484,10 +536,12 @@ fn warp_chw(src: &RgbImage, inv: &Affine, sz: u32) -> (Vec<f32>, f64) {
         let yc = v as f64 + 0.5;
         // Source position of the row's first pixel centre, in pixel-centre indices; it moves by
         // (a, c) per output column.
-        let mut sx = a * 0.5 + b * yc + tx - 0.5;
-        let mut sy = c * 0.5 + d * yc + ty - 0.5;
+        let sx0 = a * 0.5 + b * yc + tx - 0.5;
+        let sy0 = c * 0.5 + d * yc + ty - 0.5;
         let mut row_sum = 0f32;
+        let row = v * sz as usize;
         for u in 0..sz as usize {
+            let (sx, sy) = (sx0 + a * u as f64, sy0 + c * u as f64);
             let (x0, y0) = (floor_i64(sx), floor_i64(sy));
             let (fx, fy) = ((sx - x0 as f64) as f32, (sy - y0 as f64) as f32);
             let (xa, xb, ra, rb) = if x0 >= 0 && x0 + 1 < w && y0 >= 0 && y0 + 1 < h {
@@ -497,20 +551,63 @@ fn warp_chw(src: &RgbImage, inv: &Affine, sz: u32) -> (Vec<f32>, f64) {
             } else {
                 (reflect(x0, w) * 3, reflect(x0 + 1, w) * 3, reflect(y0, h) * stride, reflect(y0 + 1, h) * stride)
             };
-            let (w00, w01) = ((1.0 - fx) * (1.0 - fy), fx * (1.0 - fy));
-            let (w10, w11) = ((1.0 - fx) * fy, fx * fy);
-            let px = |ch: usize| {
-                (raw[ra + xa + ch] as f32 * w00 + raw[ra + xb + ch] as f32 * w01 + raw[rb + xa + ch] as f32 * w10 + raw[rb + xb + ch] as f32 * w11)
-                    * SCALE
-            };
-            let o = v * sz as usize + u;
+            let (p00, p01, p10, p11) = (&raw[ra + xa..ra + xa + 3], &raw[ra + xb..ra + xb + 3], &raw[rb + xa..rb + xa + 3], &raw[rb + xb..rb + xb + 3]);
+            let (w00, w01) = ((1.0 - fx) * (1.0 - fy) * SCALE, fx * (1.0 - fy) * SCALE);
+            let (w10, w11) = ((1.0 - fx) * fy * SCALE, fx * fy * SCALE);
+            let px = |ch: usize| p00[ch] as f32 * w00 + p01[ch] as f32 * w01 + p10[ch] as f32 * w10 + p11[ch] as f32 * w11;
             let (r, g, bl) = (px(0), px(1), px(2));
-            plane_r[o] = r;
-            plane_g[o] = g;
-            plane_b[o] = bl;
+            plane_r[row + u] = r;
+            plane_g[row + u] = g;
+            plane_b[row + u] = bl;
             row_sum += r + g + bl;
-            sx += a;
-            sy += c;
+        }
+        total += row_sum as f64;
+    }
+    (out, total)
+}
+
+/// One axis of a separable bilinear sample: for each output index, the byte offsets (times
+/// `step`) of the two source samples and the second one's weight, reflected at the border.
+fn axis_taps(scale: f64, shift: f64, n_out: u32, n_src: u32, step: usize) -> Vec<(usize, usize, f32)> {
+    (0..n_out)
+        .map(|o| {
+            let s = scale * (o as f64 + 0.5) + shift - 0.5;
+            let i0 = floor_i64(s);
+            let f = (s - i0 as f64) as f32;
+            (reflect(i0, n_src as i64) * step, reflect(i0 + 1, n_src as i64) * step, f)
+        })
+        .collect()
+}
+
+/// [`warp_chw`] for a map `x' = ax * x + tx, y' = dy * y + ty` (no rotation): per-column and
+/// per-row taps, then a row of two source rows blended.
+fn warp_axis_aligned(src: &RgbImage, (ax, tx): (f64, f64), (dy, ty): (f64, f64), sz: u32) -> (Vec<f32>, f64) {
+    let (w, h) = src.dimensions();
+    let raw = src.as_raw();
+    let stride = 3 * w as usize;
+    let cols = axis_taps(ax, tx, sz, w, 3);
+    let rows = axis_taps(dy, ty, sz, h, stride);
+    let n = (sz * sz) as usize;
+    let mut out = vec![0f32; 3 * n];
+    let (plane_r, rest) = out.split_at_mut(n);
+    let (plane_g, plane_b) = rest.split_at_mut(n);
+    let mut total = 0f64;
+    const SCALE: f32 = 1.0 / 255.0;
+    for (v, &(ra, rb, fy)) in rows.iter().enumerate() {
+        let (top, bottom) = (&raw[ra..ra + stride], &raw[rb..rb + stride]);
+        let (wt, wb) = ((1.0 - fy) * SCALE, fy * SCALE);
+        let row = v * sz as usize;
+        let (out_r, out_g, out_b) = (&mut plane_r[row..row + sz as usize], &mut plane_g[row..row + sz as usize], &mut plane_b[row..row + sz as usize]);
+        let mut row_sum = 0f32;
+        for (u, &(xa, xb, fx)) in cols.iter().enumerate() {
+            let (ta, tb, ba, bb) = (&top[xa..xa + 3], &top[xb..xb + 3], &bottom[xa..xa + 3], &bottom[xb..xb + 3]);
+            let (w00, w01, w10, w11) = ((1.0 - fx) * wt, fx * wt, (1.0 - fx) * wb, fx * wb);
+            let px = |ch: usize| ta[ch] as f32 * w00 + tb[ch] as f32 * w01 + ba[ch] as f32 * w10 + bb[ch] as f32 * w11;
+            let (r, g, b) = (px(0), px(1), px(2));
+            out_r[u] = r;
+            out_g[u] = g;
+            out_b[u] = b;
+            row_sum += r + g + b;
         }
         total += row_sum as f64;
     }
@@ -583,6 +680,31 @@ mod tests {
         // A point right of the centre moves up (smaller y) under a +90 degree rotation.
         let (x, y) = Affine::rotate(90.0, 0.0, 0.0).apply(1.0, 0.0);
         assert!(x.abs() < 1e-12 && (y + 1.0).abs() < 1e-12);
+    }
+
+    /// The separable path (squash, flip) gives what the per-pixel path gives for the same map.
+    #[test]
+    fn axis_aligned_warp_equals_the_general_one() {
+        let src = RgbImage::from_fn(37, 23, |x, y| image::Rgb([(x * 7 + y * 3) as u8, (x * y % 251) as u8, (200 - x - y) as u8]));
+        for (ax, tx, dy, ty) in [(37.0 / 16.0, 0.0, 23.0 / 16.0, 0.0), (-37.0 / 16.0, 37.0, 23.0 / 16.0, 0.0), (1.3, -2.5, 0.7, 3.25)] {
+            let inv = Affine([ax, 0.0, tx, 0.0, dy, ty]);
+            let (fast, fast_sum) = warp_axis_aligned(&src, (ax, tx), (dy, ty), 16);
+            let (slow, slow_sum) = warp_general(&src, &inv, 16);
+            let diff = fast.iter().zip(&slow).map(|(p, q)| (p - q).abs()).fold(0f32, f32::max);
+            assert!(diff < 1e-5, "map {:?}: max difference {diff}", inv.0);
+            assert!((fast_sum - slow_sum).abs() < 1e-2, "sums {fast_sum} vs {slow_sum}");
+        }
+    }
+
+    /// `halve` averages 2x2 blocks with rounding; an odd last row and column are dropped.
+    #[test]
+    fn halve_averages_blocks() {
+        let src = RgbImage::from_fn(5, 3, |x, y| image::Rgb([(x + 10 * y) as u8, 255, (x * y) as u8]));
+        let half = halve(&src);
+        assert_eq!(half.dimensions(), (2, 1));
+        // block (0..2, 0..2): R = 0, 1, 10, 11 -> 5.5 -> 6; block (2..4): 2, 3, 12, 13 -> 7.5 -> 8
+        assert_eq!(half.get_pixel(0, 0).0, [6, 255, 0]);
+        assert_eq!(half.get_pixel(1, 0).0, [8, 255, 1]);
     }
 
     #[test]

@@ -412,3 +412,43 @@ fn cv_idxs_rejects_bad_percentages() {
     assert_eq!(get_cv_idxs(10, 0.0, 42).unwrap(), Vec::<usize>::new());
     assert!(get_cv_idxs(0, 0.2, 42).unwrap().is_empty());
 }
+
+/// The loader's decoding: a photo at least twice the size decoded at a reduced DCT scale
+/// (libjpeg-turbo) gives the size and factors of decoding it whole and scaling it, and nearly
+/// the same pixels; a small target decodes whole.
+#[test]
+fn reduced_jpeg_decoding_matches_the_full_decode() {
+    use fastdet::data::{decode_jpeg_reduced, decode_scaled};
+    use fastdet::transforms::scale_to;
+    let ds = Pascal::open(sample_root()).unwrap().json("train").unwrap();
+    let (mut reduced, mut diffs) = (0, vec![]);
+    for i in 0..ds.len() {
+        let bytes = std::fs::read(ds.path(i)).unwrap();
+        let (want, wsy, wsx) = scale_to(&ds.image(i).unwrap(), 224).unwrap();
+        for (got, sy, sx) in [decode_scaled(&bytes, 224).unwrap(), ds.image_scaled(i, 224).unwrap()] {
+            assert_eq!((got.dimensions(), sy, sx), (want.dimensions(), wsy, wsx), "image {i}");
+            // Compared as 8x8-block means: grass and fur differ pixel by pixel under the
+            // sub-pixel offsets of two filters; geometry and colour must not.
+            let blocks = |im: &image::RgbImage| image::imageops::resize(im, im.width() / 8, im.height() / 8, image::imageops::FilterType::Triangle);
+            let (g, w) = (blocks(&got), blocks(&want));
+            let mean = g.as_raw().iter().zip(w.as_raw()).map(|(&a, &b)| (a as f64 - b as f64).abs()).sum::<f64>() / g.as_raw().len() as f64;
+            // DCT scaling averages before the colour conversion clips, so saturated colours
+            // shift by a few levels (PIL's `draft` gives the same: 4.6 on the blue of image 45).
+            assert!(mean < 3.5, "image {i}: {mean:.2} levels from the full decode on average (8x8 blocks)");
+            diffs.push(mean);
+        }
+        let rec = &ds.images[i];
+        if let Some((img, full)) = decode_jpeg_reduced(&bytes, 224, 224) {
+            assert_eq!(full, (rec.width, rec.height));
+            assert!(img.width() >= 224 && img.height() >= 224 && img.width() < rec.width);
+            reduced += 1;
+        }
+    }
+    let avg = diffs.iter().sum::<f64>() / diffs.len() as f64;
+    assert!(avg < 1.5, "{avg:.2} levels from the full decode on average over the sample");
+    assert!(reduced >= ds.len() / 2, "most sample photos (640 px) are reduced for 224: {reduced} of {}", ds.len());
+    // Nothing to reduce: the target is the image's own size.
+    let bytes = std::fs::read(ds.path(0)).unwrap();
+    assert!(decode_jpeg_reduced(&bytes, ds.images[0].width, ds.images[0].height).is_none());
+    assert!(decode_jpeg_reduced(b"not a jpeg", 10, 10).is_none());
+}

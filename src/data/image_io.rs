@@ -29,3 +29,41 @@ fn has_jpeg_end(bytes: &[u8]) -> bool {
     let tail = &bytes[bytes.len().saturating_sub(4096)..];
     tail.windows(2).any(|w| w == [0xFF, 0xD9])
 }
+
+/// A JPEG decoded straight to a smaller size with libjpeg-turbo's DCT scaling (1/2, 1/4 or
+/// 1/8: the IDCT computes the averages of 2x2, 4x4 or 8x8 blocks instead of every pixel), the
+/// smallest scale that leaves both sides at least `min_w x min_h`. Returns the image and the
+/// JPEG's full size. The averaging happens before the colour conversion clips, so saturated
+/// colours can differ from a full decode by a few levels (as with PIL's `draft`). `None` when
+/// `bytes` is not a complete JPEG, when no reduction applies or
+/// when libjpeg-turbo cannot decode it (then [`open_image`] decodes it, or names the problem).
+pub fn decode_jpeg_reduced(bytes: &[u8], min_w: u32, min_h: u32) -> Option<(RgbImage, (u32, u32))> {
+    if image::guess_format(bytes).ok()? != ImageFormat::Jpeg || !has_jpeg_end(bytes) {
+        return None;
+    }
+    let mut d = turbojpeg::Decompressor::new().ok()?;
+    let header = d.read_header(bytes).ok()?;
+    let (w, h) = (header.width as u32, header.height as u32);
+    let den = [8u32, 4, 2].into_iter().find(|&f| w / f >= min_w.max(1) && h / f >= min_h.max(1))?;
+    let scale = turbojpeg::ScalingFactor::new(1, den as usize);
+    let scaled = header.scaled(scale);
+    d.set_scaling_factor(scale).ok()?;
+    let mut img = turbojpeg::Image { pixels: vec![0u8; 3 * scaled.width * scaled.height], width: scaled.width, pitch: 3 * scaled.width, height: scaled.height, format: turbojpeg::PixelFormat::RGB };
+    d.decompress(bytes, img.as_deref_mut()).ok()?;
+    Some((RgbImage::from_raw(scaled.width as u32, scaled.height as u32, img.pixels)?, (w, h)))
+}
+
+/// An encoded image (JPEG or PNG bytes) decoded and scaled so its short side is `sz`
+/// ([`crate::transforms::scale_to`]), with the factors `(sy, sx)`: a JPEG at least twice that
+/// size through [`decode_jpeg_reduced`], anything else decoded whole.
+pub fn decode_scaled(bytes: &[u8], sz: u32) -> Result<(RgbImage, f32, f32)> {
+    let size = image::ImageReader::new(std::io::Cursor::new(bytes)).with_guessed_format().ok().and_then(|r| r.into_dimensions().ok());
+    if let Some((w, h)) = size {
+        let (nw, nh) = crate::transforms::scaled_size(w, h, sz)?;
+        if let Some((img, full)) = decode_jpeg_reduced(bytes, nw, nh) {
+            return crate::transforms::scale_reduced(&img, full, sz);
+        }
+    }
+    let img = image::load_from_memory(bytes).map_err(|e| Error::Invalid(format!("cannot decode the image: {e}")))?;
+    crate::transforms::scale_to(&img.into_rgb8(), sz)
+}

@@ -17,7 +17,7 @@
 use super::{get_cv_idxs, Dataset};
 use crate::boxes::BBox;
 use crate::error::{Error, Result};
-use crate::transforms::{scale_to, Augmented, TfmY, Tfms};
+use crate::transforms::{Augmented, TfmY, Tfms};
 use image::RgbImage;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -111,7 +111,7 @@ impl DetDataset {
 
     /// Image `data.images[idx]` decoded and scaled so its short side is `sz` (cached).
     fn scaled(&self, idx: usize) -> Result<(RgbImage, f32, f32)> {
-        let make = || -> Result<(RgbImage, f32, f32)> { scale_to(&self.data.image(idx)?, self.tfms.sz) };
+        let make = || -> Result<(RgbImage, f32, f32)> { self.data.image_scaled(idx, self.tfms.sz) };
         match &self.cache {
             None => make(),
             Some(cache) => {

@@ -26,7 +26,7 @@ pub mod synthetic;
 mod split;
 mod voc;
 
-pub use image_io::open_image;
+pub use image_io::{decode_jpeg_reduced, decode_scaled, open_image};
 pub use loader::{Batch, BatchTarget, DataLoader, DataOpts, DetDataset, ImageData, Sample, Target, TargetKind};
 pub use split::get_cv_idxs;
 
@@ -120,6 +120,23 @@ impl Dataset {
     /// Index of the image with this id.
     pub fn index_of(&self, id: u64) -> Option<usize> {
         self.images.iter().position(|r| r.id == id)
+    }
+
+    /// Image `i` scaled so its short side is `sz` ([`crate::transforms::scale_to`]), with the
+    /// factors `(sy, sx)` from its annotated size. A JPEG at least twice that size is decoded
+    /// at a reduced DCT scale ([`decode_jpeg_reduced`]): a fraction of the work of decoding it
+    /// whole and averaging it down. Anything else, and any JPEG libjpeg-turbo declines or whose
+    /// size differs from the annotation, goes through [`Dataset::image`] and its checks.
+    pub fn image_scaled(&self, i: usize, sz: u32) -> Result<(RgbImage, f32, f32)> {
+        if let Some(rec) = self.images.get(i) {
+            let (nw, nh) = crate::transforms::scaled_size(rec.width, rec.height, sz)?;
+            if let Some((img, full)) = std::fs::read(self.path(i)).ok().and_then(|b| decode_jpeg_reduced(&b, nw, nh)) {
+                if full == (rec.width, rec.height) {
+                    return crate::transforms::scale_reduced(&img, full, sz);
+                }
+            }
+        }
+        crate::transforms::scale_to(&self.image(i)?, sz)
     }
 
     /// Decode image `i` as RGB (greyscale, CMYK, PNG... are converted), checking that its size
