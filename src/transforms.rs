@@ -438,32 +438,10 @@ pub fn scaled_size(w: u32, h: u32, sz: u32) -> Result<(u32, u32)> {
 pub fn scale_reduced(img: &RgbImage, full: (u32, u32), sz: u32) -> Result<(RgbImage, f32, f32)> {
     let (w, h) = full;
     let (nw, nh) = scaled_size(w, h, sz)?;
-    // Halve by 2x2 averages while the image is still at least twice the target: the same area
-    // filter, a quarter of the pixels left for the exact (fractional) area resize.
-    let mut src = std::borrow::Cow::Borrowed(img);
-    while src.width() >= 2 * nw && src.height() >= 2 * nh {
-        src = std::borrow::Cow::Owned(halve(&src));
-    }
-    let out = resize(&src, nw, nh)?;
+    // (Halving by 2x2 averages first was measured slower than fast_image_resize's SIMD area
+    // resize in one go: 0.42 against 0.29 ms for a 640x480 photo.)
+    let out = resize(img, nw, nh)?;
     Ok((out, nh as f32 / h as f32, nw as f32 / w as f32))
-}
-
-/// The image at half size, each pixel the rounded mean of a 2x2 block (an odd last row or
-/// column is dropped: at most half a source pixel of the scale).
-pub fn halve(img: &RgbImage) -> RgbImage {
-    let (w, h) = (img.width() / 2, img.height() / 2);
-    let (raw, stride) = (img.as_raw(), 3 * img.width() as usize);
-    let mut out = vec![0u8; 3 * (w * h) as usize];
-    for (y, row) in out.chunks_exact_mut(3 * w as usize).enumerate() {
-        let top = &raw[2 * y * stride..2 * y * stride + 6 * w as usize];
-        let bottom = &raw[(2 * y + 1) * stride..(2 * y + 1) * stride + 6 * w as usize];
-        for ((o, t), b) in row.chunks_exact_mut(3).zip(top.chunks_exact(6)).zip(bottom.chunks_exact(6)) {
-            for ch in 0..3 {
-                o[ch] = ((t[ch] as u16 + t[ch + 3] as u16 + b[ch] as u16 + b[ch + 3] as u16 + 2) / 4) as u8;
-            }
-        }
-    }
-    RgbImage::from_raw(w, h, out).expect("w * h * 3 bytes")
 }
 
 /// Resize with fast_image_resize: box filter (area) when shrinking, bilinear when growing.
@@ -520,7 +498,10 @@ fn warp_chw(src: &RgbImage, inv: &Affine, sz: u32) -> (Vec<f32>, f64) {
     warp_general(src, inv, sz)
 }
 
-/// [`warp_chw`] for any map: every pixel's source position on its own.
+/// [`warp_chw`] for any map: every pixel's source position on its own, stepped along the row
+/// in 16.16 fixed point (no float-to-integer conversion per pixel; the drift over a row stays
+/// under 0.002 px); an interior pixel reads its two source rows as two 6-byte runs, border
+/// pixels reflect.
 fn warp_general(src: &RgbImage, inv: &Affine, sz: u32) -> (Vec<f32>, f64) {
     let [a, b, tx, c, d, ty] = inv.0;
     let (w, h) = (src.width() as i64, src.height() as i64);
@@ -532,33 +513,42 @@ fn warp_general(src: &RgbImage, inv: &Affine, sz: u32) -> (Vec<f32>, f64) {
     let (plane_g, plane_b) = rest.split_at_mut(n);
     let mut total = 0f64;
     const SCALE: f32 = 1.0 / 255.0;
+    let (af, cf) = (a as f32, c as f32);
+    let (x_last, y_last) = (w - 1, h - 1);
     for v in 0..sz as usize {
         let yc = v as f64 + 0.5;
         // Source position of the row's first pixel centre, in pixel-centre indices; it moves by
         // (a, c) per output column.
-        let sx0 = a * 0.5 + b * yc + tx - 0.5;
-        let sy0 = c * 0.5 + d * yc + ty - 0.5;
+        let sx0 = (a * 0.5 + b * yc + tx - 0.5) as f32;
+        let sy0 = (c * 0.5 + d * yc + ty - 0.5) as f32;
         let mut row_sum = 0f32;
         let row = v * sz as usize;
+        let (out_r, out_g, out_b) = (&mut plane_r[row..row + sz as usize], &mut plane_g[row..row + sz as usize], &mut plane_b[row..row + sz as usize]);
+        // 16.16 fixed point along the row: the integer part is the tap, the rest its weight.
+        const ONE: f64 = 65536.0;
+        let (mut qx, mut qy) = ((sx0 as f64 * ONE).round() as i64, (sy0 as f64 * ONE).round() as i64);
+        let (dqx, dqy) = ((af as f64 * ONE).round() as i64, (cf as f64 * ONE).round() as i64);
         for u in 0..sz as usize {
-            let (sx, sy) = (sx0 + a * u as f64, sy0 + c * u as f64);
-            let (x0, y0) = (floor_i64(sx), floor_i64(sy));
-            let (fx, fy) = ((sx - x0 as f64) as f32, (sy - y0 as f64) as f32);
-            let (xa, xb, ra, rb) = if x0 >= 0 && x0 + 1 < w && y0 >= 0 && y0 + 1 < h {
-                let xa = x0 as usize * 3;
-                let ra = y0 as usize * stride;
-                (xa, xa + 3, ra, ra + stride)
-            } else {
-                (reflect(x0, w) * 3, reflect(x0 + 1, w) * 3, reflect(y0, h) * stride, reflect(y0 + 1, h) * stride)
-            };
-            let (p00, p01, p10, p11) = (&raw[ra + xa..ra + xa + 3], &raw[ra + xb..ra + xb + 3], &raw[rb + xa..rb + xa + 3], &raw[rb + xb..rb + xb + 3]);
+            let (x0, y0) = (qx >> 16, qy >> 16);
+            let (fx, fy) = ((qx & 0xffff) as f32 * (1.0 / 65536.0), (qy & 0xffff) as f32 * (1.0 / 65536.0));
+            qx += dqx;
+            qy += dqy;
             let (w00, w01) = ((1.0 - fx) * (1.0 - fy) * SCALE, fx * (1.0 - fy) * SCALE);
             let (w10, w11) = ((1.0 - fx) * fy * SCALE, fx * fy * SCALE);
-            let px = |ch: usize| p00[ch] as f32 * w00 + p01[ch] as f32 * w01 + p10[ch] as f32 * w10 + p11[ch] as f32 * w11;
-            let (r, g, bl) = (px(0), px(1), px(2));
-            plane_r[row + u] = r;
-            plane_g[row + u] = g;
-            plane_b[row + u] = bl;
+            let (r, g, bl) = if x0 >= 0 && x0 < x_last && y0 >= 0 && y0 < y_last {
+                let base = y0 as usize * stride + x0 as usize * 3;
+                let (t, bt) = (&raw[base..base + 6], &raw[base + stride..base + stride + 6]);
+                let px = |ch: usize| t[ch] as f32 * w00 + t[ch + 3] as f32 * w01 + bt[ch] as f32 * w10 + bt[ch + 3] as f32 * w11;
+                (px(0), px(1), px(2))
+            } else {
+                let (xa, xb) = (reflect(x0, w) * 3, reflect(x0 + 1, w) * 3);
+                let (ra, rb) = (reflect(y0, h) * stride, reflect(y0 + 1, h) * stride);
+                let px = |ch: usize| raw[ra + xa + ch] as f32 * w00 + raw[ra + xb + ch] as f32 * w01 + raw[rb + xa + ch] as f32 * w10 + raw[rb + xb + ch] as f32 * w11;
+                (px(0), px(1), px(2))
+            };
+            out_r[u] = r;
+            out_g[u] = g;
+            out_b[u] = bl;
             row_sum += r + g + bl;
         }
         total += row_sum as f64;
@@ -691,20 +681,10 @@ mod tests {
             let (fast, fast_sum) = warp_axis_aligned(&src, (ax, tx), (dy, ty), 16);
             let (slow, slow_sum) = warp_general(&src, &inv, 16);
             let diff = fast.iter().zip(&slow).map(|(p, q)| (p - q).abs()).fold(0f32, f32::max);
-            assert!(diff < 1e-5, "map {:?}: max difference {diff}", inv.0);
+            // The general path steps in 1/65536 px: at most ~1e-4 of a level-per-pixel slope.
+            assert!(diff < 1e-4, "map {:?}: max difference {diff}", inv.0);
             assert!((fast_sum - slow_sum).abs() < 1e-2, "sums {fast_sum} vs {slow_sum}");
         }
-    }
-
-    /// `halve` averages 2x2 blocks with rounding; an odd last row and column are dropped.
-    #[test]
-    fn halve_averages_blocks() {
-        let src = RgbImage::from_fn(5, 3, |x, y| image::Rgb([(x + 10 * y) as u8, 255, (x * y) as u8]));
-        let half = halve(&src);
-        assert_eq!(half.dimensions(), (2, 1));
-        // block (0..2, 0..2): R = 0, 1, 10, 11 -> 5.5 -> 6; block (2..4): 2, 3, 12, 13 -> 7.5 -> 8
-        assert_eq!(half.get_pixel(0, 0).0, [6, 255, 0]);
-        assert_eq!(half.get_pixel(1, 0).0, [8, 255, 1]);
     }
 
     #[test]
