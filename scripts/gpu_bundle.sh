@@ -21,7 +21,7 @@ basename "$build" | sed 's/^torch-//' > "$out/BUILT_FOR_TORCH"
 (cd "$root" && git describe --always --dirty 2>/dev/null || echo unknown) > "$out/VERSION"
 cat > "$out/README.txt" <<TXT
 fastdet GPU check, $(cat "$out/VERSION"), built for torch $(cat "$out/BUILT_FOR_TORCH") (tch from PyPI's wheel).
-Needs: x86-64 Linux, Python with torch $(cat "$out/BUILT_FOR_TORCH") and torchvision; an NVIDIA GPU for the GPU steps.
+Needs: x86-64 Linux with glibc >= $(objdump -T "$out"/bin/* 2>/dev/null | grep -o 'GLIBC_[0-9.]*' | sed 's/GLIBC_//' | sort -V | tail -1), Python with torch $(cat "$out/BUILT_FOR_TORCH") and torchvision; an NVIDIA GPU for the GPU steps.
 Run:   ./run-checks.sh LOG_DIR        (PYTHON=/path/to/python to pick the torch; default /opt/torch/.venv/bin/python, then python3)
 Log:   LOG_DIR/run-checks.log, with the report of step 4 in LOG_DIR/report.html.
 TXT
