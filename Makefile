@@ -63,8 +63,10 @@ test-notebooks: setup
 
 ## Augmentation throughput with boxes: fastdet (1 thread, all threads) next to albumentations
 ## and torchvision (1 thread), plus the box-agreement check against albumentations; a table.
+## Then the loader end to end: fastdet's DataLoader next to PyTorch's with albumentations.
 bench-aug: setup
 	@$(WITH_ENV) python benches/aug_peers.py
+	@$(WITH_ENV) python benches/loader_peer.py
 
 ## One training step (forward, backward, Adam) of ResNet34 + the detection head, batch 8 at
 ## 224, fastdet (cargo bench --bench train) next to PyTorch on the same weights, batch and threads.
