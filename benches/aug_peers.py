@@ -49,35 +49,25 @@ cv2.setNumThreads(1)
 torch.set_num_threads(1)
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-DATA = os.path.join(ROOT, "data", "coco128-voc")
-IMAGE_DIR = os.path.join(DATA, "VOCdevkit", "VOC2007", "JPEGImages")
+from sample_boxes import IMAGE_DIR, sample_images  # noqa: E402
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 TOL = 1.0
 
 
 def load_samples():
     out = []
-    for split in ("train", "val"):
-        with open(os.path.join(DATA, f"pascal_{split}2007.json")) as f:
-            d = json.load(f)
-        anns = {}
-        for a in d["annotations"]:
-            if not a.get("ignore", 0) and a["bbox"][2] > 0 and a["bbox"][3] > 0:
-                x, y, w, h = a["bbox"]
-                anns.setdefault(a["image_id"], []).append(([x, y, x + w, y + h], a["category_id"]))
-        for im in d["images"]:
-            with open(os.path.join(IMAGE_DIR, im["file_name"]), "rb") as f:
-                jpeg = f.read()
-            boxes = anns.get(im["id"], [])
-            rgb = cv2.cvtColor(cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
-            assert rgb.shape[:2] == (im["height"], im["width"]), im["file_name"]
-            out.append({
-                "jpeg": jpeg,
-                "rgb": rgb,
-                "chw": torch.from_numpy(rgb).permute(2, 0, 1).contiguous(),
-                "boxes": np.array([b for b, _ in boxes], dtype=np.float32).reshape(-1, 4),
-                "labels": [c for _, c in boxes],
-            })
+    for im, boxes in sample_images():
+        with open(os.path.join(IMAGE_DIR, im["file_name"]), "rb") as f:
+            jpeg = f.read()
+        rgb = cv2.cvtColor(cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+        assert rgb.shape[:2] == (im["height"], im["width"]), im["file_name"]
+        out.append({
+            "jpeg": jpeg,
+            "rgb": rgb,
+            "chw": torch.from_numpy(rgb).permute(2, 0, 1).contiguous(),
+            "boxes": np.array([b for b, _ in boxes], dtype=np.float32).reshape(-1, 4),
+            "labels": [c for _, c in boxes],
+        })
     return out
 
 

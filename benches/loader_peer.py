@@ -28,26 +28,12 @@ import cv2
 import numpy as np
 import torch
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-DATA = os.path.join(ROOT, "data", "coco128-voc")
-IMAGE_DIR = os.path.join(DATA, "VOCdevkit", "VOC2007", "JPEGImages")
+from sample_boxes import IMAGE_DIR, ROOT, sample_images
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
 def records(copies):
-    out = []
-    for split in ("train", "val"):
-        with open(os.path.join(DATA, f"pascal_{split}2007.json")) as f:
-            d = json.load(f)
-        anns = {}
-        for a in d["annotations"]:
-            if not a.get("ignore", 0) and a["bbox"][2] > 0 and a["bbox"][3] > 0:
-                x, y, w, h = a["bbox"]
-                anns.setdefault(a["image_id"], []).append(([x, y, x + w, y + h], a["category_id"]))
-        for im in d["images"]:
-            b = anns.get(im["id"], [])
-            out.append((os.path.join(IMAGE_DIR, im["file_name"]), [x for x, _ in b], [c for _, c in b]))
-    return out * copies
+    return [(os.path.join(IMAGE_DIR, im["file_name"]), [x for x, _ in b], [c for _, c in b]) for im, b in sample_images()] * copies
 
 
 class Photos(torch.utils.data.Dataset):
