@@ -6,7 +6,7 @@
 //! distinct records, so the first epoch reads and decodes every one from disk (the loader's
 //! cache is per record); the second epoch takes the scaled images from that cache.
 //!
-//!   cargo bench --bench loader -- [--copies 8] [--bs 64]
+//!   cargo bench --bench loader -- [--copies 8] [--bs 64] [--epochs 2]
 //! Output: one line of JSON on stdout.
 
 use fastdet::data::{sample_root, DataLoader, DetDataset, Pascal, TargetKind};
@@ -17,7 +17,7 @@ use std::time::Instant;
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
     let num = |name: &str, default: usize| args.iter().position(|a| a == name).map(|i| args[i + 1].parse().expect(name)).unwrap_or(default);
-    let (copies, bs) = (num("--copies", 8), num("--bs", 64));
+    let (copies, bs, n_epochs) = (num("--copies", 8), num("--bs", 64), num("--epochs", 2));
     let pascal = Pascal::open(sample_root()).expect("bundled sample");
     let mut ds = pascal.json("train").expect("sample JSON");
     let val = pascal.json("val").expect("sample JSON");
@@ -32,7 +32,7 @@ fn main() {
     let data = DetDataset::new(Arc::new(ds), (0..n).collect(), trn, TargetKind::AllBoxes, true).unwrap();
     let dl = DataLoader::new(data, bs, true, 0, tch::Device::Cpu).unwrap();
     let mut epochs = vec![];
-    for epoch in 0..2 {
+    for epoch in 0..n_epochs as u64 {
         let t = Instant::now();
         let mut images = 0;
         for b in dl.iter(epoch) {

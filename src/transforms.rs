@@ -367,9 +367,18 @@ impl Tfms {
 
     /// Apply a plan to an already scaled image and boxes in its pixels.
     pub fn apply_plan(&self, scaled: &RgbImage, boxes: &[BBox], plan: &Plan) -> Augmented {
+        let mut image = vec![0f32; 3 * (self.sz * self.sz) as usize];
+        let (boxes, kept) = self.apply_plan_into(scaled, boxes, plan, &mut image);
+        Augmented { image, sz: self.sz, boxes, kept }
+    }
+
+    /// [`Tfms::apply_plan`] writing the normalised CHW image into `out` (`3 * sz * sz` floats:
+    /// one image's place in a batch, say); returns the moved boxes and the indices of those kept.
+    pub fn apply_plan_into(&self, scaled: &RgbImage, boxes: &[BBox], plan: &Plan, out: &mut [f32]) -> (Vec<BBox>, Vec<usize>) {
         let (w, h) = scaled.dimensions();
         let fwd = self.forward_map(plan, w, h);
-        let (mut image, sum) = warp_chw(scaled, &fwd.inverse(), self.sz);
+        let image = out;
+        let sum = warp_chw(scaled, &fwd.inverse(), self.sz, image);
         let lighting: Vec<(f32, f32)> = plan
             .steps
             .iter()
@@ -377,23 +386,22 @@ impl Tfms {
             .collect();
         match lighting[..] {
             // The usual case, fused: the mean comes from the warp's sum.
-            [] => light_and_normalize(&mut image, None),
+            [] => light_and_normalize(image, None),
             [(b, c)] => {
                 let m = (sum / image.len().max(1) as f64) as f32;
-                light_and_normalize(&mut image, Some((m, b, c)));
+                light_and_normalize(image, Some((m, b, c)));
             }
             _ => {
                 for (b, c) in lighting {
-                    apply_lighting(&mut image, b, c);
+                    apply_lighting(image, b, c);
                 }
-                light_and_normalize(&mut image, None);
+                light_and_normalize(image, None);
             }
         }
-        let (boxes, kept) = match self.tfm_y {
+        match self.tfm_y {
             TfmY::None => (boxes.to_vec(), (0..boxes.len()).collect()),
             TfmY::Coord => move_boxes(boxes, &fwd, self.sz),
-        };
-        Augmented { image, sz: self.sz, boxes, kept }
+        }
     }
 }
 
@@ -490,24 +498,24 @@ fn floor_i64(x: f64) -> i64 {
 /// A map without rotation (squash, flip) is separable: each output column reads the same two
 /// source columns with the same weight on every row, so those are computed once per column and
 /// once per row ([`warp_axis_aligned`]); a rotation samples every pixel on its own.
-fn warp_chw(src: &RgbImage, inv: &Affine, sz: u32) -> (Vec<f32>, f64) {
+fn warp_chw(src: &RgbImage, inv: &Affine, sz: u32, out: &mut [f32]) -> f64 {
+    assert_eq!(out.len(), 3 * (sz * sz) as usize, "warp: the output holds 3 x {sz} x {sz} floats");
     let [a, _, tx, _, d, ty] = inv.0;
     if inv.0[1] == 0.0 && inv.0[3] == 0.0 {
-        return warp_axis_aligned(src, (a, tx), (d, ty), sz);
+        return warp_axis_aligned(src, (a, tx), (d, ty), sz, out);
     }
-    warp_general(src, inv, sz)
+    warp_general(src, inv, sz, out)
 }
 
 /// [`warp_chw`] for any map: every pixel's source position on its own, stepped along the row
 /// in 16.16 fixed point (no float-to-integer conversion per pixel; the drift over a row stays
 /// under 0.002 px); an interior pixel reads its two source rows as two 6-byte runs, border
 /// pixels reflect.
-fn warp_general(src: &RgbImage, inv: &Affine, sz: u32) -> (Vec<f32>, f64) {
+fn warp_general(src: &RgbImage, inv: &Affine, sz: u32, out: &mut [f32]) -> f64 {
     let [a, b, tx, c, d, ty] = inv.0;
     let (w, h) = (src.width() as i64, src.height() as i64);
     let raw = src.as_raw();
     let n = (sz * sz) as usize;
-    let mut out = vec![0f32; 3 * n];
     let stride = 3 * w as usize;
     let (plane_r, rest) = out.split_at_mut(n);
     let (plane_g, plane_b) = rest.split_at_mut(n);
@@ -553,7 +561,7 @@ fn warp_general(src: &RgbImage, inv: &Affine, sz: u32) -> (Vec<f32>, f64) {
         }
         total += row_sum as f64;
     }
-    (out, total)
+    total
 }
 
 /// One axis of a separable bilinear sample: for each output index, the byte offsets (times
@@ -571,14 +579,13 @@ fn axis_taps(scale: f64, shift: f64, n_out: u32, n_src: u32, step: usize) -> Vec
 
 /// [`warp_chw`] for a map `x' = ax * x + tx, y' = dy * y + ty` (no rotation): per-column and
 /// per-row taps, then a row of two source rows blended.
-fn warp_axis_aligned(src: &RgbImage, (ax, tx): (f64, f64), (dy, ty): (f64, f64), sz: u32) -> (Vec<f32>, f64) {
+fn warp_axis_aligned(src: &RgbImage, (ax, tx): (f64, f64), (dy, ty): (f64, f64), sz: u32, out: &mut [f32]) -> f64 {
     let (w, h) = src.dimensions();
     let raw = src.as_raw();
     let stride = 3 * w as usize;
     let cols = axis_taps(ax, tx, sz, w, 3);
     let rows = axis_taps(dy, ty, sz, h, stride);
     let n = (sz * sz) as usize;
-    let mut out = vec![0f32; 3 * n];
     let (plane_r, rest) = out.split_at_mut(n);
     let (plane_g, plane_b) = rest.split_at_mut(n);
     let mut total = 0f64;
@@ -601,7 +608,7 @@ fn warp_axis_aligned(src: &RgbImage, (ax, tx): (f64, f64), (dy, ty): (f64, f64),
         }
         total += row_sum as f64;
     }
-    (out, total)
+    total
 }
 
 /// Lighting (if any) and ImageNet normalisation in one pass per channel:

@@ -391,6 +391,25 @@ fn prefetch_does_not_change_batches() {
     drop(it);
 }
 
+/// The loader writes each image straight into its place in the batch tensor, on rayon's
+/// threads; the same samples made one by one (`DetDataset::get`) and collated must be the same
+/// batch, bit for bit, for every target kind.
+#[test]
+fn batches_written_in_place_equal_samples_collated() {
+    use fastdet::data::collate;
+    for kind in [TargetKind::AllBoxes, TargetKind::MultiLabel, TargetKind::BoxClass] {
+        let md = md(kind);
+        let dl = &md.trn_dl;
+        let order = dl.order(2);
+        for (k, chunk) in dl.batches(&order).into_iter().enumerate().take(3) {
+            let samples: Vec<_> = chunk.iter().map(|&i| dl.dataset.get(i, dl.sample_seed(2, i)).unwrap()).collect();
+            let want = collate(&samples, kind, dl.dataset.num_classes(), Device::Cpu);
+            let got = dl.batch(2, k).unwrap();
+            assert!(same_batch(&got, &want), "{kind:?}, batch {k}");
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Targets against independent values
 

@@ -27,7 +27,7 @@ mod split;
 mod voc;
 
 pub use image_io::{decode_jpeg_reduced, decode_scaled, open_image};
-pub use loader::{Batch, BatchTarget, DataLoader, DataOpts, DetDataset, ImageData, Sample, Target, TargetKind};
+pub use loader::{collate, Batch, BatchTarget, DataLoader, DataOpts, DetDataset, ImageData, Sample, Target, TargetKind};
 pub use split::get_cv_idxs;
 
 use crate::boxes::BBox;
