@@ -6,9 +6,10 @@
 //! is `scale_to` (short side 224) + a plan drawn from the seed + `apply_plan`.
 //! Samples: the 65 photos of data/coco128-voc (train + val) cycled to 300.
 //! Modes: from decoded `RgbImage`s (decoding excluded) and from JPEG bytes in memory
-//! (`fastdet::data::decode_scaled`, the loader's decoding: libjpeg-turbo at a reduced DCT scale
-//! when the photo is at least twice the size, + the same), each on a 1-thread rayon pool and on
-//! all threads.
+//! (`fastdet::data::decode_for_warp`, the loader's decoding: libjpeg-turbo, at a reduced DCT
+//! scale when the photo is at least twice the size, then `Tfms::apply_warp`, which samples such
+//! a reduced image straight through the composed map), each on a 1-thread rayon pool and on all
+//! threads.
 //!
 //! Output: one JSON object on stdout (progress on stderr).
 //!   cargo bench --bench aug                          # the timings
@@ -70,8 +71,8 @@ fn pass(pool: &rayon::ThreadPool, tfms: &Tfms, samples: &[Sample], n: usize, fro
                 let s = &samples[k % samples.len()];
                 let aug = if from_jpeg {
                     // The loader's path: decoded at a reduced DCT scale when large enough.
-                    let (scaled, sy, sx) = fastdet::data::decode_scaled(&s.jpeg, tfms.sz).expect("decode");
-                    tfms.apply_scaled(&scaled, (sy, sx), &s.boxes, k as u64)
+                    let scaled = fastdet::data::decode_for_warp(&s.jpeg, tfms.sz).expect("decode");
+                    tfms.apply_warp(&scaled, &s.boxes, k as u64)
                 } else {
                     tfms.apply(&s.image, &s.boxes, k as u64).expect("augment")
                 };

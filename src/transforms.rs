@@ -375,10 +375,38 @@ impl Tfms {
     /// [`Tfms::apply_plan`] writing the normalised CHW image into `out` (`3 * sz * sz` floats:
     /// one image's place in a batch, say); returns the moved boxes and the indices of those kept.
     pub fn apply_plan_into(&self, scaled: &RgbImage, boxes: &[BBox], plan: &Plan, out: &mut [f32]) -> (Vec<BBox>, Vec<usize>) {
-        let (w, h) = scaled.dimensions();
+        self.warp_into(scaled, scaled.dimensions(), boxes, plan, out)
+    }
+
+    /// [`Tfms::apply`] of a [`ScaledImage`] (what the loader caches); `boxes` in the original
+    /// image's pixels. The plan is drawn for, and the boxes scaled to, `scaled.size`, whatever
+    /// the resolution of its pixels: the same sample as `apply` of the image at that size.
+    pub fn apply_warp(&self, scaled: &ScaledImage, boxes: &[BBox], seed: u64) -> Augmented {
+        let mut image = vec![0f32; 3 * (self.sz * self.sz) as usize];
+        let (boxes, kept) = self.apply_warp_into(scaled, boxes, seed, &mut image);
+        Augmented { image, sz: self.sz, boxes, kept }
+    }
+
+    /// [`Tfms::apply_warp`] writing the image into `out` (`3 * sz * sz` floats).
+    pub fn apply_warp_into(&self, scaled: &ScaledImage, boxes: &[BBox], seed: u64, out: &mut [f32]) -> (Vec<BBox>, Vec<usize>) {
+        let boxes: Vec<BBox> = match self.tfm_y {
+            TfmY::Coord => boxes.iter().map(|b| b.scale(scaled.sy, scaled.sx)).collect(),
+            TfmY::None => boxes.to_vec(),
+        };
+        let plan = self.plan(&mut ChaCha8Rng::seed_from_u64(seed), scaled.size.0, scaled.size.1);
+        self.warp_into(&scaled.pixels, scaled.size, &boxes, &plan, out)
+    }
+
+    /// The plan applied to an image of `size` whose pixels are `pixels` (that size, or another
+    /// resolution of the same picture: the map to the output is composed with the change of
+    /// resolution, so the image is sampled once).
+    fn warp_into(&self, pixels: &RgbImage, size: (u32, u32), boxes: &[BBox], plan: &Plan, out: &mut [f32]) -> (Vec<BBox>, Vec<usize>) {
+        let (w, h) = size;
         let fwd = self.forward_map(plan, w, h);
+        let (pw, ph) = pixels.dimensions();
+        let inv = if (pw, ph) == size { fwd.inverse() } else { Affine::scale(pw as f64 / w as f64, ph as f64 / h as f64).after(&fwd.inverse()) };
         let image = out;
-        let sum = warp_chw(scaled, &fwd.inverse(), self.sz, image);
+        let sum = warp_chw(pixels, &inv, self.sz, image);
         let lighting: Vec<(f32, f32)> = plan
             .steps
             .iter()
@@ -452,6 +480,43 @@ pub fn scale_reduced(img: &RgbImage, full: (u32, u32), sz: u32) -> Result<(RgbIm
     Ok((out, nh as f32 / h as f32, nw as f32 / w as f32))
 }
 
+/// An image standing for its [`scale_to`] version: `size` is the scaled size (short side
+/// `sz`) that plans and boxes refer to, `(sy, sx)` map the original image's pixels to it, and
+/// `pixels` hold it at that size or, when a decoder gave something a little larger (a JPEG at a
+/// reduced DCT scale: 320x240 for 299x224), at that resolution: the warp then samples them
+/// through the composed map, which saves the area resize. [`ScaledImage::new`] decides.
+#[derive(Debug, Clone)]
+pub struct ScaledImage {
+    pub pixels: RgbImage,
+    pub size: (u32, u32),
+    pub sy: f32,
+    pub sx: f32,
+}
+
+impl ScaledImage {
+    /// Largest area of `pixels`, relative to the scaled size, kept as it is: then the warp
+    /// shrinks by at most ~1.22x per side with bilinear sampling, where aliasing is negligible
+    /// (and a cache of these images holds at most half as much again).
+    pub const MAX_AREA: f64 = 1.5;
+
+    /// `img` (any size; the image of `full` = `(w, h)` pixels, possibly reduced) for a short
+    /// side of `sz`: kept as it is when its area is at most [`ScaledImage::MAX_AREA`] times
+    /// the scaled size's, else area-resized to that size.
+    pub fn new(img: RgbImage, full: (u32, u32), sz: u32) -> Result<Self> {
+        let (w, h) = full;
+        let (nw, nh) = scaled_size(w, h, sz)?;
+        let (sy, sx) = (nh as f32 / h as f32, nw as f32 / w as f32);
+        let area = img.width() as f64 * img.height() as f64;
+        let pixels = if area <= Self::MAX_AREA * nw as f64 * nh as f64 { img } else { resize(&img, nw, nh)? };
+        Ok(Self { pixels, size: (nw, nh), sy, sx })
+    }
+
+    /// The image at its scaled size (an area resize when `pixels` are larger).
+    pub fn to_scaled(&self) -> Result<RgbImage> {
+        resize(&self.pixels, self.size.0, self.size.1)
+    }
+}
+
 /// Resize with fast_image_resize: box filter (area) when shrinking, bilinear when growing.
 pub fn resize(img: &RgbImage, nw: u32, nh: u32) -> Result<RgbImage> {
     let (w, h) = img.dimensions();
@@ -498,8 +563,27 @@ fn floor_i64(x: f64) -> i64 {
 /// A map without rotation (squash, flip) is separable: each output column reads the same two
 /// source columns with the same weight on every row, so those are computed once per column and
 /// once per row ([`warp_axis_aligned`]); a rotation samples every pixel on its own.
+///
+/// On an x86-64 CPU with AVX2 the same code runs compiled for it (chosen at run time; Rust
+/// neither reorders nor fuses float operations, so the result is the same to the bit).
 fn warp_chw(src: &RgbImage, inv: &Affine, sz: u32, out: &mut [f32]) -> f64 {
     assert_eq!(out.len(), 3 * (sz * sz) as usize, "warp: the output holds 3 x {sz} x {sz} floats");
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2, checked just above.
+        return unsafe { warp_chw_avx2(src, inv, sz, out) };
+    }
+    warp_chw_any(src, inv, sz, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn warp_chw_avx2(src: &RgbImage, inv: &Affine, sz: u32, out: &mut [f32]) -> f64 {
+    warp_chw_any(src, inv, sz, out)
+}
+
+#[inline(always)]
+fn warp_chw_any(src: &RgbImage, inv: &Affine, sz: u32, out: &mut [f32]) -> f64 {
     let [a, _, tx, _, d, ty] = inv.0;
     if inv.0[1] == 0.0 && inv.0[3] == 0.0 {
         return warp_axis_aligned(src, (a, tx), (d, ty), sz, out);
@@ -511,6 +595,7 @@ fn warp_chw(src: &RgbImage, inv: &Affine, sz: u32, out: &mut [f32]) -> f64 {
 /// in 16.16 fixed point (no float-to-integer conversion per pixel; the drift over a row stays
 /// under 0.002 px); an interior pixel reads its two source rows as two 6-byte runs, border
 /// pixels reflect.
+#[inline(always)]
 fn warp_general(src: &RgbImage, inv: &Affine, sz: u32, out: &mut [f32]) -> f64 {
     let [a, b, tx, c, d, ty] = inv.0;
     let (w, h) = (src.width() as i64, src.height() as i64);
@@ -579,6 +664,7 @@ fn axis_taps(scale: f64, shift: f64, n_out: u32, n_src: u32, step: usize) -> Vec
 
 /// [`warp_chw`] for a map `x' = ax * x + tx, y' = dy * y + ty` (no rotation): per-column and
 /// per-row taps, then a row of two source rows blended.
+#[inline(always)]
 fn warp_axis_aligned(src: &RgbImage, (ax, tx): (f64, f64), (dy, ty): (f64, f64), sz: u32, out: &mut [f32]) -> f64 {
     let (w, h) = src.dimensions();
     let raw = src.as_raw();

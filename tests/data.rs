@@ -452,3 +452,39 @@ fn reduced_jpeg_decoding_matches_the_full_decode() {
     assert!(decode_jpeg_reduced(&bytes, ds.images[0].width, ds.images[0].height).is_none());
     assert!(decode_jpeg_reduced(b"not a jpeg", 10, 10).is_none());
 }
+
+/// The loader keeps a JPEG decoded at a reduced DCT scale (320x240 for 299x224) and samples it
+/// straight through the composed map (`Tfms::apply_warp`): the same plan and boxes as the image
+/// resized to its scaled size first (`Tfms::apply_scaled`), and nearly the same pixels. A map
+/// composed wrongly (the change of resolution left out, or applied the wrong way) moves or crops
+/// the picture, which the pixel comparison catches.
+#[test]
+fn warping_a_reduced_decode_matches_resizing_it_first() {
+    use fastdet::transforms::{lesson_augmentations, CropType, TfmY, Tfms};
+    let ds = Pascal::open(sample_root()).unwrap().json("train").unwrap();
+    let tfms = Tfms::new(224, lesson_augmentations(), CropType::No, TfmY::Coord).unwrap();
+    let (mut larger, mut worst) = (0, 0f64);
+    for i in 0..ds.len() {
+        let s = ds.image_for_warp(i, 224).unwrap();
+        let scaled = s.to_scaled().unwrap();
+        assert_eq!(scaled.dimensions(), s.size, "image {i}");
+        if s.pixels.dimensions() == s.size {
+            continue;
+        }
+        larger += 1;
+        let boxes: Vec<BBox> = ds.annotations(i).into_iter().map(|(b, _)| b).collect();
+        for seed in 0..4 {
+            let (a, b) = (tfms.apply_warp(&s, &boxes, seed), tfms.apply_scaled(&scaled, (s.sy, s.sx), &boxes, seed));
+            assert_eq!((&a.boxes, &a.kept), (&b.boxes, &b.kept), "image {i}, seed {seed}");
+            // As 8x8-block means: foliage differs pixel by pixel between two filters (9 levels on
+            // image 3 at full resolution, where the pictures look the same); geometry must not.
+            let blocks = |im: &image::RgbImage| image::imageops::resize(im, 28, 28, image::imageops::FilterType::Triangle);
+            let (ra, rb) = (blocks(&a.to_rgb()), blocks(&b.to_rgb()));
+            let mean = ra.as_raw().iter().zip(rb.as_raw()).map(|(&x, &y)| (x as f64 - y as f64).abs()).sum::<f64>() / ra.as_raw().len() as f64;
+            assert!(mean < 3.0, "image {i}, seed {seed}: {mean:.2} levels from resizing first, on average (8x8 blocks)");
+            worst = worst.max(mean);
+        }
+    }
+    eprintln!("{larger} images warped from their reduced decode; largest mean difference {worst:.2} levels (8x8 blocks)");
+    assert!(larger >= ds.len() / 3, "most 640x480 photos keep their 320x240 decode: {larger} of {}", ds.len());
+}

@@ -17,7 +17,7 @@
 use super::{get_cv_idxs, Dataset};
 use crate::boxes::BBox;
 use crate::error::{Error, Result};
-use crate::transforms::{TfmY, Tfms};
+use crate::transforms::{ScaledImage, Tfms};
 use image::RgbImage;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -66,7 +66,7 @@ impl Sample {
     }
 }
 
-type Cache = Arc<Vec<OnceLock<(RgbImage, f32, f32)>>>;
+type Cache = Arc<Vec<OnceLock<ScaledImage>>>;
 
 /// Annotations, the images used, a transform pipeline and what to predict.
 #[derive(Clone)]
@@ -81,7 +81,8 @@ pub struct DetDataset {
 
 impl DetDataset {
     /// `indices` select images of `data`; `cache` keeps each decoded image, scaled to the
-    /// pipeline's size, in memory after its first use (~150 KB per image at 224).
+    /// pipeline's size (or a little larger: [`ScaledImage`]), in memory after its first use
+    /// (~150-230 KB per image at 224).
     pub fn new(data: Arc<Dataset>, indices: Vec<usize>, tfms: Tfms, target: TargetKind, cache: bool) -> Result<Self> {
         if let Some(&bad) = indices.iter().find(|&&i| i >= data.len()) {
             return Err(Error::Invalid(format!("image index {bad} out of range: the dataset has {} images", data.len())));
@@ -109,10 +110,10 @@ impl DetDataset {
         self.data.classes.len()
     }
 
-    /// `f` of image `data.images[idx]` decoded and scaled so its short side is `sz`, with the
-    /// factors `(sy, sx)` (from the cache when there is one: no copy).
-    fn with_scaled<R>(&self, idx: usize, f: impl FnOnce(&(RgbImage, f32, f32)) -> R) -> Result<R> {
-        let make = || -> Result<(RgbImage, f32, f32)> { self.data.image_scaled(idx, self.tfms.sz) };
+    /// `f` of image `data.images[idx]` decoded for a short side of `sz`
+    /// ([`Dataset::image_for_warp`]; from the cache when there is one: no copy).
+    fn with_scaled<R>(&self, idx: usize, f: impl FnOnce(&ScaledImage) -> R) -> Result<R> {
+        let make = || self.data.image_for_warp(idx, self.tfms.sz);
         match &self.cache {
             None => Ok(f(&make()?)),
             Some(cache) => {
@@ -146,14 +147,7 @@ impl DetDataset {
             TargetKind::MultiLabel | TargetKind::LargestClass => (vec![], vec![]),
             TargetKind::LargestBox | TargetKind::BoxClass => largest.map(|(b, c)| (vec![b], vec![c])).unwrap_or_default(),
         };
-        let (boxes, kept) = self.with_scaled(idx, |(scaled, sy, sx)| {
-            let boxes: Vec<BBox> = match self.tfms.tfm_y {
-                TfmY::Coord => boxes.iter().map(|b| b.scale(*sy, *sx)).collect(),
-                TfmY::None => boxes,
-            };
-            let plan = self.tfms.plan(&mut ChaCha8Rng::seed_from_u64(seed), scaled.width(), scaled.height());
-            self.tfms.apply_plan_into(scaled, &boxes, &plan, out)
-        })?;
+        let (boxes, kept) = self.with_scaled(idx, |scaled| self.tfms.apply_warp_into(scaled, &boxes, seed, out))?;
         let no_object = || Error::Annotation {
             path: self.data.source.clone(),
             image: rec.id.to_string(),

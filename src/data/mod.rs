@@ -26,7 +26,7 @@ pub mod synthetic;
 mod split;
 mod voc;
 
-pub use image_io::{decode_jpeg_reduced, decode_scaled, open_image};
+pub use image_io::{decode_for_warp, decode_jpeg, decode_jpeg_reduced, decode_scaled, open_image};
 pub use loader::{collate, Batch, BatchTarget, DataLoader, DataOpts, DetDataset, ImageData, Sample, Target, TargetKind};
 pub use split::get_cv_idxs;
 
@@ -123,20 +123,30 @@ impl Dataset {
     }
 
     /// Image `i` scaled so its short side is `sz` ([`crate::transforms::scale_to`]), with the
-    /// factors `(sy, sx)` from its annotated size. A JPEG at least twice that size is decoded
-    /// at a reduced DCT scale ([`decode_jpeg_reduced`]): a fraction of the work of decoding it
-    /// whole and averaging it down. Anything else, and any JPEG libjpeg-turbo declines or whose
-    /// size differs from the annotation, goes through [`Dataset::image`] and its checks.
+    /// factors `(sy, sx)` from its annotated size: [`Dataset::image_for_warp`] resized to that
+    /// size where it is larger.
     pub fn image_scaled(&self, i: usize, sz: u32) -> Result<(RgbImage, f32, f32)> {
+        let s = self.image_for_warp(i, sz)?;
+        Ok((s.to_scaled()?, s.sy, s.sx))
+    }
+
+    /// Image `i` ready for [`crate::transforms::Tfms::apply_warp`] at `sz` (what the loader
+    /// caches). A JPEG is decoded by libjpeg-turbo ([`decode_jpeg`]), at a reduced DCT scale
+    /// when it is at least twice the size: a fraction of the work of decoding it whole and
+    /// averaging it down. Anything else, and any JPEG libjpeg-turbo declines or whose size
+    /// differs from the annotation, goes through [`Dataset::image`] and its checks.
+    pub fn image_for_warp(&self, i: usize, sz: u32) -> Result<crate::transforms::ScaledImage> {
         if let Some(rec) = self.images.get(i) {
             let (nw, nh) = crate::transforms::scaled_size(rec.width, rec.height, sz)?;
-            if let Some((img, full)) = std::fs::read(self.path(i)).ok().and_then(|b| decode_jpeg_reduced(&b, nw, nh)) {
+            if let Some((img, full)) = std::fs::read(self.path(i)).ok().and_then(|b| decode_jpeg(&b, nw, nh)) {
                 if full == (rec.width, rec.height) {
-                    return crate::transforms::scale_reduced(&img, full, sz);
+                    return crate::transforms::ScaledImage::new(img, full, sz);
                 }
             }
         }
-        crate::transforms::scale_to(&self.image(i)?, sz)
+        let img = self.image(i)?;
+        let full = img.dimensions();
+        crate::transforms::ScaledImage::new(img, full, sz)
     }
 
     /// Decode image `i` as RGB (greyscale, CMYK, PNG... are converted), checking that its size
