@@ -73,7 +73,7 @@ impl Learner {
             // On CUDA the batches' losses stay on the GPU and are read LOSS_READ_EVERY at a
             // time, so the host does not wait for the GPU at every batch; on the CPU each is read
             // at once (before its backward pass: a non-finite loss stops the fit untouched).
-            let read_every = if self.device().is_cuda() { LOSS_READ_EVERY } else { 1 };
+            let read_every = self.loss_read_every();
             let mut pending: Vec<(usize, usize, f64, Tensor)> = vec![];
             let mut batches = self.data.trn_dl.clone().iter(epoch as u64).enumerate().peekable();
             while let Some((k, batch)) = batches.next() {
@@ -188,19 +188,42 @@ impl Learner {
         let mut opt = self.optimizer(&start)?;
         let _sigint = SigintGuard::install();
         let mut progress = BatchProgress::new(nb, "lr_find", false);
+        // As in `fit`: on CUDA the losses are read LOSS_READ_EVERY batches at a time (the
+        // learning rates follow the batch count, not the losses), so a divergence is seen up to
+        // that many batches late: those extra steps are undone with the rest when the weights
+        // are restored, and the record stops where fastai's would.
+        let read_every = self.loss_read_every();
         let result = (|| -> Result<()> {
-            for (i, batch) in self.data.trn_dl.clone().iter(self.epochs_done as u64).enumerate() {
+            let mut pending: Vec<(usize, Tensor)> = vec![];
+            let mut batches = self.data.trn_dl.clone().iter(self.epochs_done as u64).enumerate().peekable();
+            while let Some((i, batch)) = batches.next() {
                 let batch = batch?;
-                for (g, lr) in finder.lrs().into_iter().enumerate() {
+                // The rates of batch `i`: the finder has seen the losses of all but `pending`.
+                for (g, lr) in finder.lrs_after(pending.len()).into_iter().enumerate() {
                     opt.set_lr_group(g, lr);
                 }
-                let (smoothed, stop) = finder.on_batch_end(self.step(&mut opt, &batch)?);
-                if stop {
-                    // fastai stops before recording the batch that diverged.
-                    break;
+                if read_every == 1 {
+                    let value = self.step(&mut opt, &batch)?;
+                    pending.push((batch.indices.len(), Tensor::from(value)));
+                } else {
+                    let loss = self.forward_loss(&batch)?;
+                    self.backward_step(&mut opt, &loss)?;
+                    pending.push((batch.indices.len(), loss.detach()));
                 }
-                progress.batch(batch.indices.len(), smoothed);
-                if self.stop.take() {
+                let stop_now = self.stop.take();
+                if pending.len() < read_every && !stop_now && batches.peek().is_some() {
+                    continue;
+                }
+                let values: Vec<f64> = Vec::try_from(Tensor::stack(&pending.iter().map(|p| p.1.to_kind(Kind::Double).to_device(tch::Device::Cpu)).collect::<Vec<_>>(), 0))?;
+                for ((bs, _), loss) in pending.drain(..).zip(values) {
+                    let (smoothed, stop) = finder.on_batch_end(loss);
+                    if stop {
+                        // fastai stops before recording the batch that diverged.
+                        return Ok(());
+                    }
+                    progress.batch(bs, smoothed);
+                }
+                if stop_now {
                     println!("lr_find stopped after {} batches", i + 1);
                     break;
                 }

@@ -82,6 +82,8 @@ pub struct Learner {
     pending: Option<state::FitInProgress>,
     /// Mixed precision ([`Learner::set_amp`]): autocast forward passes and this gradient scaler.
     amp: Option<GradScaler>,
+    /// Batches whose losses `fit` and `lr_find` read at once ([`Learner::set_loss_read_every`]).
+    loss_read_every: Option<usize>,
 }
 
 /// How to build a [`Learner`] beyond its data and task: the backbone, its ImageNet weights and
@@ -171,6 +173,7 @@ impl Learner {
             live: None,
             pending: None,
             amp: None,
+            loss_read_every: None,
         };
         learner.freeze_to(-1);
         Ok(learner)
@@ -253,21 +256,32 @@ impl Learner {
     }
 
     /// Validation loss and metrics, averaged weighted by batch size. (`fit` checks that they
-    /// are finite.)
+    /// are finite.) The sums stay on the model's device and are read once, at the end: no wait
+    /// for the GPU at every batch.
     pub fn validate(&self, dl: &DataLoader) -> Result<(f64, Vec<f64>)> {
-        let (mut loss, mut metrics, mut n) = (0.0, vec![0.0; self.metrics.len()], 0usize);
+        let mut sums: Option<Vec<Tensor>> = None;
+        let mut n = 0usize;
         for b in dl.iter(0) {
             let b = b?;
-            let bs = b.indices.len();
+            let bs = b.indices.len() as f64;
             let out = self.predict_batch(&b.x);
-            loss += f64::try_from(self.loss.compute(&out, &b.y)?)? * bs as f64;
-            for (acc, m) in metrics.iter_mut().zip(&self.metrics) {
-                *acc += m.compute(&out, &b.y)? * bs as f64;
+            let mut values = vec![self.loss.compute(&out, &b.y)?];
+            for m in &self.metrics {
+                values.push(m.compute_tensor(&out, &b.y)?);
             }
-            n += bs;
+            let values: Vec<Tensor> = values.iter().map(|v| v.detach().to_kind(Kind::Double) * bs).collect();
+            sums = Some(match sums {
+                None => values,
+                Some(acc) => acc.iter().zip(&values).map(|(a, v)| a + v).collect(),
+            });
+            n += b.indices.len();
         }
         let n = n.max(1) as f64;
-        Ok((loss / n, metrics.into_iter().map(|m| m / n).collect()))
+        let totals: Vec<f64> = match sums {
+            None => vec![0.0; 1 + self.metrics.len()],
+            Some(sums) => Vec::try_from(Tensor::stack(&sums, 0))?,
+        };
+        Ok((totals[0] / n, totals[1..].iter().map(|m| m / n).collect()))
     }
 
     pub(crate) fn optimizer(&self, lrs: &[f64]) -> Result<nn::Optimizer> {
@@ -338,6 +352,20 @@ impl Learner {
     /// The gradient scaler when mixed precision is on (its scale, steps taken and skipped).
     pub fn amp(&self) -> Option<&GradScaler> {
         self.amp.as_ref()
+    }
+
+    /// How many batches' losses `fit` and `lr_find` read from the device at once: each read
+    /// makes the host wait for the GPU, so on CUDA they stay there and are read
+    /// [`fit::LOSS_READ_EVERY`] (16) at a time; on the CPU each is read at once, before its backward
+    /// pass (a non-finite loss then stops the fit with the weights untouched). `None` restores
+    /// that default. The results are the same either way, bar where a run diverges.
+    pub fn set_loss_read_every(&mut self, n: Option<usize>) {
+        self.loss_read_every = n.map(|n| n.max(1));
+    }
+
+    /// Batches per loss read ([`Learner::set_loss_read_every`]).
+    pub fn loss_read_every(&self) -> usize {
+        self.loss_read_every.unwrap_or(if self.device().is_cuda() { fit::LOSS_READ_EVERY } else { 1 })
     }
 
     /// Output shapes and parameter counts of each layer for a batch of 2 (fastai's `summary()`).

@@ -222,7 +222,13 @@ impl LrFinder {
 
     /// The rates of the next batch, one per layer group.
     pub fn lrs(&self) -> Vec<f64> {
-        let mult = self.ratio.powf(self.i as f64 / self.nb as f64);
+        self.lrs_after(0)
+    }
+
+    /// The rates of the batch `k` batches after the next one (stepped before the finder has
+    /// seen the losses in between: `lr_find` on a GPU reads them a few at a time).
+    pub fn lrs_after(&self, k: usize) -> Vec<f64> {
+        let mult = self.ratio.powf((self.i + k) as f64 / self.nb as f64);
         self.start.iter().map(|l| l * mult).collect()
     }
 

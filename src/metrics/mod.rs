@@ -36,7 +36,14 @@ impl Metric {
         }
     }
 
+    /// The metric of one batch, read on the host.
     pub fn compute(&self, out: &Tensor, y: &BatchTarget) -> Result<f64> {
+        Ok(f64::try_from(self.compute_tensor(out, y)?)?)
+    }
+
+    /// The metric of one batch as a scalar tensor on the batch's device (no host read: a
+    /// validation pass sums these and reads the total once).
+    pub fn compute_tensor(&self, out: &Tensor, y: &BatchTarget) -> Result<Tensor> {
         crate::loss::check_output(&self.name(), out, y)?;
         let acc = |logits: &Tensor, c: &Tensor| logits.argmax(-1, false).eq_tensor(c).to_kind(Kind::Float).mean(Kind::Float);
         let t = match (self, y) {
@@ -50,6 +57,6 @@ impl Metric {
             }
             (m, y) => return Err(mismatch(&m.name(), y)),
         };
-        Ok(f64::try_from(t)?)
+        Ok(t)
     }
 }
