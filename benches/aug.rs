@@ -91,6 +91,9 @@ fn bench(samples: &[Sample], n: usize, reps: usize) -> Value {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
         let mut row = json!({ "library": "fastdet", "threads": threads });
         for (key, from_jpeg) in [("decoded", false), ("jpeg", true)] {
+            if std::env::var("FASTDET_BENCH_ONLY").is_ok_and(|m| m != key) {
+                continue; // (for profiling one mode)
+            }
             pass(&pool, &tfms, samples, n.min(32), from_jpeg); // warm-up
             // Best of `reps` passes: the machine is shared, the best pass is the least disturbed.
             let times: Vec<f64> = (0..reps).map(|_| pass(&pool, &tfms, samples, n, from_jpeg).0).collect();
