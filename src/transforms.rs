@@ -771,8 +771,9 @@ mod tests {
         let src = RgbImage::from_fn(37, 23, |x, y| image::Rgb([(x * 7 + y * 3) as u8, (x * y % 251) as u8, (200 - x - y) as u8]));
         for (ax, tx, dy, ty) in [(37.0 / 16.0, 0.0, 23.0 / 16.0, 0.0), (-37.0 / 16.0, 37.0, 23.0 / 16.0, 0.0), (1.3, -2.5, 0.7, 3.25)] {
             let inv = Affine([ax, 0.0, tx, 0.0, dy, ty]);
-            let (fast, fast_sum) = warp_axis_aligned(&src, (ax, tx), (dy, ty), 16);
-            let (slow, slow_sum) = warp_general(&src, &inv, 16);
+            let (mut fast, mut slow) = (vec![0f32; 3 * 16 * 16], vec![0f32; 3 * 16 * 16]);
+            let fast_sum = warp_axis_aligned(&src, (ax, tx), (dy, ty), 16, &mut fast);
+            let slow_sum = warp_general(&src, &inv, 16, &mut slow);
             let diff = fast.iter().zip(&slow).map(|(p, q)| (p - q).abs()).fold(0f32, f32::max);
             // The general path steps in 1/65536 px: at most ~1e-4 of a level-per-pixel slope.
             assert!(diff < 1e-4, "map {:?}: max difference {diff}", inv.0);
