@@ -357,12 +357,18 @@ impl Tfms {
     /// [`crate::data::decode_scaled`]) with its factors `(sy, sx)`; `boxes` in the original
     /// image's pixels.
     pub fn apply_scaled(&self, scaled: &RgbImage, (sy, sx): (f32, f32), boxes: &[BBox], seed: u64) -> Augmented {
+        let (boxes, plan) = self.boxes_and_plan(scaled.dimensions(), (sy, sx), boxes, seed);
+        self.apply_plan(scaled, &boxes, &plan)
+    }
+
+    /// The boxes (original pixels) scaled by `(sy, sx)` where they follow the image, and the
+    /// plan drawn from `seed` for a scaled image of `size`.
+    fn boxes_and_plan(&self, size: (u32, u32), (sy, sx): (f32, f32), boxes: &[BBox], seed: u64) -> (Vec<BBox>, Plan) {
         let boxes: Vec<BBox> = match self.tfm_y {
             TfmY::Coord => boxes.iter().map(|b| b.scale(sy, sx)).collect(),
             TfmY::None => boxes.to_vec(),
         };
-        let plan = self.plan(&mut ChaCha8Rng::seed_from_u64(seed), scaled.width(), scaled.height());
-        self.apply_plan(scaled, &boxes, &plan)
+        (boxes, self.plan(&mut ChaCha8Rng::seed_from_u64(seed), size.0, size.1))
     }
 
     /// Apply a plan to an already scaled image and boxes in its pixels.
@@ -389,11 +395,7 @@ impl Tfms {
 
     /// [`Tfms::apply_warp`] writing the image into `out` (`3 * sz * sz` floats).
     pub fn apply_warp_into(&self, scaled: &ScaledImage, boxes: &[BBox], seed: u64, out: &mut [f32]) -> (Vec<BBox>, Vec<usize>) {
-        let boxes: Vec<BBox> = match self.tfm_y {
-            TfmY::Coord => boxes.iter().map(|b| b.scale(scaled.sy, scaled.sx)).collect(),
-            TfmY::None => boxes.to_vec(),
-        };
-        let plan = self.plan(&mut ChaCha8Rng::seed_from_u64(seed), scaled.size.0, scaled.size.1);
+        let (boxes, plan) = self.boxes_and_plan(scaled.size, (scaled.sy, scaled.sx), boxes, seed);
         self.warp_into(&scaled.pixels, scaled.size, &boxes, &plan, out)
     }
 

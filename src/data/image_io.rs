@@ -39,20 +39,27 @@ fn has_jpeg_end(bytes: &[u8]) -> bool {
 /// `bytes` is not a complete JPEG, when no reduction applies or
 /// when libjpeg-turbo cannot decode it (then [`open_image`] decodes it, or names the problem).
 pub fn decode_jpeg_reduced(bytes: &[u8], min_w: u32, min_h: u32) -> Option<(RgbImage, (u32, u32))> {
-    decode_jpeg(bytes, min_w, min_h).filter(|(img, full)| img.dimensions() != *full)
+    decode_jpeg_at(bytes, min_w, min_h, false)
 }
 
 /// [`decode_jpeg_reduced`], or the whole JPEG decoded by libjpeg-turbo when no reduction
 /// applies (measured here about 15% faster than the `image` crate's decoder on the sample).
 /// `None` when `bytes` is not a complete JPEG or libjpeg-turbo declines it (CMYK, say).
 pub fn decode_jpeg(bytes: &[u8], min_w: u32, min_h: u32) -> Option<(RgbImage, (u32, u32))> {
+    decode_jpeg_at(bytes, min_w, min_h, true)
+}
+
+/// The two above: `whole` says whether to decode at full size when no reduction applies (or
+/// to return `None` before decoding anything).
+fn decode_jpeg_at(bytes: &[u8], min_w: u32, min_h: u32, whole: bool) -> Option<(RgbImage, (u32, u32))> {
     if image::guess_format(bytes).ok()? != ImageFormat::Jpeg || !has_jpeg_end(bytes) {
         return None;
     }
     let mut d = turbojpeg::Decompressor::new().ok()?;
     let header = d.read_header(bytes).ok()?;
     let (w, h) = (header.width as u32, header.height as u32);
-    let den = [8u32, 4, 2].into_iter().find(|&f| w / f >= min_w.max(1) && h / f >= min_h.max(1)).unwrap_or(1);
+    let reduced = [8u32, 4, 2].into_iter().find(|&f| w / f >= min_w.max(1) && h / f >= min_h.max(1));
+    let den = if whole { reduced.unwrap_or(1) } else { reduced? };
     let scale = turbojpeg::ScalingFactor::new(1, den as usize);
     let scaled = header.scaled(scale);
     d.set_scaling_factor(scale).ok()?;
