@@ -562,93 +562,159 @@ fn floor_i64(x: f64) -> i64 {
 /// Sample `src` at every output pixel centre through `inv` (output -> source), bilinear with a
 /// reflected border. Output: CHW floats in 0..1, and their sum (for lighting's mean).
 ///
-/// A map without rotation (squash, flip) is separable: each output column reads the same two
-/// source columns with the same weight on every row, so those are computed once per column and
-/// once per row ([`warp_axis_aligned`]); a rotation samples every pixel on its own.
+/// Output pixels go 8 at a time ([`warp_with`]). A map without rotation (squash, flip) is
+/// separable: each output column reads the same two source columns with the same weight on
+/// every row, so those are computed once per column and once per row; a rotation steps every
+/// pixel's source position along the row.
 ///
-/// On an x86-64 CPU with AVX2 the same code runs compiled for it (chosen at run time; Rust
-/// neither reorders nor fuses float operations, so the result is the same to the bit).
+/// On an x86-64 CPU with AVX2 (chosen at run time) the 8 pixels' positions, weights and blend
+/// are vector instructions and their 32 source pixels are gathered ([`avx2::warp`]); chunks at
+/// the image's border, where the source reflects, take the portable path. Both compute the same
+/// operations in the same order, so the result is the same to the bit.
 fn warp_chw(src: &RgbImage, inv: &Affine, sz: u32, out: &mut [f32]) -> f64 {
     assert_eq!(out.len(), 3 * (sz * sz) as usize, "warp: the output holds 3 x {sz} x {sz} floats");
     #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") {
+    if std::is_x86_feature_detected!("avx2") && avx2::fits(src) {
         // SAFETY: the CPU has AVX2, checked just above.
-        return unsafe { warp_chw_avx2(src, inv, sz, out) };
+        return unsafe { avx2::warp(src, inv, sz, out) };
     }
-    warp_chw_any(src, inv, sz, out)
+    warp_portable(src, inv, sz, out)
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn warp_chw_avx2(src: &RgbImage, inv: &Affine, sz: u32, out: &mut [f32]) -> f64 {
-    warp_chw_any(src, inv, sz, out)
+/// Output pixels per chunk.
+const LANES: usize = 8;
+
+/// The R, G and B of a chunk of output pixels, each in 0..1.
+type Rgb8 = [[f32; LANES]; 3];
+
+const SCALE: f32 = 1.0 / 255.0;
+
+/// The image sampled: its bytes and shape.
+struct Source<'a> {
+    raw: &'a [u8],
+    w: i64,
+    h: i64,
+    stride: usize,
 }
 
-#[inline(always)]
-fn warp_chw_any(src: &RgbImage, inv: &Affine, sz: u32, out: &mut [f32]) -> f64 {
-    let [a, _, tx, _, d, ty] = inv.0;
-    if inv.0[1] == 0.0 && inv.0[3] == 0.0 {
-        return warp_axis_aligned(src, (a, tx), (d, ty), sz, out);
-    }
-    warp_general(src, inv, sz, out)
+/// One output row of a separable map: its two source rows' byte offsets and their weights.
+struct AxisRow {
+    ra: usize,
+    rb: usize,
+    wt: f32,
+    wb: f32,
 }
 
-/// [`warp_chw`] for any map: every pixel's source position on its own, stepped along the row
-/// in 16.16 fixed point (no float-to-integer conversion per pixel; the drift over a row stays
-/// under 0.002 px); an interior pixel reads its two source rows as two 6-byte runs, border
-/// pixels reflect.
-#[inline(always)]
-fn warp_general(src: &RgbImage, inv: &Affine, sz: u32, out: &mut [f32]) -> f64 {
-    let [a, b, tx, c, d, ty] = inv.0;
-    let (w, h) = (src.width() as i64, src.height() as i64);
-    let raw = src.as_raw();
-    let n = (sz * sz) as usize;
-    let stride = 3 * w as usize;
-    let (plane_r, rest) = out.split_at_mut(n);
-    let (plane_g, plane_b) = rest.split_at_mut(n);
-    let mut total = 0f64;
-    const SCALE: f32 = 1.0 / 255.0;
-    let (af, cf) = (a as f32, c as f32);
-    let (x_last, y_last) = (w - 1, h - 1);
-    for v in 0..sz as usize {
+/// A position along an output row of a general map, in 16.16 fixed point (the integer part is
+/// the tap, the rest its weight), and its step per output pixel.
+#[derive(Clone, Copy)]
+struct Steps {
+    qx: i64,
+    qy: i64,
+    dqx: i64,
+    dqy: i64,
+}
+
+impl Steps {
+    /// Row `v`'s first pixel centre in source pixel-centre indices; it moves by (a, c) per
+    /// column (no float-to-integer conversion per pixel; the drift over a row stays under 0.002 px).
+    fn row(inv: &Affine, v: usize) -> Steps {
+        let [a, b, tx, c, d, ty] = inv.0;
         let yc = v as f64 + 0.5;
-        // Source position of the row's first pixel centre, in pixel-centre indices; it moves by
-        // (a, c) per output column.
         let sx0 = (a * 0.5 + b * yc + tx - 0.5) as f32;
         let sy0 = (c * 0.5 + d * yc + ty - 0.5) as f32;
-        let mut row_sum = 0f32;
-        let row = v * sz as usize;
-        let (out_r, out_g, out_b) = (&mut plane_r[row..row + sz as usize], &mut plane_g[row..row + sz as usize], &mut plane_b[row..row + sz as usize]);
-        // 16.16 fixed point along the row: the integer part is the tap, the rest its weight.
         const ONE: f64 = 65536.0;
-        let (mut qx, mut qy) = ((sx0 as f64 * ONE).round() as i64, (sy0 as f64 * ONE).round() as i64);
-        let (dqx, dqy) = ((af as f64 * ONE).round() as i64, (cf as f64 * ONE).round() as i64);
-        for u in 0..sz as usize {
+        let (qx, qy) = ((sx0 as f64 * ONE).round() as i64, (sy0 as f64 * ONE).round() as i64);
+        let (dqx, dqy) = (((a as f32) as f64 * ONE).round() as i64, ((c as f32) as f64 * ONE).round() as i64);
+        Steps { qx, qy, dqx, dqy }
+    }
+
+    /// `u` pixels further along the row.
+    fn at(self, u: usize) -> Steps {
+        Steps { qx: self.qx + u as i64 * self.dqx, qy: self.qy + u as i64 * self.dqy, ..self }
+    }
+}
+
+/// The RGB bytes at `off` as one little-endian word (a fourth byte from the next pixel, or 0 at
+/// the very end of the image).
+#[inline(always)]
+fn load_rgb(raw: &[u8], off: usize) -> u32 {
+    match raw.get(off..off + 4) {
+        Some(b) => u32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+        None => u32::from_le_bytes([raw[off], raw[off + 1], raw[off + 2], 0]),
+    }
+}
+
+impl Source<'_> {
+    fn new(src: &RgbImage) -> Source<'_> {
+        Source { raw: src.as_raw(), w: src.width() as i64, h: src.height() as i64, stride: 3 * src.width() as usize }
+    }
+
+    /// Bilinear blend of `n` output pixels: `offs[j][k]` is the byte offset of source pixel `j`
+    /// (top-left, top-right, bottom-left, bottom-right) of output pixel `k`, `wts[j][k]` its
+    /// weight (0..1/255). Lanes past `n` have all weights 0 and give 0.
+    #[inline(always)]
+    fn blend(&self, offs: &[[usize; LANES]; 4], wts: &[[f32; LANES]; 4]) -> Rgb8 {
+        let mut px = [[0u32; LANES]; 4];
+        for j in 0..4 {
+            for k in 0..LANES {
+                px[j][k] = load_rgb(self.raw, offs[j][k]);
+            }
+        }
+        let mut out = [[0f32; LANES]; 3];
+        for (ch, plane) in out.iter_mut().enumerate() {
+            let byte = |j: usize, k: usize| ((px[j][k] >> (8 * ch)) & 0xff) as f32;
+            for k in 0..LANES {
+                plane[k] = byte(0, k) * wts[0][k] + byte(1, k) * wts[1][k] + byte(2, k) * wts[2][k] + byte(3, k) * wts[3][k];
+            }
+        }
+        out
+    }
+
+    /// `n` pixels of a general map from `at`: interior pixels take their neighbours' offsets
+    /// directly, border pixels reflect.
+    #[inline(always)]
+    fn general(&self, at: Steps, n: usize) -> Rgb8 {
+        let (w, h, stride) = (self.w, self.h, self.stride);
+        let (mut offs, mut wts) = ([[0usize; LANES]; 4], [[0f32; LANES]; 4]);
+        for k in 0..n {
+            let Steps { qx, qy, .. } = at.at(k);
             let (x0, y0) = (qx >> 16, qy >> 16);
             let (fx, fy) = ((qx & 0xffff) as f32 * (1.0 / 65536.0), (qy & 0xffff) as f32 * (1.0 / 65536.0));
-            qx += dqx;
-            qy += dqy;
-            let (w00, w01) = ((1.0 - fx) * (1.0 - fy) * SCALE, fx * (1.0 - fy) * SCALE);
-            let (w10, w11) = ((1.0 - fx) * fy * SCALE, fx * fy * SCALE);
-            let (r, g, bl) = if x0 >= 0 && x0 < x_last && y0 >= 0 && y0 < y_last {
-                let base = y0 as usize * stride + x0 as usize * 3;
-                let (t, bt) = (&raw[base..base + 6], &raw[base + stride..base + stride + 6]);
-                let px = |ch: usize| t[ch] as f32 * w00 + t[ch + 3] as f32 * w01 + bt[ch] as f32 * w10 + bt[ch + 3] as f32 * w11;
-                (px(0), px(1), px(2))
+            wts[0][k] = (1.0 - fx) * (1.0 - fy) * SCALE;
+            wts[1][k] = fx * (1.0 - fy) * SCALE;
+            wts[2][k] = (1.0 - fx) * fy * SCALE;
+            wts[3][k] = fx * fy * SCALE;
+            let (xa, xb, ra, rb) = if x0 >= 0 && x0 < w - 1 && y0 >= 0 && y0 < h - 1 {
+                let (xa, ra) = (x0 as usize * 3, y0 as usize * stride);
+                (xa, xa + 3, ra, ra + stride)
             } else {
-                let (xa, xb) = (reflect(x0, w) * 3, reflect(x0 + 1, w) * 3);
-                let (ra, rb) = (reflect(y0, h) * stride, reflect(y0 + 1, h) * stride);
-                let px = |ch: usize| raw[ra + xa + ch] as f32 * w00 + raw[ra + xb + ch] as f32 * w01 + raw[rb + xa + ch] as f32 * w10 + raw[rb + xb + ch] as f32 * w11;
-                (px(0), px(1), px(2))
+                (reflect(x0, w) * 3, reflect(x0 + 1, w) * 3, reflect(y0, h) * stride, reflect(y0 + 1, h) * stride)
             };
-            out_r[u] = r;
-            out_g[u] = g;
-            out_b[u] = bl;
-            row_sum += r + g + bl;
+            offs[0][k] = ra + xa;
+            offs[1][k] = ra + xb;
+            offs[2][k] = rb + xa;
+            offs[3][k] = rb + xb;
         }
-        total += row_sum as f64;
+        self.blend(&offs, &wts)
     }
-    total
+
+    /// The pixels of a separable map's `row` at the columns `cols` (at most 8).
+    #[inline(always)]
+    fn axis(&self, row: &AxisRow, cols: &[(usize, usize, f32)]) -> Rgb8 {
+        let (mut offs, mut wts) = ([[0usize; LANES]; 4], [[0f32; LANES]; 4]);
+        for (k, &(xa, xb, fx)) in cols.iter().enumerate() {
+            offs[0][k] = row.ra + xa;
+            offs[1][k] = row.ra + xb;
+            offs[2][k] = row.rb + xa;
+            offs[3][k] = row.rb + xb;
+            wts[0][k] = (1.0 - fx) * row.wt;
+            wts[1][k] = fx * row.wt;
+            wts[2][k] = (1.0 - fx) * row.wb;
+            wts[3][k] = fx * row.wb;
+        }
+        self.blend(&offs, &wts)
+    }
 }
 
 /// One axis of a separable bilinear sample: for each output index, the byte offsets (times
@@ -664,39 +730,181 @@ fn axis_taps(scale: f64, shift: f64, n_out: u32, n_src: u32, step: usize) -> Vec
         .collect()
 }
 
-/// [`warp_chw`] for a map `x' = ax * x + tx, y' = dy * y + ty` (no rotation): per-column and
-/// per-row taps, then a row of two source rows blended.
+/// The warp's loop over rows and chunks of 8 output pixels, `general(source, start, n)` or
+/// `axis(source, row, u, cols)` computing each chunk (`cols` are the chunk's column taps,
+/// from column `u`).
 #[inline(always)]
-fn warp_axis_aligned(src: &RgbImage, (ax, tx): (f64, f64), (dy, ty): (f64, f64), sz: u32, out: &mut [f32]) -> f64 {
-    let (w, h) = src.dimensions();
-    let raw = src.as_raw();
-    let stride = 3 * w as usize;
-    let cols = axis_taps(ax, tx, sz, w, 3);
-    let rows = axis_taps(dy, ty, sz, h, stride);
-    let n = (sz * sz) as usize;
+fn warp_with(
+    src: &RgbImage,
+    inv: &Affine,
+    sz: u32,
+    out: &mut [f32],
+    general: impl Fn(&Source, Steps, usize) -> Rgb8,
+    axis: impl Fn(&Source, &AxisRow, usize, &[(usize, usize, f32)]) -> Rgb8,
+) -> f64 {
+    let source = Source::new(src);
+    let [a, b, tx, c, d, ty] = inv.0;
+    let separable = b == 0.0 && c == 0.0;
+    let (cols, rows) = if separable {
+        (axis_taps(a, tx, sz, src.width(), 3), axis_taps(d, ty, sz, src.height(), source.stride))
+    } else {
+        (vec![], vec![])
+    };
+    let (n, szu) = ((sz * sz) as usize, sz as usize);
     let (plane_r, rest) = out.split_at_mut(n);
     let (plane_g, plane_b) = rest.split_at_mut(n);
     let mut total = 0f64;
-    const SCALE: f32 = 1.0 / 255.0;
-    for (v, &(ra, rb, fy)) in rows.iter().enumerate() {
-        let (top, bottom) = (&raw[ra..ra + stride], &raw[rb..rb + stride]);
-        let (wt, wb) = ((1.0 - fy) * SCALE, fy * SCALE);
-        let row = v * sz as usize;
-        let (out_r, out_g, out_b) = (&mut plane_r[row..row + sz as usize], &mut plane_g[row..row + sz as usize], &mut plane_b[row..row + sz as usize]);
-        let mut row_sum = 0f32;
-        for (u, &(xa, xb, fx)) in cols.iter().enumerate() {
-            let (ta, tb, ba, bb) = (&top[xa..xa + 3], &top[xb..xb + 3], &bottom[xa..xa + 3], &bottom[xb..xb + 3]);
-            let (w00, w01, w10, w11) = ((1.0 - fx) * wt, fx * wt, (1.0 - fx) * wb, fx * wb);
-            let px = |ch: usize| ta[ch] as f32 * w00 + tb[ch] as f32 * w01 + ba[ch] as f32 * w10 + bb[ch] as f32 * w11;
-            let (r, g, b) = (px(0), px(1), px(2));
-            out_r[u] = r;
-            out_g[u] = g;
-            out_b[u] = b;
-            row_sum += r + g + b;
+    for v in 0..szu {
+        let mut acc = [0f32; LANES];
+        let row = v * szu..(v + 1) * szu;
+        let (out_r, out_g, out_b) = (&mut plane_r[row.clone()], &mut plane_g[row.clone()], &mut plane_b[row]);
+        let start = Steps::row(inv, v);
+        let axis_row = rows.get(v).map(|&(ra, rb, fy)| AxisRow { ra, rb, wt: (1.0 - fy) * SCALE, wb: fy * SCALE });
+        for u in (0..szu).step_by(LANES) {
+            let n = LANES.min(szu - u);
+            let rgb = match &axis_row {
+                Some(r) => axis(&source, r, u, &cols[u..u + n]),
+                None => general(&source, start.at(u), n),
+            };
+            for (plane, vals) in [&mut *out_r, &mut *out_g, &mut *out_b].into_iter().zip(&rgb) {
+                plane[u..u + n].copy_from_slice(&vals[..n]);
+            }
+            for k in 0..LANES {
+                acc[k] += rgb[0][k] + rgb[1][k] + rgb[2][k];
+            }
         }
-        total += row_sum as f64;
+        total += acc.iter().sum::<f32>() as f64;
     }
     total
+}
+
+/// [`warp_chw`] on any CPU.
+fn warp_portable(src: &RgbImage, inv: &Affine, sz: u32, out: &mut [f32]) -> f64 {
+    warp_with(src, inv, sz, out, |s, at, n| s.general(at, n), |s, row, _, cols| s.axis(row, cols))
+}
+
+/// [`warp_chw`] with AVX2 intrinsics: 8 pixels' positions and weights in lanes, their 4 x 8
+/// source pixels gathered as 32-bit words (RGB and one byte of the next pixel), the channels
+/// split by shifts and masks, and blended in the same order as [`Source::blend`].
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::{warp_with, Affine, AxisRow, Rgb8, Source, Steps, LANES, SCALE};
+    use image::RgbImage;
+    use std::arch::x86_64::*;
+
+    /// Byte offsets fit the gathers' 32-bit indices.
+    pub(super) fn fits(src: &RgbImage) -> bool {
+        src.as_raw().len() < i32::MAX as usize / 2
+    }
+
+    /// # Safety
+    /// The CPU must have AVX2, and `fits(src)`.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn warp(src: &RgbImage, inv: &Affine, sz: u32, out: &mut [f32]) -> f64 {
+        // The column taps again, as lanes: offsets, weights, and each chunk's largest offset.
+        let [a, _, tx, ..] = inv.0;
+        let cols = super::axis_taps(a, tx, sz, src.width(), 3);
+        let col_xa: Vec<i32> = cols.iter().map(|c| c.0 as i32).collect();
+        let col_xb: Vec<i32> = cols.iter().map(|c| c.1 as i32).collect();
+        let col_fx: Vec<f32> = cols.iter().map(|c| c.2).collect();
+        let len = src.as_raw().len();
+        warp_with(
+            src,
+            inv,
+            sz,
+            out,
+            // SAFETY (both): AVX2 is enabled here; every gathered word lies inside the image
+            // (checked per chunk; the others go the portable way).
+            |s, at, n| unsafe { general(s, at, n) }.unwrap_or_else(|| s.general(at, n)),
+            |s, row, u, chunk| {
+                let reach = row.ra.max(row.rb) + chunk.iter().map(|c| c.0.max(c.1)).max().unwrap_or(0) + 4;
+                if chunk.len() == LANES && reach <= len {
+                    unsafe { axis(s, row, &col_xa[u..u + LANES], &col_xb[u..u + LANES], &col_fx[u..u + LANES]) }
+                } else {
+                    s.axis(row, chunk)
+                }
+            },
+        )
+    }
+
+    /// 8 pixels of a general map, or `None` when one of them is at the border (or `n < 8`).
+    #[target_feature(enable = "avx2")]
+    unsafe fn general(s: &Source, at: Steps, n: usize) -> Option<Rgb8> {
+        let last = at.at(LANES - 1);
+        let in_i32 = |q: i64| q >= i32::MIN as i64 && q <= i32::MAX as i64;
+        if n < LANES || ![at.qx, at.qy, last.qx, last.qy].into_iter().all(in_i32) {
+            return None;
+        }
+        let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        let qx = _mm256_add_epi32(_mm256_set1_epi32(at.qx as i32), _mm256_mullo_epi32(lane, _mm256_set1_epi32(at.dqx as i32)));
+        let qy = _mm256_add_epi32(_mm256_set1_epi32(at.qy as i32), _mm256_mullo_epi32(lane, _mm256_set1_epi32(at.dqy as i32)));
+        let (x0, y0) = (_mm256_srai_epi32::<16>(qx), _mm256_srai_epi32::<16>(qy));
+        // Interior: 0 <= x0 < w - 2 (so the 4-byte word at the right neighbour stays in its
+        // row) and 0 <= y0 < h - 1.
+        let minus1 = _mm256_set1_epi32(-1);
+        let inside = _mm256_and_si256(
+            _mm256_and_si256(_mm256_cmpgt_epi32(x0, minus1), _mm256_cmpgt_epi32(_mm256_set1_epi32(s.w as i32 - 2), x0)),
+            _mm256_and_si256(_mm256_cmpgt_epi32(y0, minus1), _mm256_cmpgt_epi32(_mm256_set1_epi32(s.h as i32 - 1), y0)),
+        );
+        if _mm256_movemask_epi8(inside) != -1 {
+            return None;
+        }
+        let frac = _mm256_set1_epi32(0xffff);
+        let to_unit = _mm256_set1_ps(1.0 / 65536.0);
+        let fx = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_and_si256(qx, frac)), to_unit);
+        let fy = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_and_si256(qy, frac)), to_unit);
+        let (one, scale) = (_mm256_set1_ps(1.0), _mm256_set1_ps(SCALE));
+        let (gx, gy) = (_mm256_sub_ps(one, fx), _mm256_sub_ps(one, fy));
+        let wts = [
+            _mm256_mul_ps(_mm256_mul_ps(gx, gy), scale),
+            _mm256_mul_ps(_mm256_mul_ps(fx, gy), scale),
+            _mm256_mul_ps(_mm256_mul_ps(gx, fy), scale),
+            _mm256_mul_ps(_mm256_mul_ps(fx, fy), scale),
+        ];
+        let stride = _mm256_set1_epi32(s.stride as i32);
+        let tl = _mm256_add_epi32(_mm256_mullo_epi32(y0, stride), _mm256_mullo_epi32(x0, _mm256_set1_epi32(3)));
+        let bl = _mm256_add_epi32(tl, stride);
+        let right = _mm256_set1_epi32(3);
+        Some(blend(s.raw, [tl, _mm256_add_epi32(tl, right), bl, _mm256_add_epi32(bl, right)], wts))
+    }
+
+    /// 8 pixels of a separable map's row from the columns' taps.
+    #[target_feature(enable = "avx2")]
+    unsafe fn axis(s: &Source, row: &AxisRow, xa: &[i32], xb: &[i32], fx: &[f32]) -> Rgb8 {
+        let (xa, xb) = (_mm256_loadu_si256(xa.as_ptr().cast()), _mm256_loadu_si256(xb.as_ptr().cast()));
+        let fx = _mm256_loadu_ps(fx.as_ptr());
+        let gx = _mm256_sub_ps(_mm256_set1_ps(1.0), fx);
+        let (wt, wb) = (_mm256_set1_ps(row.wt), _mm256_set1_ps(row.wb));
+        let wts = [_mm256_mul_ps(gx, wt), _mm256_mul_ps(fx, wt), _mm256_mul_ps(gx, wb), _mm256_mul_ps(fx, wb)];
+        let (ra, rb) = (_mm256_set1_epi32(row.ra as i32), _mm256_set1_epi32(row.rb as i32));
+        let offs = [_mm256_add_epi32(ra, xa), _mm256_add_epi32(ra, xb), _mm256_add_epi32(rb, xa), _mm256_add_epi32(rb, xb)];
+        blend(s.raw, offs, wts)
+    }
+
+    /// [`Source::blend`] in lanes: each offset's 4 bytes must lie inside `raw`.
+    #[target_feature(enable = "avx2")]
+    unsafe fn blend(raw: &[u8], offs: [__m256i; 4], wts: [__m256; 4]) -> Rgb8 {
+        let base = raw.as_ptr().cast::<i32>();
+        let px = offs.map(|o| _mm256_i32gather_epi32::<1>(base, o));
+        let byte = _mm256_set1_epi32(0xff);
+        let channel = |v: __m256i, ch: usize| {
+            let shifted = match ch {
+                0 => v,
+                1 => _mm256_srli_epi32::<8>(v),
+                _ => _mm256_srli_epi32::<16>(v),
+            };
+            _mm256_cvtepi32_ps(_mm256_and_si256(shifted, byte))
+        };
+        let mut out = [[0f32; LANES]; 3];
+        for (ch, plane) in out.iter_mut().enumerate() {
+            let mut sum = _mm256_mul_ps(channel(px[0], ch), wts[0]);
+            for j in 1..4 {
+                sum = _mm256_add_ps(sum, _mm256_mul_ps(channel(px[j], ch), wts[j]));
+            }
+            _mm256_storeu_ps(plane.as_mut_ptr(), sum);
+        }
+        out
+    }
 }
 
 /// Lighting (if any) and ImageNet normalisation in one pass per channel:
@@ -767,19 +975,84 @@ mod tests {
         assert!(x.abs() < 1e-12 && (y + 1.0).abs() < 1e-12);
     }
 
-    /// The separable path (squash, flip) gives what the per-pixel path gives for the same map.
+    /// The 8-lane warp (tails of 5 and 1, borders, the image's last byte) against bilinear
+    /// sampling written out in f64, pixel by pixel, for rotations, flips and scales.
+    #[test]
+    fn warp_matches_plain_bilinear_sampling() {
+        let src = RgbImage::from_fn(37, 23, |x, y| image::Rgb([(x * 5 + y * 3) as u8, (250 - 4 * y) as u8, (x * 2 + 40) as u8]));
+        let (w, h) = (37i64, 23i64);
+        let at = |x: i64, y: i64, ch: usize| src.get_pixel(reflect(x, w) as u32, reflect(y, h) as u32)[ch] as f64 / 255.0;
+        for sz in [13u32, 16, 9] {
+            for inv in [
+                Affine::rotate(30.0, 18.0, 11.0).after(&Affine::scale(37.0 / sz as f64, 23.0 / sz as f64)),
+                Affine::rotate(-3.0, 18.0, 11.0).after(&Affine::flip(sz as f64)).after(&Affine::scale(40.0 / sz as f64, 26.0 / sz as f64)),
+                Affine([37.0 / sz as f64, 0.0, 0.0, 0.0, 23.0 / sz as f64, 0.0]),
+                Affine([-2.9, 0.0, 37.0, 0.0, 1.9, -1.0]),
+            ] {
+                let mut got = vec![0f32; (3 * sz * sz) as usize];
+                let sum = warp_chw(&src, &inv, sz, &mut got);
+                let (mut worst, mut want_sum) = (0f64, 0f64);
+                for v in 0..sz as usize {
+                    for u in 0..sz as usize {
+                        let (sx, sy) = inv.apply(u as f64 + 0.5, v as f64 + 0.5);
+                        let (sx, sy) = (sx - 0.5, sy - 0.5);
+                        let (x0, y0) = (sx.floor() as i64, sy.floor() as i64);
+                        let (fx, fy) = (sx - x0 as f64, sy - y0 as f64);
+                        for ch in 0..3 {
+                            let want = at(x0, y0, ch) * (1.0 - fx) * (1.0 - fy) + at(x0 + 1, y0, ch) * fx * (1.0 - fy) + at(x0, y0 + 1, ch) * (1.0 - fx) * fy + at(x0 + 1, y0 + 1, ch) * fx * fy;
+                            worst = worst.max((got[ch * (sz * sz) as usize + v * sz as usize + u] as f64 - want).abs());
+                            want_sum += want;
+                        }
+                    }
+                }
+                // The per-pixel path steps in 1/65536 px (drift under 0.002 px a row); the
+                // image changes by at most 5 levels a pixel.
+                assert!(worst < 1e-4, "sz {sz}, map {:?}: {worst} from plain bilinear", inv.0);
+                assert!((sum - want_sum).abs() < 1e-3 * want_sum, "sums {sum} vs {want_sum}");
+            }
+        }
+    }
+
+    /// The separable path (squash, flip) gives what the per-pixel path gives for the same map
+    /// (a rotation term of 1e-300 sends it the per-pixel way).
     #[test]
     fn axis_aligned_warp_equals_the_general_one() {
         let src = RgbImage::from_fn(37, 23, |x, y| image::Rgb([(x * 7 + y * 3) as u8, (x * y % 251) as u8, (200 - x - y) as u8]));
         for (ax, tx, dy, ty) in [(37.0 / 16.0, 0.0, 23.0 / 16.0, 0.0), (-37.0 / 16.0, 37.0, 23.0 / 16.0, 0.0), (1.3, -2.5, 0.7, 3.25)] {
             let inv = Affine([ax, 0.0, tx, 0.0, dy, ty]);
             let (mut fast, mut slow) = (vec![0f32; 3 * 16 * 16], vec![0f32; 3 * 16 * 16]);
-            let fast_sum = warp_axis_aligned(&src, (ax, tx), (dy, ty), 16, &mut fast);
-            let slow_sum = warp_general(&src, &inv, 16, &mut slow);
+            let fast_sum = warp_chw(&src, &inv, 16, &mut fast);
+            let slow_sum = warp_chw(&src, &Affine([ax, 1e-300, tx, 0.0, dy, ty]), 16, &mut slow);
             let diff = fast.iter().zip(&slow).map(|(p, q)| (p - q).abs()).fold(0f32, f32::max);
             // The general path steps in 1/65536 px: at most ~1e-4 of a level-per-pixel slope.
             assert!(diff < 1e-4, "map {:?}: max difference {diff}", inv.0);
             assert!((fast_sum - slow_sum).abs() < 1e-2, "sums {fast_sum} vs {slow_sum}");
+        }
+    }
+
+    /// The AVX2 warp (where the CPU has it) gives the portable one's floats to the bit, on an
+    /// image large enough for interior chunks and with every kind of border chunk.
+    #[test]
+    fn avx2_warp_equals_the_portable_one() {
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx2") {
+            let src = RgbImage::from_fn(61, 45, |x, y| image::Rgb([(x * 7 + y * 3) as u8, (x * y % 251) as u8, (200 - x - y) as u8]));
+            for sz in [32u32, 29] {
+                let s = sz as f64;
+                for inv in [
+                    Affine::rotate(3.0, 30.0, 22.0).after(&Affine::scale(61.0 / s, 45.0 / s)),
+                    Affine::rotate(-40.0, 30.0, 22.0).after(&Affine::flip(s)).after(&Affine::scale(70.0 / s, 50.0 / s)),
+                    Affine([61.0 / s, 0.0, 0.0, 0.0, 45.0 / s, 0.0]),
+                    Affine([-1.7, 0.0, 61.0, 0.0, 1.2, 2.0]),
+                ] {
+                    let (mut fast, mut plain) = (vec![0f32; (3 * sz * sz) as usize], vec![0f32; (3 * sz * sz) as usize]);
+                    let fast_sum = unsafe { avx2::warp(&src, &inv, sz, &mut fast) };
+                    let plain_sum = warp_portable(&src, &inv, sz, &mut plain);
+                    let differ = fast.iter().zip(&plain).filter(|(p, q)| p.to_bits() != q.to_bits()).count();
+                    assert_eq!(differ, 0, "sz {sz}, map {:?}: {differ} floats differ", inv.0);
+                    assert_eq!(fast_sum.to_bits(), plain_sum.to_bits());
+                }
+            }
         }
     }
 
