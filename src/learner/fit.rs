@@ -19,6 +19,50 @@ use std::thread::JoinHandle;
 pub const LOSS_READ_EVERY: usize = 16;
 use std::time::Instant;
 
+/// Batches' losses not yet looked at, each with what the loop needs when it is (`M`): those
+/// still on the device are read together, with one wait for the device.
+struct PendingLosses<M> {
+    items: Vec<(M, PendingLoss)>,
+}
+
+enum PendingLoss {
+    /// Already read (on the CPU each loss is read before its backward pass).
+    Read(f64),
+    OnDevice(Tensor),
+}
+
+impl<M> PendingLosses<M> {
+    fn new() -> Self {
+        PendingLosses { items: vec![] }
+    }
+
+    fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    fn push_read(&mut self, meta: M, value: f64) {
+        self.items.push((meta, PendingLoss::Read(value)));
+    }
+
+    fn push(&mut self, meta: M, loss: &Tensor) {
+        self.items.push((meta, PendingLoss::OnDevice(loss.detach())));
+    }
+
+    /// Every pending loss with its value, in batch order; empties the list.
+    fn read(&mut self) -> Result<Vec<(M, f64)>> {
+        let on_device: Vec<Tensor> = self.items.iter().filter_map(|(_, l)| if let PendingLoss::OnDevice(t) = l { Some(t.to_kind(Kind::Double)) } else { None }).collect();
+        let mut values = if on_device.is_empty() { vec![] } else { Vec::<f64>::try_from(Tensor::stack(&on_device, 0).to_device(tch::Device::Cpu))? }.into_iter();
+        Ok(self
+            .items
+            .drain(..)
+            .map(|(meta, loss)| match loss {
+                PendingLoss::Read(v) => (meta, v),
+                PendingLoss::OnDevice(_) => (meta, values.next().expect("one value per loss on the device")),
+            })
+            .collect())
+    }
+}
+
 impl Learner {
     /// fastai 0.7's `fit(lrs, n_cycle, cycle_len, cycle_mult, use_clr)`. Prints the epoch table
     /// as it goes (and a progress line every few seconds), writes the learner's state to
@@ -74,7 +118,7 @@ impl Learner {
             // time, so the host does not wait for the GPU at every batch; on the CPU each is read
             // at once (before its backward pass: a non-finite loss stops the fit untouched).
             let read_every = self.loss_read_every();
-            let mut pending: Vec<(usize, usize, f64, Tensor)> = vec![];
+            let mut pending = PendingLosses::new();
             let mut batches = self.data.trn_dl.clone().iter(epoch as u64).enumerate().peekable();
             while let Some((k, batch)) = batches.next() {
                 let batch = batch?;
@@ -83,21 +127,23 @@ impl Learner {
                     opt.set_lr_group(g, lr * mult);
                 }
                 let loss = self.forward_loss(&batch)?;
+                let meta = (k, batch.indices.len(), lrs[N_GROUPS - 1] * mult);
                 if read_every == 1 {
                     let value = f64::try_from(&loss)?;
                     if !value.is_finite() {
                         self.restore_vars(&snap);
                         return Err(Error::NonFinite { what: "loss".into(), value, epoch: e, batch: Some(k) });
                     }
+                    pending.push_read(meta, value);
+                } else {
+                    pending.push(meta, &loss);
                 }
                 self.backward_step(&mut opt, &loss)?;
-                pending.push((k, batch.indices.len(), lrs[N_GROUPS - 1] * mult, loss.detach()));
                 let stop_now = self.stop.take();
                 if pending.len() < read_every && !stop_now && batches.peek().is_some() {
                     continue;
                 }
-                let values: Vec<f64> = Vec::try_from(Tensor::stack(&pending.iter().map(|p| p.3.to_kind(Kind::Double)).collect::<Vec<_>>(), 0))?;
-                for ((k, bs, lr, _), loss) in pending.drain(..).zip(values) {
+                for ((k, bs, lr), loss) in pending.read()? {
                     if !loss.is_finite() {
                         self.restore_vars(&snap);
                         return Err(Error::NonFinite { what: "loss".into(), value: loss, epoch: e, batch: Some(k) });
@@ -194,7 +240,7 @@ impl Learner {
         // are restored, and the record stops where fastai's would.
         let read_every = self.loss_read_every();
         let result = (|| -> Result<()> {
-            let mut pending: Vec<(usize, Tensor)> = vec![];
+            let mut pending = PendingLosses::new();
             let mut batches = self.data.trn_dl.clone().iter(self.epochs_done as u64).enumerate().peekable();
             while let Some((i, batch)) = batches.next() {
                 let batch = batch?;
@@ -203,19 +249,17 @@ impl Learner {
                     opt.set_lr_group(g, lr);
                 }
                 if read_every == 1 {
-                    let value = self.step(&mut opt, &batch)?;
-                    pending.push((batch.indices.len(), Tensor::from(value)));
+                    pending.push_read(batch.indices.len(), self.step(&mut opt, &batch)?);
                 } else {
                     let loss = self.forward_loss(&batch)?;
                     self.backward_step(&mut opt, &loss)?;
-                    pending.push((batch.indices.len(), loss.detach()));
+                    pending.push(batch.indices.len(), &loss);
                 }
                 let stop_now = self.stop.take();
                 if pending.len() < read_every && !stop_now && batches.peek().is_some() {
                     continue;
                 }
-                let values: Vec<f64> = Vec::try_from(Tensor::stack(&pending.iter().map(|p| p.1.to_kind(Kind::Double).to_device(tch::Device::Cpu)).collect::<Vec<_>>(), 0))?;
-                for ((bs, _), loss) in pending.drain(..).zip(values) {
+                for (bs, loss) in pending.read()? {
                     let (smoothed, stop) = finder.on_batch_end(loss);
                     if stop {
                         // fastai stops before recording the batch that diverged.
