@@ -10,8 +10,12 @@
 # build/torch-<version>/ (its own Cargo.lock, seeded from the main one, and target folder) and
 # builds the `fastdet` binary and the examples there. The main Cargo.toml is not touched. It
 # prints the build folder; `source <folder>/env.sh` then puts that torch/lib on LD_LIBRARY_PATH.
+# The folder's `target` is a link into the per-user cache, one per torch version and Python, so
+# the dependencies compile once per machine rather than once per clone (cargo still rebuilds
+# fastdet whenever the sources it last built were other ones).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cache=${FASTDET_CACHE:-$HOME/.cache/fastdet}
 say() { printf '[torch-build] %s\n' "$*" >&2; }
 print_python=0
 if [ "${1:-}" = --python ]; then print_python=1; shift; fi  # only print the python of that torch
@@ -24,7 +28,6 @@ case "$want" in
     [ -n "$py" ] || { say "no python3 on PATH: TORCH=existing builds against the torch it imports"; exit 1; }
     ;;
   2.11|2.12|2.13)
-    cache=${FASTDET_CACHE:-$HOME/.cache/fastdet}
     pyver=$(python3 -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')
     venv="$cache/venv-torch$want.0-py$pyver"
     tv=$(case $want in 2.11) echo 0.26.0;; 2.12) echo 0.27.0;; 2.13) echo 0.28.0;; esac)
@@ -84,10 +87,16 @@ cat > "$dir/env.sh" <<ENV
 export LD_LIBRARY_PATH="$torch_lib\${LD_LIBRARY_PATH:+:\$LD_LIBRARY_PATH}"
 ENV
 [ -f "$dir/Cargo.lock" ] || cp "$root/Cargo.lock" "$dir/Cargo.lock"
+shared="$cache/target-torch-$ver-$(printf '%s' "$py" | md5sum | cut -c1-8)"
+mkdir -p "$shared"
+if [ "$(readlink "$dir/target" 2>/dev/null)" != "$shared" ]; then
+  rm -rf "$dir/target"
+  ln -s "$shared" "$dir/target"
+fi
 
 export LIBTORCH_USE_PYTORCH=1 VIRTUAL_ENV="$(cd "$(dirname "$py")/.." && pwd)"
 export PATH="$(dirname "$py"):$PATH" LD_LIBRARY_PATH="$torch_lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 unset LIBTORCH LIBTORCH_LIB LIBTORCH_INCLUDE
-(cd "$dir" && cargo build --release --bins --examples "$@")
+(cd "$dir" && CARGO_TARGET_DIR="$dir/target" cargo build --release --bins --examples "$@")
 say "built against torch $ver: $dir/target/release/fastdet (source $dir/env.sh to run it)"
 echo "$dir"
