@@ -730,26 +730,33 @@ fn axis_taps(scale: f64, shift: f64, n_out: u32, n_src: u32, step: usize) -> Vec
         .collect()
 }
 
+/// The column taps of a map without rotation ([`axis_taps`]); none for a rotation.
+fn column_taps(src: &RgbImage, inv: &Affine, sz: u32) -> Vec<(usize, usize, f32)> {
+    let [a, b, tx, c, ..] = inv.0;
+    if b == 0.0 && c == 0.0 {
+        axis_taps(a, tx, sz, src.width(), 3)
+    } else {
+        vec![]
+    }
+}
+
 /// The warp's loop over rows and chunks of 8 output pixels, `general(source, start, n)` or
-/// `axis(source, row, u, cols)` computing each chunk (`cols` are the chunk's column taps,
-/// from column `u`).
+/// `axis(source, row, u, chunk)` computing each chunk (`chunk`: the chunk's taps among `cols`,
+/// the [`column_taps`] of `inv`, from column `u`).
 #[inline(always)]
 fn warp_with(
     src: &RgbImage,
     inv: &Affine,
     sz: u32,
     out: &mut [f32],
+    cols: &[(usize, usize, f32)],
     general: impl Fn(&Source, Steps, usize) -> Rgb8,
     axis: impl Fn(&Source, &AxisRow, usize, &[(usize, usize, f32)]) -> Rgb8,
 ) -> f64 {
     let source = Source::new(src);
-    let [a, b, tx, c, d, ty] = inv.0;
+    let [_, b, _, c, d, ty] = inv.0;
     let separable = b == 0.0 && c == 0.0;
-    let (cols, rows) = if separable {
-        (axis_taps(a, tx, sz, src.width(), 3), axis_taps(d, ty, sz, src.height(), source.stride))
-    } else {
-        (vec![], vec![])
-    };
+    let rows = if separable { axis_taps(d, ty, sz, src.height(), source.stride) } else { vec![] };
     let (n, szu) = ((sz * sz) as usize, sz as usize);
     let (plane_r, rest) = out.split_at_mut(n);
     let (plane_g, plane_b) = rest.split_at_mut(n);
@@ -758,13 +765,14 @@ fn warp_with(
         let mut acc = [0f32; LANES];
         let row = v * szu..(v + 1) * szu;
         let (out_r, out_g, out_b) = (&mut plane_r[row.clone()], &mut plane_g[row.clone()], &mut plane_b[row]);
-        let start = Steps::row(inv, v);
         let axis_row = rows.get(v).map(|&(ra, rb, fy)| AxisRow { ra, rb, wt: (1.0 - fy) * SCALE, wb: fy * SCALE });
+        let start = if separable { None } else { Some(Steps::row(inv, v)) };
         for u in (0..szu).step_by(LANES) {
             let n = LANES.min(szu - u);
-            let rgb = match &axis_row {
-                Some(r) => axis(&source, r, u, &cols[u..u + n]),
-                None => general(&source, start.at(u), n),
+            let rgb = match (&axis_row, start) {
+                (Some(r), _) => axis(&source, r, u, &cols[u..u + n]),
+                (None, Some(start)) => general(&source, start.at(u), n),
+                (None, None) => unreachable!("a separable map has a tap for every output row"),
             };
             for (plane, vals) in [&mut *out_r, &mut *out_g, &mut *out_b].into_iter().zip(&rgb) {
                 plane[u..u + n].copy_from_slice(&vals[..n]);
@@ -780,7 +788,7 @@ fn warp_with(
 
 /// [`warp_chw`] on any CPU.
 fn warp_portable(src: &RgbImage, inv: &Affine, sz: u32, out: &mut [f32]) -> f64 {
-    warp_with(src, inv, sz, out, |s, at, n| s.general(at, n), |s, row, _, cols| s.axis(row, cols))
+    warp_with(src, inv, sz, out, &column_taps(src, inv, sz), |s, at, n| s.general(at, n), |s, row, _, chunk| s.axis(row, chunk))
 }
 
 /// [`warp_chw`] with AVX2 intrinsics: 8 pixels' positions and weights in lanes, their 4 x 8
@@ -801,9 +809,8 @@ mod avx2 {
     /// The CPU must have AVX2, and `fits(src)`.
     #[target_feature(enable = "avx2")]
     pub(super) unsafe fn warp(src: &RgbImage, inv: &Affine, sz: u32, out: &mut [f32]) -> f64 {
-        // The column taps again, as lanes: offsets, weights, and each chunk's largest offset.
-        let [a, _, tx, ..] = inv.0;
-        let cols = super::axis_taps(a, tx, sz, src.width(), 3);
+        // The column taps also as lanes: offsets and weights.
+        let cols = super::column_taps(src, inv, sz);
         let col_xa: Vec<i32> = cols.iter().map(|c| c.0 as i32).collect();
         let col_xb: Vec<i32> = cols.iter().map(|c| c.1 as i32).collect();
         let col_fx: Vec<f32> = cols.iter().map(|c| c.2).collect();
@@ -813,6 +820,7 @@ mod avx2 {
             inv,
             sz,
             out,
+            &cols,
             // SAFETY (both): AVX2 is enabled here; every gathered word lies inside the image
             // (checked per chunk; the others go the portable way).
             |s, at, n| unsafe { general(s, at, n) }.unwrap_or_else(|| s.general(at, n)),
