@@ -94,8 +94,8 @@ fn bench(samples: &[Sample], n: usize, reps: usize) -> Value {
             if std::env::var("FASTDET_BENCH_ONLY").is_ok_and(|m| m != key) {
                 continue; // (for profiling one mode)
             }
-            pass(&pool, &tfms, samples, n.min(32), from_jpeg); // warm-up
-            // Best of `reps` passes: the machine is shared, the best pass is the least disturbed.
+            // Warm-up, then the best of `reps` passes: the machine is shared, the best pass is the least disturbed.
+            pass(&pool, &tfms, samples, n.min(32), from_jpeg);
             let times: Vec<f64> = (0..reps).map(|_| pass(&pool, &tfms, samples, n, from_jpeg).0).collect();
             let best = times.iter().cloned().fold(f64::INFINITY, f64::min);
             let img_s = n as f64 / best;

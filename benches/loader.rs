@@ -16,7 +16,9 @@ use std::time::Instant;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
-    let num = |name: &str, default: usize| args.iter().position(|a| a == name).map(|i| args[i + 1].parse().expect(name)).unwrap_or(default);
+    let num = |name: &str, default: usize| {
+        args.iter().position(|a| a == name).map(|i| args[i + 1].parse().expect(name)).unwrap_or(default)
+    };
     let (copies, bs, n_epochs) = (num("--copies", 8), num("--bs", 64), num("--epochs", 2));
     let pascal = Pascal::open(sample_root()).expect("bundled sample");
     let mut ds = pascal.json("train").expect("sample JSON");
@@ -27,7 +29,11 @@ fn main() {
         ds.images.extend(one.iter().cloned());
     }
     let n = ds.images.len();
-    let augs = vec![RandomFlip { p: 0.5 }.into(), RandomRotate { deg: 3.0, p: 0.5 }.into(), RandomLighting { b: 0.05, c: 0.05 }.into()];
+    let augs = vec![
+        RandomFlip { p: 0.5 }.into(),
+        RandomRotate { deg: 3.0, p: 0.5 }.into(),
+        RandomLighting { b: 0.05, c: 0.05 }.into(),
+    ];
     let (trn, _) = tfms_from_model(224, augs, CropType::No, TfmY::Coord).unwrap();
     let data = DetDataset::new(Arc::new(ds), (0..n).collect(), trn, TargetKind::AllBoxes, true).unwrap();
     let dl = DataLoader::new(data, bs, true, 0, tch::Device::Cpu).unwrap();
@@ -44,5 +50,8 @@ fn main() {
         eprintln!("fastdet loader, epoch {epoch}: {images} images in {secs:.2} s, {:.0} img/s", images as f64 / secs);
         epochs.push(serde_json::json!({"epoch": epoch, "images": images, "secs": secs, "img_s": images as f64 / secs}));
     }
-    println!("{}", serde_json::json!({"library": "fastdet", "threads": rayon::current_num_threads(), "bs": bs, "images": n, "epochs": epochs}));
+    println!(
+        "{}",
+        serde_json::json!({"library": "fastdet", "threads": rayon::current_num_threads(), "bs": bs, "images": n, "epochs": epochs})
+    );
 }

@@ -36,8 +36,12 @@ fn best_ms<T>(reps: usize, mut f: impl FnMut() -> T) -> (f64, T) {
 
 fn coco_gt(path: &Path) -> Dataset {
     let v: Value = serde_json::from_str(&std::fs::read_to_string(path).expect("map_gt.json")).expect("json");
-    let mut cats: Vec<(u64, String)> =
-        v["categories"].as_array().unwrap().iter().map(|c| (c["id"].as_u64().unwrap(), c["name"].as_str().unwrap().to_string())).collect();
+    let mut cats: Vec<(u64, String)> = v["categories"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["id"].as_u64().unwrap(), c["name"].as_str().unwrap().to_string()))
+        .collect();
     cats.sort();
     let mut images: Vec<ImageRecord> = v["images"]
         .as_array()
@@ -60,13 +64,21 @@ fn coco_gt(path: &Path) -> Dataset {
             difficult: a["iscrowd"].as_u64().unwrap_or(0) != 0,
         });
     }
-    Dataset { source: path.into(), image_dir: ".".into(), classes: cats.into_iter().map(|c| c.1).collect(), images, warnings: vec![] }
+    Dataset {
+        source: path.into(),
+        image_dir: ".".into(),
+        classes: cats.into_iter().map(|c| c.1).collect(),
+        images,
+        warnings: vec![],
+    }
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
-    let dir = PathBuf::from(args.iter().find(|a| Path::new(a).is_dir()).expect("usage: cargo bench --bench post -- <dir>"));
-    let reps: usize = args.iter().position(|a| a == "--reps").and_then(|i| args.get(i + 1)).and_then(|s| s.parse().ok()).unwrap_or(5);
+    let dir =
+        PathBuf::from(args.iter().find(|a| Path::new(a).is_dir()).expect("usage: cargo bench --bench post -- <dir>"));
+    let reps: usize =
+        args.iter().position(|a| a == "--reps").and_then(|i| args.get(i + 1)).and_then(|s| s.parse().ok()).unwrap_or(5);
     fastdet::tch::set_num_threads(1);
     let mut out = json!({});
 
@@ -94,11 +106,15 @@ fn main() {
         let l = read_f32(&dir.join("lesson.logits"));
         let (a, c1) = (189usize, 21usize);
         let n_img = b.len() / (a * 4);
-        let bt: Vec<Tensor> = (0..n_img).map(|i| Tensor::from_slice(&b[i * a * 4..(i + 1) * a * 4]).view([a as i64, 4])).collect();
-        let lt: Vec<Tensor> =
-            (0..n_img).map(|i| Tensor::from_slice(&l[i * a * c1..(i + 1) * a * c1]).view([a as i64, c1 as i64])).collect();
+        let bt: Vec<Tensor> =
+            (0..n_img).map(|i| Tensor::from_slice(&b[i * a * 4..(i + 1) * a * 4]).view([a as i64, 4])).collect();
+        let lt: Vec<Tensor> = (0..n_img)
+            .map(|i| Tensor::from_slice(&l[i * a * c1..(i + 1) * a * c1]).view([a as i64, c1 as i64]))
+            .collect();
         let (ms, dets) = best_ms(reps * 4, || {
-            (0..n_img).map(|i| nms_detections(&bt[i], &lt[i], 224.0, NmfOpts::default()).expect("nms_detections")).collect::<Vec<_>>()
+            (0..n_img)
+                .map(|i| nms_detections(&bt[i], &lt[i], 224.0, NmfOpts::default()).expect("nms_detections"))
+                .collect::<Vec<_>>()
         });
         let flat: Vec<Value> = dets
             .iter()
@@ -134,7 +150,9 @@ fn main() {
             let n = r.to_html().len();
             (r, n)
         });
-        let (pictures_ms, _) = best_ms(1, || (report.tables[0].pr_figure(12).and_then(|f| f.to_png()), report.confusion.plot().and_then(|f| f.to_png())));
+        let (pictures_ms, _) = best_ms(1, || {
+            (report.tables[0].pr_figure(12).and_then(|f| f.to_png()), report.confusion.plot().and_then(|f| f.to_png()))
+        });
         eprintln!("report, {} images / {} detections: {ms:.1} ms ({html_len} bytes of HTML)", ds.len(), dets.len());
         out["report"] = json!({"ms": ms, "images": ds.len(), "dets": dets.len(), "coco_map": report.tables[2].map, "pictures_ms": pictures_ms});
     }

@@ -40,13 +40,15 @@ fn main() {
     let lr: f64 = arg(&args, "--lr", 1e-4);
     tch::set_num_threads(threads);
 
-    let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
     let p = config["p"].as_f64().unwrap();
     let sz = 224;
     let vs = nn::VarStore::new(Device::Cpu);
     let model = ConvModel::new(&vs, Arch::ResNet34, HeadKind::Detection { n_classes: 20, p }, sz);
     // Every variable (body and head) from the one file, by name.
-    let file: std::collections::HashMap<String, Tensor> = read_state_dict(&dir.join("weights.pth")).unwrap().into_iter().collect();
+    let file: std::collections::HashMap<String, Tensor> =
+        read_state_dict(&dir.join("weights.pth")).unwrap().into_iter().collect();
     let vars = vs.variables();
     tch::no_grad(|| {
         for (name, var) in &vars {
@@ -79,7 +81,16 @@ fn main() {
             secs.push(dt);
         }
         let [f, b, o] = phases[step];
-        eprintln!("fastdet step {step}: loss {value:.6}, {:.1} ms (forward {:.0}, backward {:.0}, Adam {:.0})", dt * 1e3, f * 1e3, b * 1e3, o * 1e3);
+        eprintln!(
+            "fastdet step {step}: loss {value:.6}, {:.1} ms (forward {:.0}, backward {:.0}, Adam {:.0})",
+            dt * 1e3,
+            f * 1e3,
+            b * 1e3,
+            o * 1e3
+        );
     }
-    println!("RESULT {}", json!({ "framework": "fastdet", "threads": threads, "losses": losses, "secs": secs, "phases_s": phases, "warmup": warmup }));
+    println!(
+        "RESULT {}",
+        json!({ "framework": "fastdet", "threads": threads, "losses": losses, "secs": secs, "phases_s": phases, "warmup": warmup })
+    );
 }

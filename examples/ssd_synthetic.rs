@@ -39,17 +39,26 @@ fn main() -> anyhow::Result<()> {
         let t = std::time::Instant::now();
         ssd.train(lr, epochs)?;
         let secs = t.elapsed().as_secs_f64();
-        println!("trained {epochs} epochs in {secs:.1} s: {:.1} s per epoch on {}", secs / epochs.max(1) as f64, fastdet::device::describe(fastdet::device::default_device()));
+        println!(
+            "trained {epochs} epochs in {secs:.1} s: {:.1} s per epoch on {}",
+            secs / epochs.max(1) as f64,
+            fastdet::device::describe(fastdet::device::default_device())
+        );
     }
     let dets = ssd.detections(0.01)?;
     let table = fastdet::metrics::evaluate(&ssd.val, &dets, ApMetric::Voc07)?;
     println!("{table}");
     if let Some(page) = arg("--report") {
-        let opts = fastdet::show::ReportOpts { title: format!("synthetic SSD, {}", dir.display()), ..Default::default() };
+        let opts =
+            fastdet::show::ReportOpts { title: format!("synthetic SSD, {}", dir.display()), ..Default::default() };
         let report = fastdet::show::detection_report(&ssd.val, &dets, None, opts)?;
         report.save(&page)?;
         println!("{}\nwrote {page}", report.confusion);
     }
-    println!("VOC07 mAP on the synthetic validation set: {:.3} ({:.0} s in all)", table.map, started.elapsed().as_secs_f32());
+    println!(
+        "VOC07 mAP on the synthetic validation set: {:.3} ({:.0} s in all)",
+        table.map,
+        started.elapsed().as_secs_f32()
+    );
     Ok(())
 }

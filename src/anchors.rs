@@ -69,7 +69,10 @@ impl AnchorConfig {
     /// The lesson's `anchor_scales`: `[(zoom*i, zoom*j) for zoom in zooms for (i, j) in ratios]`,
     /// `(h, w)` relative to a cell.
     pub fn scales(&self) -> Vec<(f64, f64)> {
-        self.zooms.iter().flat_map(|&z| self.ratios.iter().map(move |&(i, j)| (z as f64 * i as f64, z as f64 * j as f64))).collect()
+        self.zooms
+            .iter()
+            .flat_map(|&z| self.ratios.iter().map(move |&(i, j)| (z as f64 * i as f64, z as f64 * j as f64)))
+            .collect()
     }
 }
 

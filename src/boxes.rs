@@ -108,21 +108,13 @@ impl BBox {
 
     /// True when every corner lies on a pixel of a `width x height` image.
     pub fn is_inside(&self, width: u32, height: u32) -> bool {
-        self.top >= 0.0
-            && self.left >= 0.0
-            && self.bottom <= height as f32 - 1.0
-            && self.right <= width as f32 - 1.0
+        self.top >= 0.0 && self.left >= 0.0 && self.bottom <= height as f32 - 1.0 && self.right <= width as f32 - 1.0
     }
 
     /// The box scaled by `(sy, sx)` about the origin: what resizing an image by those factors
     /// does to pixel edges. Inclusive boxes scale their outer edges, so `bottom + 1` scales.
     pub fn scale(&self, sy: f32, sx: f32) -> Self {
-        Self::new(
-            self.top * sy,
-            self.left * sx,
-            (self.bottom + 1.0) * sy - 1.0,
-            (self.right + 1.0) * sx - 1.0,
-        )
+        Self::new(self.top * sy, self.left * sx, (self.bottom + 1.0) * sy - 1.0, (self.right + 1.0) * sx - 1.0)
     }
 
     /// A box from unit corners `(y1, x1, y2, x2)` (0..1 units of an `sz x sz` image, as the SSD

@@ -30,13 +30,19 @@ pub fn ssd_config(learn: &Learner) -> Result<SsdConfig> {
 
 /// An SSD learner's configuration, input size and output on `batch`, with the batch's box
 /// targets.
-fn ssd_parts<'a>(learn: &Learner, batch: &'a Batch) -> Result<(SsdConfig, f64, SsdOutput, (&'a tch::Tensor, &'a tch::Tensor, &'a tch::Tensor))> {
+fn ssd_parts<'a>(
+    learn: &Learner,
+    batch: &'a Batch,
+) -> Result<(SsdConfig, f64, SsdOutput, (&'a tch::Tensor, &'a tch::Tensor, &'a tch::Tensor))> {
     let (cfg, sz) = match &learn.loss {
         Loss::Ssd { cfg, sz } => (cfg.clone(), *sz),
         other => return Err(Error::Invalid(format!("an SSD learner is needed, this one trains with {other:?}"))),
     };
     let BatchTarget::Boxes { bbox, class, n_objects } = &batch.y else {
-        return Err(Error::Invalid(format!("an SSD batch has all the boxes of each image, this one has {} targets", batch.y.kind_name())));
+        return Err(Error::Invalid(format!(
+            "an SSD batch has all the boxes of each image, this one has {} targets",
+            batch.y.kind_name()
+        )));
     };
     let out = SsdOutput::unpack(&learn.predict_batch(&batch.x), cfg.n_classes)?;
     Ok((cfg, sz, out, (bbox, class, n_objects)))
@@ -48,7 +54,15 @@ fn ssd_parts<'a>(learn: &Learner, batch: &'a Batch) -> Result<(SsdConfig, f64, S
 pub fn print_ssd_loss(learn: &Learner, batch: &Batch) -> Result<(f64, f64)> {
     let (cfg, sz, out, (bbox, class, n_objects)) = ssd_parts(learn, batch)?;
     let anchors = Anchors::new(&cfg.anchors, out.class_logits.device());
-    let parts = print_loss(&out, &bbox.to_device(anchors.device()), &class.to_device(anchors.device()), Some(n_objects), sz, &anchors, &cfg)?;
+    let parts = print_loss(
+        &out,
+        &bbox.to_device(anchors.device()),
+        &class.to_device(anchors.device()),
+        Some(n_objects),
+        sz,
+        &anchors,
+        &cfg,
+    )?;
     Ok((f64::try_from(&parts.loc)?, f64::try_from(&parts.class)?))
 }
 
@@ -80,7 +94,12 @@ pub fn detections(learn: &Learner, dl: &DataLoader, opts: NmfOpts) -> Result<Vec
     for batch in dl.iter(0) {
         let batch = batch?;
         let out = SsdOutput::unpack(&learn.predict_batch(&batch.x), cfg.n_classes)?;
-        dets.extend(to_image_detections(&dl.dataset.data, &batch.indices, batch_detections(&out, &anchors, sz, opts, usize::MAX)?, sz));
+        dets.extend(to_image_detections(
+            &dl.dataset.data,
+            &batch.indices,
+            batch_detections(&out, &anchors, sz, opts, usize::MAX)?,
+            sz,
+        ));
     }
     Ok(dets)
 }
@@ -92,14 +111,25 @@ pub fn to_image_detections(data: &Dataset, indices: &[usize], found: Vec<Vec<Sco
     for (&idx, boxes) in indices.iter().zip(found) {
         let rec = &data.images[idx];
         let (sy, sx) = (rec.height as f32 / sz, rec.width as f32 / sz);
-        dets.extend(boxes.into_iter().map(|d| Detection { image_id: rec.id, class: d.class, bbox: d.bbox.scale(sy, sx), score: d.score }));
+        dets.extend(boxes.into_iter().map(|d| Detection {
+            image_id: rec.id,
+            class: d.class,
+            bbox: d.bbox.scale(sy, sx),
+            score: d.score,
+        }));
     }
     dets
 }
 
 /// The lesson's `show_nmf` post-processing of the first `n` images of a batch's SSD output:
 /// each image's boxes ([`actn_to_bb`]) through [`nms_detections`], in pixels of `sz x sz`.
-pub fn batch_detections(out: &SsdOutput, anchors: &Anchors, sz: f32, opts: NmfOpts, n: usize) -> Result<Vec<Vec<ScoredBox>>> {
+pub fn batch_detections(
+    out: &SsdOutput,
+    anchors: &Anchors,
+    sz: f32,
+    opts: NmfOpts,
+    n: usize,
+) -> Result<Vec<Vec<ScoredBox>>> {
     let anchors = anchors.to_device(out.box_offsets.device());
     let n = i64::try_from(n).unwrap_or(i64::MAX);
     (0..out.class_logits.size()[0].min(n))
@@ -130,10 +160,16 @@ pub fn receptive_field(learn: &Learner, x: &tch::Tensor, grid: usize, row: usize
     let cfg = ssd_config(learn)?;
     let size = x.size();
     if size.len() != 3 || size[0] != 3 {
-        return Err(Error::Shape { what: "receptive_field: the image".into(), expected: "[3, sz, sz]".into(), found: size });
+        return Err(Error::Shape {
+            what: "receptive_field: the image".into(),
+            expected: "[3, sz, sz]".into(),
+            found: size,
+        });
     }
     let grids = &cfg.anchors.grids;
-    let g = *grids.get(grid).ok_or_else(|| Error::Invalid(format!("receptive_field: grid {grid} of {} grids {grids:?}", grids.len())))?;
+    let g = *grids
+        .get(grid)
+        .ok_or_else(|| Error::Invalid(format!("receptive_field: grid {grid} of {} grids {grids:?}", grids.len())))?;
     if row >= g || col >= g {
         return Err(Error::Invalid(format!("receptive_field: cell ({row}, {col}) of a {g}x{g} grid")));
     }
@@ -161,7 +197,10 @@ pub fn predict_run(run_dir: &Path, data: &Dataset, out: &Path, opts: NmfOpts) ->
     let mut learn = cfg.learner(run_dir)?;
     ssd_config(&learn)?;
     if learn.data.classes != data.classes {
-        return Err(Error::run(run_dir, format!("the run was trained on classes {:?}, the data has {:?}", learn.data.classes, data.classes)));
+        return Err(Error::run(
+            run_dir,
+            format!("the run was trained on classes {:?}, the data has {:?}", learn.data.classes, data.classes),
+        ));
     }
     learn.load(&run_dir.join(&last.checkpoint).to_string_lossy())?;
     let val_tfms = learn.data.val_dl.dataset.tfms.clone();
@@ -228,18 +267,36 @@ impl SyntheticSsd {
     /// Write the set under `dir` (unless it is there already) and build an untrained learner.
     pub fn with_opts(dir: &Path, device: tch::Device, o: SyntheticOpts) -> Result<Self> {
         let data_dir = dir.join(format!("data-{}px-{}", o.sz, o.n_train));
-        let cfg = SyntheticConfig { n_train: o.n_train, n_val: o.n_val, size: o.sz, max_objects: 3, min_frac: 0.25, max_frac: 0.6, seed: 0 };
-        let pascal = if data_dir.join("pascal_val2007.json").is_file() { Pascal::open(&data_dir)? } else { synthetic::write(&data_dir, &cfg)? };
+        let cfg = SyntheticConfig {
+            n_train: o.n_train,
+            n_val: o.n_val,
+            size: o.sz,
+            max_objects: 3,
+            min_frac: 0.25,
+            max_frac: 0.6,
+            seed: 0,
+        };
+        let pascal = if data_dir.join("pascal_val2007.json").is_file() {
+            Pascal::open(&data_dir)?
+        } else {
+            synthetic::write(&data_dir, &cfg)?
+        };
         let (trn, val) = (pascal.json("train")?, pascal.json("val")?);
         let mut ssd = SsdConfig::lesson_189(trn.classes.len() as i64).fitted_to(o.sz).with_matching(o.matching);
         (ssd.drop, ssd.conv_drop) = (o.drop, o.drop);
         let tfms = tfms_from_model(o.sz, vec![RandomFlip::default().into()], CropType::No, TfmY::Coord)?;
-        let md = ImageData::from_dataset(trn, TargetKind::AllBoxes, tfms.clone(), DataOpts { val_pct: 0.1, ..DataOpts::new(o.bs, device) })?;
+        let md = ImageData::from_dataset(
+            trn,
+            TargetKind::AllBoxes,
+            tfms.clone(),
+            DataOpts { val_pct: 0.1, ..DataOpts::new(o.bs, device) },
+        )?;
         tch::manual_seed(0);
         let opts = LearnerOpts { arch: Arch::ResNet18, weights: None, models_dir: dir.join("models") };
         let mut learn = Learner::new(md, TaskParts::ssd(ssd, o.sz), opts)?;
         learn.unfreeze();
-        let val_ds = DetDataset::new(Arc::new(val.clone()), (0..val.len()).collect(), tfms.1, TargetKind::AllBoxes, false)?;
+        let val_ds =
+            DetDataset::new(Arc::new(val.clone()), (0..val.len()).collect(), tfms.1, TargetKind::AllBoxes, false)?;
         let val_dl = DataLoader::new(val_ds, o.bs, false, 0, device)?;
         Ok(Self { learn, val, val_dl, dir: dir.to_path_buf() })
     }

@@ -44,9 +44,18 @@ impl Color {
 
 /// matplotlib's `Set3` colour map: the lesson's 12 box colours (`colr_list`).
 pub const SET3: [Color; 12] = [
-    Color(0x8d, 0xd3, 0xc7), Color(0xff, 0xff, 0xb3), Color(0xbe, 0xba, 0xda), Color(0xfb, 0x80, 0x72),
-    Color(0x80, 0xb1, 0xd3), Color(0xfd, 0xb4, 0x62), Color(0xb3, 0xde, 0x69), Color(0xfc, 0xcd, 0xe5),
-    Color(0xd9, 0xd9, 0xd9), Color(0xbc, 0x80, 0xbd), Color(0xcc, 0xeb, 0xc5), Color(0xff, 0xed, 0x6f),
+    Color(0x8d, 0xd3, 0xc7),
+    Color(0xff, 0xff, 0xb3),
+    Color(0xbe, 0xba, 0xda),
+    Color(0xfb, 0x80, 0x72),
+    Color(0x80, 0xb1, 0xd3),
+    Color(0xfd, 0xb4, 0x62),
+    Color(0xb3, 0xde, 0x69),
+    Color(0xfc, 0xcd, 0xe5),
+    Color(0xd9, 0xd9, 0xd9),
+    Color(0xbc, 0x80, 0xbd),
+    Color(0xcc, 0xeb, 0xc5),
+    Color(0xff, 0xed, 0x6f),
 ];
 
 const FONT_NAME: &str = "fastdet-sans";
@@ -246,7 +255,8 @@ impl Ax<'_> {
     pub fn show_img(&mut self, im: &RgbImage) -> &mut Self {
         let Some(p) = self.panel() else { return self };
         let scale = (p.w as f32 / im.width() as f32).min(p.h as f32 / im.height() as f32);
-        let (w, h) = (((im.width() as f32 * scale).round() as u32).max(1), ((im.height() as f32 * scale).round() as u32).max(1));
+        let (w, h) =
+            (((im.width() as f32 * scale).round() as u32).max(1), ((im.height() as f32 * scale).round() as u32).max(1));
         let shown = if (w, h) == im.dimensions() {
             im.clone()
         } else {
@@ -298,7 +308,8 @@ impl Ax<'_> {
         let Some(p) = self.panel() else { return self };
         let Placement { x0, y0, scale } = p.placement;
         let (l, t) = ((x0 + b.left * scale).round() as i32, (y0 + b.top * scale).round() as i32);
-        let (r, btm) = ((x0 + (b.right + 1.0) * scale).round() as i32 - 1, (y0 + (b.bottom + 1.0) * scale).round() as i32 - 1);
+        let (r, btm) =
+            ((x0 + (b.right + 1.0) * scale).round() as i32 - 1, (y0 + (b.bottom + 1.0) * scale).round() as i32 - 1);
         self.fig.fill(l, t, r, btm, color, p);
         self
     }
@@ -348,7 +359,15 @@ impl Ax<'_> {
     }
 
     /// [`Ax::draw_text`] in at most `max_lines` lines (a box's label: one line, shortened).
-    pub fn draw_text_lines(&mut self, top: f32, left: f32, txt: &str, sz: u32, color: Color, max_lines: usize) -> &mut Self {
+    pub fn draw_text_lines(
+        &mut self,
+        top: f32,
+        left: f32,
+        txt: &str,
+        sz: u32,
+        color: Color,
+        max_lines: usize,
+    ) -> &mut Self {
         let Some(p) = self.panel() else { return self };
         let Placement { x0, y0, scale } = p.placement;
         let x = (x0 + left * scale).round() as i32;
@@ -398,18 +417,43 @@ impl Ax<'_> {
     }
 
     /// [`Ax::line_plot`] with labelled points marked on the curve (a suggested learning rate).
-    pub fn line_plot_marked(&mut self, xs: &[f64], ys: &[f64], xlabel: &str, ylabel: &str, log_x: bool, marks: &[Mark]) -> &mut Self {
+    pub fn line_plot_marked(
+        &mut self,
+        xs: &[f64],
+        ys: &[f64],
+        xlabel: &str,
+        ylabel: &str,
+        log_x: bool,
+        marks: &[Mark],
+    ) -> &mut Self {
         self.chart(xs, ys, xlabel, ylabel, log_x, marks, None)
     }
 
     /// [`Ax::line_plot`] on fixed axes `x` and `y` (a precision-recall curve on 0..1 x 0..1, so
     /// that panels compare at a glance).
-    pub fn line_plot_in(&mut self, xs: &[f64], ys: &[f64], xlabel: &str, ylabel: &str, x: (f64, f64), y: (f64, f64)) -> &mut Self {
+    pub fn line_plot_in(
+        &mut self,
+        xs: &[f64],
+        ys: &[f64],
+        xlabel: &str,
+        ylabel: &str,
+        x: (f64, f64),
+        y: (f64, f64),
+    ) -> &mut Self {
         self.chart(xs, ys, xlabel, ylabel, false, &[], Some((x, y)))
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn chart(&mut self, xs: &[f64], ys: &[f64], xlabel: &str, ylabel: &str, log_x: bool, marks: &[Mark], fixed: Option<((f64, f64), (f64, f64))>) -> &mut Self {
+    fn chart(
+        &mut self,
+        xs: &[f64],
+        ys: &[f64],
+        xlabel: &str,
+        ylabel: &str,
+        log_x: bool,
+        marks: &[Mark],
+        fixed: Option<((f64, f64), (f64, f64))>,
+    ) -> &mut Self {
         let pts: Vec<(f64, f64)> = xs
             .iter()
             .zip(ys)
@@ -421,7 +465,11 @@ impl Ax<'_> {
         }
         let range = |v: &mut dyn Iterator<Item = f64>| {
             let (lo, hi) = v.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| (a.min(x), b.max(x)));
-            if hi > lo { (lo, hi) } else { (lo - 0.5_f64.max(lo.abs() * 0.1), hi + 0.5_f64.max(hi.abs() * 0.1)) }
+            if hi > lo {
+                (lo, hi)
+            } else {
+                (lo - 0.5_f64.max(lo.abs() * 0.1), hi + 0.5_f64.max(hi.abs() * 0.1))
+            }
         };
         let ((x0, x1), (y0, y1)) = fixed.unwrap_or_else(|| {
             let (y0, y1) = range(&mut pts.iter().map(|p| p.1));
@@ -451,13 +499,15 @@ impl Ax<'_> {
                         .y_labels(6)
                         .draw()
                         .map_err(|e| e.to_string())?;
-                    chart.draw_series(LineSeries::new(pts.iter().copied(), line.stroke_width(2))).map_err(|e| e.to_string())?;
+                    chart
+                        .draw_series(LineSeries::new(pts.iter().copied(), line.stroke_width(2)))
+                        .map_err(|e| e.to_string())?;
                     for m in marks.iter().filter(|m| m.x.is_finite() && m.y.is_finite() && (!log_x || m.x > 0.0)) {
                         let style = ("sans-serif", 13).into_font().color(&m.color.rgb());
                         chart
-                            .draw_series([
-                                EmptyElement::at((m.x, m.y)) + Circle::new((0, 0), 5, m.color.rgb().filled()) + Text::new(m.label.clone(), (8, -16), style),
-                            ])
+                            .draw_series([EmptyElement::at((m.x, m.y))
+                                + Circle::new((0, 0), 5, m.color.rgb().filled())
+                                + Text::new(m.label.clone(), (8, -16), style)])
                             .map_err(|e| e.to_string())?;
                     }
                 }};
@@ -505,7 +555,14 @@ impl Ax<'_> {
     /// `SET3[i % 12]` labelled `"i: class"` (`"bg"` for class `classes.len()`) and `" 0.87"` when
     /// probabilities are given; only non-empty boxes whose probability exceeds `thresh` are
     /// drawn.
-    pub fn draw_ground_truth(&mut self, boxes: &[BBox], clas: Option<&[usize]>, prs: Option<&[f32]>, thresh: f32, classes: &[String]) -> &mut Self {
+    pub fn draw_ground_truth(
+        &mut self,
+        boxes: &[BBox],
+        clas: Option<&[usize]>,
+        prs: Option<&[f32]>,
+        thresh: f32,
+        classes: &[String],
+    ) -> &mut Self {
         for (i, b) in boxes.iter().enumerate() {
             let pr = prs.and_then(|p| p.get(i).copied());
             if b.is_empty() || pr.is_some_and(|p| p <= thresh) {

@@ -53,7 +53,9 @@ impl Interpretation {
             for (row, &idx) in per.iter().zip(&batch.indices) {
                 if let Some(v) = row.iter().find(|v| !v.is_finite()) {
                     let name = &dl.dataset.data.images[idx].file_name;
-                    return Err(Error::Invalid(format!("the loss of validation image {name} is {v}: the model's output is not finite there")));
+                    return Err(Error::Invalid(format!(
+                        "the loss of validation image {name} is {v}: the model's output is not finite there"
+                    )));
                 }
             }
             losses.extend(per);
@@ -102,7 +104,8 @@ impl Interpretation {
     pub fn caption(&self, pos: usize) -> String {
         let mut s = format!("loss {:.3}", self.total(pos));
         if self.part_names.len() > 1 {
-            let parts: Vec<String> = self.part_names.iter().zip(&self.losses[pos]).map(|(n, v)| format!("{n} {v:.3}")).collect();
+            let parts: Vec<String> =
+                self.part_names.iter().zip(&self.losses[pos]).map(|(n, v)| format!("{n} {v:.3}")).collect();
             s += &format!(" ({})", parts.join(", "));
         }
         s
@@ -117,7 +120,9 @@ impl Interpretation {
         // Loader positions are positions in the dataset's indices; the loader's order is the
         // dataset's (validation loaders do not shuffle).
         if let Some(&p) = positions.iter().find(|&&p| self.dl.dataset.indices.get(p) != Some(&self.indices[p])) {
-            return Err(Error::Invalid(format!("interpretation: image {p} is not where the loader had it (a shuffling loader?)")));
+            return Err(Error::Invalid(format!(
+                "interpretation: image {p} is not where the loader had it (a shuffling loader?)"
+            )));
         }
         let batch = self.dl.batch_of(positions)?;
         let rows: Vec<i64> = positions.iter().map(|&p| p as i64).collect();

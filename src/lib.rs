@@ -55,10 +55,10 @@ pub mod transforms;
 mod util;
 
 pub use error::{Error, Result};
-/// The tch version fastdet is built with, so notebooks need no separate `:dep tch`.
-pub use tch;
 /// The image crate fastdet decodes with (`RgbImage` is its type).
 pub use image;
+/// The tch version fastdet is built with, so notebooks need no separate `:dep tch`.
+pub use tch;
 
 /// Quick mode (`FASTDET_QUICK=1`, set by `make lesson` and `make test`): notebooks train for a few
 /// batches at a small size so they run on a CPU in seconds; unset, they use the lesson's settings.
@@ -84,13 +84,14 @@ pub mod prelude {
     pub use crate::nms::NmfOpts;
     pub use crate::quick_mode;
     pub use crate::show::{
-        draw_idx, show_anchor_predictions, show_augmented, show_batch, show_image_errors, show_matchings, show_nmf, show_predictions, show_receptive_field,
-        show_results, show_ssd_errors, show_truth_vs_prediction, detection_report, Report, ReportOpts, Threshold,
+        detection_report, draw_idx, show_anchor_predictions, show_augmented, show_batch, show_image_errors,
+        show_matchings, show_nmf, show_predictions, show_receptive_field, show_results, show_ssd_errors,
+        show_truth_vs_prediction, Report, ReportOpts, Threshold,
     };
     pub use crate::task::{Task, TaskParts};
     pub use crate::transforms::{
-        denorm, lesson_augmentations, tfms_from_model, transforms_side_on, Aug, Augmented, CropType, Plan, RandomFlip, RandomLighting,
-        RandomRotate, Step, TfmY, Tfms,
+        denorm, lesson_augmentations, tfms_from_model, transforms_side_on, Aug, Augmented, CropType, Plan, RandomFlip,
+        RandomLighting, RandomRotate, Step, TfmY, Tfms,
     };
     pub use image::RgbImage;
     pub use tch::{Device, Kind, Tensor};

@@ -141,8 +141,13 @@ impl Sorted {
     fn new(boxes: &[[f32; 4]], scores: &[f32]) -> Self {
         let order = score_order(scores);
         let n = order.len();
-        let (mut x1, mut y1, mut x2, mut y2, mut area) =
-            (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+        let (mut x1, mut y1, mut x2, mut y2, mut area) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
         for &i in &order {
             let b = boxes[i];
             x1.push(b[0]);
@@ -173,7 +178,8 @@ impl Sorted {
     fn suppress_tail(&self, i: usize, t: f32, sup: &mut [u8]) {
         let (ix1, iy1, ix2, iy2, ia) = (self.x1[i], self.y1[i], self.x2[i], self.y2[i], self.area[i]);
         let n = self.x1.len();
-        let (x1, y1, x2, y2, area) = (&self.x1[i + 1..n], &self.y1[i + 1..n], &self.x2[i + 1..n], &self.y2[i + 1..n], &self.area[i + 1..n]);
+        let (x1, y1, x2, y2, area) =
+            (&self.x1[i + 1..n], &self.y1[i + 1..n], &self.x2[i + 1..n], &self.y2[i + 1..n], &self.area[i + 1..n]);
         let sup = &mut sup[i + 1..n];
         for k in 0..sup.len() {
             let xx1 = if ix1 < x1[k] { x1[k] } else { ix1 };
@@ -268,7 +274,12 @@ enum Cells {
     None,
     /// Covers too many cells: compared with every later box.
     Big,
-    Range { cx0: u32, cx1: u32, cy0: u32, cy1: u32 },
+    Range {
+        cx0: u32,
+        cx1: u32,
+        cy0: u32,
+        cy1: u32,
+    },
 }
 
 /// Boxes (by sorted position) listed in every grid cell their closed extent touches, CSR.
@@ -285,7 +296,8 @@ impl Grid {
     fn new(s: &Sorted) -> Self {
         let n = s.order.len();
         let valid = |i: usize| s.x2[i] > s.x1[i] && s.y2[i] > s.y1[i];
-        let (mut minx, mut miny, mut maxx, mut maxy) = (f32::INFINITY, f32::INFINITY, f32::NEG_INFINITY, f32::NEG_INFINITY);
+        let (mut minx, mut miny, mut maxx, mut maxy) =
+            (f32::INFINITY, f32::INFINITY, f32::NEG_INFINITY, f32::NEG_INFINITY);
         let (mut sw, mut sh, mut nv) = (0f64, 0f64, 0usize);
         for i in (0..n).filter(|&i| valid(i)) {
             minx = minx.min(s.x1[i]);
@@ -303,7 +315,9 @@ impl Grid {
         let gy = if mh > 0.0 { (spany / mh).ceil().clamp(1.0, max_side) as usize } else { 1 };
         let ix = if spanx > 0.0 { gx as f64 / spanx } else { 0.0 };
         let iy = if spany > 0.0 { gy as f64 / spany } else { 0.0 };
-        let cell = |v: f32, lo: f32, inv: f64, g: usize| -> u32 { (((v as f64 - lo as f64) * inv).floor().max(0.0) as usize).min(g - 1) as u32 };
+        let cell = |v: f32, lo: f32, inv: f64, g: usize| -> u32 {
+            (((v as f64 - lo as f64) * inv).floor().max(0.0) as usize).min(g - 1) as u32
+        };
         let mut cells_of = Vec::with_capacity(n);
         let mut counts = vec![0u32; gx * gy + 1];
         let mut big = Vec::new();
@@ -482,14 +496,25 @@ pub fn nms_detections(boxes: &Tensor, class_logits: &Tensor, size: f32, opts: Nm
     let b = tensor_corners(boxes)?;
     let cs = class_logits.size();
     if cs.len() != 2 || cs[0] as usize != b.len() || cs[1] < 1 {
-        return Err(Error::Shape { what: format!("nms_detections: class logits of {} boxes", b.len()), expected: format!("[{}, C+1]", b.len()), found: cs });
+        return Err(Error::Shape {
+            what: format!("nms_detections: class logits of {} boxes", b.len()),
+            expected: format!("[{}, C+1]", b.len()),
+            found: cs,
+        });
     }
-    let logits: Vec<f32> = Vec::try_from(class_logits.to_device(tch::Device::Cpu).to_kind(Kind::Float).contiguous().view([-1]))?;
+    let logits: Vec<f32> =
+        Vec::try_from(class_logits.to_device(tch::Device::Cpu).to_kind(Kind::Float).contiguous().view([-1]))?;
     Ok(nms_detections_slices(&b, &logits, cs[1] as usize, size, opts))
 }
 
 /// [`nms_detections`] on plain slices: `logits` row-major `[A, n_cols]` with background last.
-pub fn nms_detections_slices(boxes: &[[f32; 4]], logits: &[f32], n_cols: usize, size: f32, opts: NmfOpts) -> Vec<ScoredBox> {
+pub fn nms_detections_slices(
+    boxes: &[[f32; 4]],
+    logits: &[f32],
+    n_cols: usize,
+    size: f32,
+    opts: NmfOpts,
+) -> Vec<ScoredBox> {
     let mut out = Vec::new();
     let (mut cb, mut cs) = (Vec::new(), Vec::new());
     for cl in 0..n_cols.saturating_sub(1) {
@@ -506,7 +531,11 @@ pub fn nms_detections_slices(boxes: &[[f32; 4]], logits: &[f32], n_cols: usize, 
             continue;
         }
         let keep = nms_topk_unchecked(&cb, &cs, opts.overlap, opts.top_k);
-        out.extend(keep.into_iter().map(|k| ScoredBox { bbox: BBox::from_unit_corners(cb[k], size), class: cl, score: cs[k] }));
+        out.extend(keep.into_iter().map(|k| ScoredBox {
+            bbox: BBox::from_unit_corners(cb[k], size),
+            class: cl,
+            score: cs[k],
+        }));
     }
     out
 }

@@ -30,8 +30,10 @@
 pub use crate::anchors::{actn_to_bb, AnchorConfig, Anchors, Decoded};
 pub use crate::boxes::{box_sz, hw2corners, intersect, jaccard as iou};
 pub use crate::loss::ssd::{
-    class_loss, count_lost, get_y, lost_objects, map_to_ground_truth, match_anchors, print_ssd_loss, ssd_1_loss, ssd_loss, trace_ssd_1_loss,
-    LossParts, SsdTrace, FORCED_OVERLAP,
+    class_loss, count_lost, get_y, lost_objects, map_to_ground_truth, match_anchors, print_ssd_loss, ssd_1_loss,
+    ssd_loss, trace_ssd_1_loss, LossParts, SsdTrace, FORCED_OVERLAP,
 };
-pub use crate::model::ssd::{flatten_conv, ClassLoss, Matching, OutConv, SsdConfig, SsdHead, SsdHeadNet, SsdMultiHead, SsdOutput, StdConv};
+pub use crate::model::ssd::{
+    flatten_conv, ClassLoss, Matching, OutConv, SsdConfig, SsdHead, SsdHeadNet, SsdMultiHead, SsdOutput, StdConv,
+};
 pub use crate::nms::{nms_detections, nms_lesson, NmfOpts};

@@ -59,10 +59,14 @@ impl Task {
     pub fn parts(self, n_classes: i64, sz: u32) -> TaskParts {
         let szf = sz as f64;
         let (head, loss, metrics) = match self {
-            Task::Detection => (HeadKind::detection(n_classes), Loss::detn(szf), vec![Metric::DetnAcc, Metric::DetnL1 { sz: szf }]),
+            Task::Detection => {
+                (HeadKind::detection(n_classes), Loss::detn(szf), vec![Metric::DetnAcc, Metric::DetnL1 { sz: szf }])
+            }
             Task::Classifier => (HeadKind::classifier(n_classes), Loss::CrossEntropy, vec![Metric::Accuracy]),
             Task::Regression => (HeadKind::Reg4, Loss::L1, vec![]),
-            Task::Multilabel => (HeadKind::classifier(n_classes), Loss::Bce, vec![Metric::AccuracyThresh(MULTILABEL_THRESH)]),
+            Task::Multilabel => {
+                (HeadKind::classifier(n_classes), Loss::Bce, vec![Metric::AccuracyThresh(MULTILABEL_THRESH)])
+            }
             Task::Ssd | Task::SsdFocal => {
                 let cfg = SsdConfig::lesson_189(n_classes).fitted_to(sz);
                 let cfg = if self == Task::SsdFocal { cfg.with_class_loss(ClassLoss::focal()) } else { cfg };
@@ -76,6 +80,11 @@ impl Task {
 impl TaskParts {
     /// An SSD of one config: its head ([`HeadKind::Ssd`]) and loss ([`Loss::Ssd`]) share it.
     pub fn ssd(cfg: SsdConfig, sz: u32) -> Self {
-        TaskParts { target: TargetKind::AllBoxes, head: HeadKind::Ssd(cfg.clone()), loss: Loss::Ssd { cfg, sz: sz as f64 }, metrics: vec![] }
+        TaskParts {
+            target: TargetKind::AllBoxes,
+            head: HeadKind::Ssd(cfg.clone()),
+            loss: Loss::Ssd { cfg, sz: sz as f64 },
+            metrics: vec![],
+        }
     }
 }

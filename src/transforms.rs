@@ -121,7 +121,11 @@ impl From<RandomLighting> for Aug {
 /// The lesson's augmentations for boxes (lesson 8, single-object detection, and lesson 9):
 /// `RandomFlip()`, `RandomRotate(3, p=0.5)`, `RandomLighting(0.05, 0.05)`.
 pub fn lesson_augmentations() -> Vec<Aug> {
-    vec![RandomFlip::default().into(), RandomRotate { deg: 3.0, p: 0.5 }.into(), RandomLighting { b: 0.05, c: 0.05 }.into()]
+    vec![
+        RandomFlip::default().into(),
+        RandomRotate { deg: 3.0, p: 0.5 }.into(),
+        RandomLighting { b: 0.05, c: 0.05 }.into(),
+    ]
 }
 
 /// fastai's `transforms_side_on` (the lesson's classifiers): `RandomRotate(10)`,
@@ -186,7 +190,10 @@ pub enum Step {
     /// Degrees, counter-clockwise.
     Rotate(f32),
     /// Brightness shift `b'` and contrast factor `c''`.
-    Lighting { b: f32, c: f32 },
+    Lighting {
+        b: f32,
+        c: f32,
+    },
 }
 
 /// One augmented sample.
@@ -268,7 +275,10 @@ impl Tfms {
                 Aug::Flip(f) => f.p,
                 Aug::Rotate(r) => {
                     if !(r.deg >= 0.0 && r.deg.is_finite()) {
-                        return Err(Error::Invalid(format!("RandomRotate: deg must be a finite angle >= 0, got {}", r.deg)));
+                        return Err(Error::Invalid(format!(
+                            "RandomRotate: deg must be a finite angle >= 0, got {}",
+                            r.deg
+                        )));
                     }
                     r.p
                 }
@@ -380,7 +390,13 @@ impl Tfms {
 
     /// [`Tfms::apply_plan`] writing the normalised CHW image into `out` (`3 * sz * sz` floats:
     /// one image's place in a batch, say); returns the moved boxes and the indices of those kept.
-    pub fn apply_plan_into(&self, scaled: &RgbImage, boxes: &[BBox], plan: &Plan, out: &mut [f32]) -> (Vec<BBox>, Vec<usize>) {
+    pub fn apply_plan_into(
+        &self,
+        scaled: &RgbImage,
+        boxes: &[BBox],
+        plan: &Plan,
+        out: &mut [f32],
+    ) -> (Vec<BBox>, Vec<usize>) {
         self.warp_into(scaled, scaled.dimensions(), boxes, plan, out)
     }
 
@@ -394,7 +410,13 @@ impl Tfms {
     }
 
     /// [`Tfms::apply_warp`] writing the image into `out` (`3 * sz * sz` floats).
-    pub fn apply_warp_into(&self, scaled: &ScaledImage, boxes: &[BBox], seed: u64, out: &mut [f32]) -> (Vec<BBox>, Vec<usize>) {
+    pub fn apply_warp_into(
+        &self,
+        scaled: &ScaledImage,
+        boxes: &[BBox],
+        seed: u64,
+        out: &mut [f32],
+    ) -> (Vec<BBox>, Vec<usize>) {
         let (boxes, plan) = self.boxes_and_plan(scaled.size, (scaled.sy, scaled.sx), boxes, seed);
         self.warp_into(&scaled.pixels, scaled.size, &boxes, &plan, out)
     }
@@ -402,11 +424,22 @@ impl Tfms {
     /// The plan applied to an image of `size` whose pixels are `pixels` (that size, or another
     /// resolution of the same picture: the map to the output is composed with the change of
     /// resolution, so the image is sampled once).
-    fn warp_into(&self, pixels: &RgbImage, size: (u32, u32), boxes: &[BBox], plan: &Plan, out: &mut [f32]) -> (Vec<BBox>, Vec<usize>) {
+    fn warp_into(
+        &self,
+        pixels: &RgbImage,
+        size: (u32, u32),
+        boxes: &[BBox],
+        plan: &Plan,
+        out: &mut [f32],
+    ) -> (Vec<BBox>, Vec<usize>) {
         let (w, h) = size;
         let fwd = self.forward_map(plan, w, h);
         let (pw, ph) = pixels.dimensions();
-        let inv = if (pw, ph) == size { fwd.inverse() } else { Affine::scale(pw as f64 / w as f64, ph as f64 / h as f64).after(&fwd.inverse()) };
+        let inv = if (pw, ph) == size {
+            fwd.inverse()
+        } else {
+            Affine::scale(pw as f64 / w as f64, ph as f64 / h as f64).after(&fwd.inverse())
+        };
         let image = out;
         let sum = warp_chw(pixels, &inv, self.sz, image);
         let lighting: Vec<(f32, f32)> = plan
@@ -665,7 +698,8 @@ impl Source<'_> {
         for (ch, plane) in out.iter_mut().enumerate() {
             let byte = |j: usize, k: usize| ((px[j][k] >> (8 * ch)) & 0xff) as f32;
             for k in 0..LANES {
-                plane[k] = byte(0, k) * wts[0][k] + byte(1, k) * wts[1][k] + byte(2, k) * wts[2][k] + byte(3, k) * wts[3][k];
+                plane[k] =
+                    byte(0, k) * wts[0][k] + byte(1, k) * wts[1][k] + byte(2, k) * wts[2][k] + byte(3, k) * wts[3][k];
             }
         }
         out
@@ -788,7 +822,15 @@ fn warp_with(
 
 /// [`warp_chw`] on any CPU.
 fn warp_portable(src: &RgbImage, inv: &Affine, sz: u32, out: &mut [f32]) -> f64 {
-    warp_with(src, inv, sz, out, &column_taps(src, inv, sz), |s, at, n| s.general(at, n), |s, row, _, chunk| s.axis(row, chunk))
+    warp_with(
+        src,
+        inv,
+        sz,
+        out,
+        &column_taps(src, inv, sz),
+        |s, at, n| s.general(at, n),
+        |s, row, _, chunk| s.axis(row, chunk),
+    )
 }
 
 /// [`warp_chw`] with AVX2 intrinsics: 8 pixels' positions and weights in lanes, their 4 x 8
@@ -844,8 +886,14 @@ mod avx2 {
             return None;
         }
         let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-        let qx = _mm256_add_epi32(_mm256_set1_epi32(at.qx as i32), _mm256_mullo_epi32(lane, _mm256_set1_epi32(at.dqx as i32)));
-        let qy = _mm256_add_epi32(_mm256_set1_epi32(at.qy as i32), _mm256_mullo_epi32(lane, _mm256_set1_epi32(at.dqy as i32)));
+        let qx = _mm256_add_epi32(
+            _mm256_set1_epi32(at.qx as i32),
+            _mm256_mullo_epi32(lane, _mm256_set1_epi32(at.dqx as i32)),
+        );
+        let qy = _mm256_add_epi32(
+            _mm256_set1_epi32(at.qy as i32),
+            _mm256_mullo_epi32(lane, _mm256_set1_epi32(at.dqy as i32)),
+        );
         let (x0, y0) = (_mm256_srai_epi32::<16>(qx), _mm256_srai_epi32::<16>(qy));
         // Interior: 0 <= x0 < w - 2 (so the 4-byte word at the right neighbour stays in its
         // row) and 0 <= y0 < h - 1.
@@ -885,7 +933,8 @@ mod avx2 {
         let (wt, wb) = (_mm256_set1_ps(row.wt), _mm256_set1_ps(row.wb));
         let wts = [_mm256_mul_ps(gx, wt), _mm256_mul_ps(fx, wt), _mm256_mul_ps(gx, wb), _mm256_mul_ps(fx, wb)];
         let (ra, rb) = (_mm256_set1_epi32(row.ra as i32), _mm256_set1_epi32(row.rb as i32));
-        let offs = [_mm256_add_epi32(ra, xa), _mm256_add_epi32(ra, xb), _mm256_add_epi32(rb, xa), _mm256_add_epi32(rb, xb)];
+        let offs =
+            [_mm256_add_epi32(ra, xa), _mm256_add_epi32(ra, xb), _mm256_add_epi32(rb, xa), _mm256_add_epi32(rb, xb)];
         blend(s.raw, offs, wts)
     }
 
@@ -947,7 +996,9 @@ pub fn denorm_chw(image: &[f32], sz: u32) -> RgbImage {
     let n = (sz * sz) as usize;
     RgbImage::from_fn(sz, sz, |x, y| {
         let o = (y * sz + x) as usize;
-        let px = |ch: usize| ((image[ch * n + o] * IMAGENET_STD[ch] + IMAGENET_MEAN[ch]) * 255.0).round().clamp(0.0, 255.0) as u8;
+        let px = |ch: usize| {
+            ((image[ch * n + o] * IMAGENET_STD[ch] + IMAGENET_MEAN[ch]) * 255.0).round().clamp(0.0, 255.0) as u8
+        };
         image::Rgb([px(0), px(1), px(2)])
     })
 }
@@ -987,13 +1038,18 @@ mod tests {
     /// sampling written out in f64, pixel by pixel, for rotations, flips and scales.
     #[test]
     fn warp_matches_plain_bilinear_sampling() {
-        let src = RgbImage::from_fn(37, 23, |x, y| image::Rgb([(x * 5 + y * 3) as u8, (250 - 4 * y) as u8, (x * 2 + 40) as u8]));
+        let src = RgbImage::from_fn(37, 23, |x, y| {
+            image::Rgb([(x * 5 + y * 3) as u8, (250 - 4 * y) as u8, (x * 2 + 40) as u8])
+        });
         let (w, h) = (37i64, 23i64);
-        let at = |x: i64, y: i64, ch: usize| src.get_pixel(reflect(x, w) as u32, reflect(y, h) as u32)[ch] as f64 / 255.0;
+        let at =
+            |x: i64, y: i64, ch: usize| src.get_pixel(reflect(x, w) as u32, reflect(y, h) as u32)[ch] as f64 / 255.0;
         for sz in [13u32, 16, 9] {
             for inv in [
                 Affine::rotate(30.0, 18.0, 11.0).after(&Affine::scale(37.0 / sz as f64, 23.0 / sz as f64)),
-                Affine::rotate(-3.0, 18.0, 11.0).after(&Affine::flip(sz as f64)).after(&Affine::scale(40.0 / sz as f64, 26.0 / sz as f64)),
+                Affine::rotate(-3.0, 18.0, 11.0)
+                    .after(&Affine::flip(sz as f64))
+                    .after(&Affine::scale(40.0 / sz as f64, 26.0 / sz as f64)),
                 Affine([37.0 / sz as f64, 0.0, 0.0, 0.0, 23.0 / sz as f64, 0.0]),
                 Affine([-2.9, 0.0, 37.0, 0.0, 1.9, -1.0]),
             ] {
@@ -1007,7 +1063,10 @@ mod tests {
                         let (x0, y0) = (sx.floor() as i64, sy.floor() as i64);
                         let (fx, fy) = (sx - x0 as f64, sy - y0 as f64);
                         for ch in 0..3 {
-                            let want = at(x0, y0, ch) * (1.0 - fx) * (1.0 - fy) + at(x0 + 1, y0, ch) * fx * (1.0 - fy) + at(x0, y0 + 1, ch) * (1.0 - fx) * fy + at(x0 + 1, y0 + 1, ch) * fx * fy;
+                            let want = at(x0, y0, ch) * (1.0 - fx) * (1.0 - fy)
+                                + at(x0 + 1, y0, ch) * fx * (1.0 - fy)
+                                + at(x0, y0 + 1, ch) * (1.0 - fx) * fy
+                                + at(x0 + 1, y0 + 1, ch) * fx * fy;
                             worst = worst.max((got[ch * (sz * sz) as usize + v * sz as usize + u] as f64 - want).abs());
                             want_sum += want;
                         }
@@ -1025,8 +1084,12 @@ mod tests {
     /// (a rotation term of 1e-300 sends it the per-pixel way).
     #[test]
     fn axis_aligned_warp_equals_the_general_one() {
-        let src = RgbImage::from_fn(37, 23, |x, y| image::Rgb([(x * 7 + y * 3) as u8, (x * y % 251) as u8, (200 - x - y) as u8]));
-        for (ax, tx, dy, ty) in [(37.0 / 16.0, 0.0, 23.0 / 16.0, 0.0), (-37.0 / 16.0, 37.0, 23.0 / 16.0, 0.0), (1.3, -2.5, 0.7, 3.25)] {
+        let src = RgbImage::from_fn(37, 23, |x, y| {
+            image::Rgb([(x * 7 + y * 3) as u8, (x * y % 251) as u8, (200 - x - y) as u8])
+        });
+        for (ax, tx, dy, ty) in
+            [(37.0 / 16.0, 0.0, 23.0 / 16.0, 0.0), (-37.0 / 16.0, 37.0, 23.0 / 16.0, 0.0), (1.3, -2.5, 0.7, 3.25)]
+        {
             let inv = Affine([ax, 0.0, tx, 0.0, dy, ty]);
             let (mut fast, mut slow) = (vec![0f32; 3 * 16 * 16], vec![0f32; 3 * 16 * 16]);
             let fast_sum = warp_chw(&src, &inv, 16, &mut fast);
@@ -1044,7 +1107,9 @@ mod tests {
     fn avx2_warp_equals_the_portable_one() {
         #[cfg(target_arch = "x86_64")]
         if std::is_x86_feature_detected!("avx2") {
-            let src = RgbImage::from_fn(61, 45, |x, y| image::Rgb([(x * 7 + y * 3) as u8, (x * y % 251) as u8, (200 - x - y) as u8]));
+            let src = RgbImage::from_fn(61, 45, |x, y| {
+                image::Rgb([(x * 7 + y * 3) as u8, (x * y % 251) as u8, (200 - x - y) as u8])
+            });
             for sz in [32u32, 29] {
                 let s = sz as f64;
                 for inv in [
@@ -1053,7 +1118,8 @@ mod tests {
                     Affine([61.0 / s, 0.0, 0.0, 0.0, 45.0 / s, 0.0]),
                     Affine([-1.7, 0.0, 61.0, 0.0, 1.2, 2.0]),
                 ] {
-                    let (mut fast, mut plain) = (vec![0f32; (3 * sz * sz) as usize], vec![0f32; (3 * sz * sz) as usize]);
+                    let (mut fast, mut plain) =
+                        (vec![0f32; (3 * sz * sz) as usize], vec![0f32; (3 * sz * sz) as usize]);
                     let fast_sum = unsafe { avx2::warp(&src, &inv, sz, &mut fast) };
                     let plain_sum = warp_portable(&src, &inv, sz, &mut plain);
                     let differ = fast.iter().zip(&plain).filter(|(p, q)| p.to_bits() != q.to_bits()).count();

@@ -15,10 +15,20 @@ fn scaler_matches_torch_amp_grad_scaler() {
     let g = common::golden("amp.json");
     let vs = nn::VarStore::new(Device::Cpu);
     let root = vs.root();
-    let p1 = root.var_copy("p1", &Tensor::from_slice(&common::f64s(&g["p1_init"]).iter().map(|&x| x as f32).collect::<Vec<_>>()));
-    let p2 = root.var_copy("p2", &Tensor::from_slice(&common::f64s(&g["p2_init"]).iter().map(|&x| x as f32).collect::<Vec<_>>()).reshape([2, 2]));
+    let p1 = root.var_copy(
+        "p1",
+        &Tensor::from_slice(&common::f64s(&g["p1_init"]).iter().map(|&x| x as f32).collect::<Vec<_>>()),
+    );
+    let p2 = root.var_copy(
+        "p2",
+        &Tensor::from_slice(&common::f64s(&g["p2_init"]).iter().map(|&x| x as f32).collect::<Vec<_>>()).reshape([2, 2]),
+    );
     let mut opt = nn::Sgd::default().build(&vs, g["lr"].as_f64().unwrap()).unwrap();
-    let opts = ScalerOpts { init_scale: g["init_scale"].as_f64().unwrap(), growth_interval: g["growth_interval"].as_i64().unwrap(), ..Default::default() };
+    let opts = ScalerOpts {
+        init_scale: g["init_scale"].as_f64().unwrap(),
+        growth_interval: g["growth_interval"].as_i64().unwrap(),
+        ..Default::default()
+    };
     let mut scaler = GradScaler::new(opts, Device::Cpu);
     let params = [p1.shallow_clone(), p2.shallow_clone()];
     let steps = g["steps"].as_array().unwrap();

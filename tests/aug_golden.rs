@@ -155,7 +155,11 @@ fn golden_file_covers_the_issue_cases() {
     assert!(cs.iter().any(|c| c.expected.len() < c.boxes_in.len()));
     // The peer's reflect-border copies are documented in the file.
     let g = golden();
-    assert!(g["cases"].as_array().unwrap().iter().any(|c| c["alb_reflect_count"].as_u64() > c["alb_constant_count"].as_u64()));
+    assert!(g["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["alb_reflect_count"].as_u64() > c["alb_constant_count"].as_u64()));
 }
 
 /// Flip and rotation at the input size (no squash), through `forward_map` + `move_boxes`.

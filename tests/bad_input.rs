@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 use tempfile::TempDir;
 
 /// (stem, width, height) of the sample images copied into each test dataset.
-const IMAGES: [(&str, u32, u32); 3] = [("000000000030", 640, 428), ("000000000036", 481, 640), ("000000000049", 381, 500)];
+const IMAGES: [(&str, u32, u32); 3] =
+    [("000000000030", 640, 428), ("000000000036", 481, 640), ("000000000049", 381, 500)];
 
 fn odd(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)

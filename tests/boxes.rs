@@ -5,7 +5,8 @@ use fastdet::boxes::{bb_hw, hw_bb, BBox};
 /// Integer `[x, y, w, h]` boxes with w, h >= 1, over a grid that includes 0, small values,
 /// typical VOC sizes and values near 2^20 (still exactly representable in f32 arithmetic).
 fn xywh_grid() -> Vec<[f32; 4]> {
-    let pos: Vec<f32> = (0..12).map(|v| v as f32).chain([99., 155., 374., 499., 639., 1023., 65_535., 1_000_000.]).collect();
+    let pos: Vec<f32> =
+        (0..12).map(|v| v as f32).chain([99., 155., 374., 499., 639., 1023., 65_535., 1_000_000.]).collect();
     let sizes: Vec<f32> = (1..8).map(|v| v as f32).chain([174., 196., 500., 640., 4096., 1_000_000.]).collect();
     let mut out = vec![];
     for &x in &pos {

@@ -31,7 +31,8 @@ fn checkpoint(dir: &Path, stage: usize) -> PathBuf {
 
 /// Every variable of the learner equals the one in the checkpoint file.
 fn assert_weights_equal_checkpoint(t: &Trainer, path: &Path) {
-    let saved: std::collections::HashMap<String, Tensor> = Tensor::read_safetensors(path).unwrap().into_iter().collect();
+    let saved: std::collections::HashMap<String, Tensor> =
+        Tensor::read_safetensors(path).unwrap().into_iter().collect();
     let vars = t.learner.vs.variables();
     assert_eq!(vars.len(), saved.len());
     for (name, v) in vars {
@@ -60,7 +61,8 @@ fn a_run_writes_config_checkpoints_and_progress_and_resume_after_it_does_nothing
     assert_eq!(progress.completed[1].result, report.result);
     assert_eq!(progress.epochs[1].val_loss, report.result[0]);
     // No temporary files left behind.
-    let names: Vec<String> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let names: Vec<String> =
+        std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     assert!(names.iter().all(|n| !n.starts_with('.')), "{names:?}");
 
     // Without --resume an existing run is not overwritten.
@@ -191,8 +193,13 @@ fn example_configs_parse_and_the_lesson_one_is_the_default_schedule() {
     let quick = TrainConfig::from_file(root.join("detector_quick.json")).unwrap();
     assert_eq!((quick.sz, quick.bs, quick.stages.len()), (64, 8, 2));
     // The lesson's config names weights that may not be downloaded: parse without checking files.
-    let lesson = TrainConfig::from_json_str(&std::fs::read_to_string(root.join("detector_lesson.json")).unwrap()).unwrap();
-    let default = TrainConfig { weights: Some("models/resnet34.pth".into()), comment: lesson.comment.clone(), ..TrainConfig::default() };
+    let lesson =
+        TrainConfig::from_json_str(&std::fs::read_to_string(root.join("detector_lesson.json")).unwrap()).unwrap();
+    let default = TrainConfig {
+        weights: Some("models/resnet34.pth".into()),
+        comment: lesson.comment.clone(),
+        ..TrainConfig::default()
+    };
     assert_eq!(lesson, default);
 }
 
@@ -235,7 +242,9 @@ fn ssd_run_predicts_and_evaluates() {
         .unwrap();
     assert!(cli.status.success(), "{}", String::from_utf8_lossy(&cli.stderr));
     let html = std::fs::read_to_string(&page).unwrap();
-    assert!(["map", "per-class", "pr-curves", "confusion", "worst", "sample"].iter().all(|id| html.contains(&format!("<section id=\"{id}\">"))));
+    assert!(["map", "per-class", "pr-curves", "confusion", "worst", "sample"]
+        .iter()
+        .all(|id| html.contains(&format!("<section id=\"{id}\">"))));
     // A run of another task cannot predict boxes.
     let mut det = cfg.clone();
     det.task = fastdet::task::Task::Detection;
@@ -252,7 +261,9 @@ fn help_describes_each_command() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_fastdet")).arg("--help").output().unwrap();
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    let line = |cmd: &str| text.lines().find(|l| l.trim_start().starts_with(&format!("{cmd} "))).unwrap_or_default().to_string();
+    let line = |cmd: &str| {
+        text.lines().find(|l| l.trim_start().starts_with(&format!("{cmd} "))).unwrap_or_default().to_string()
+    };
     assert!(line("predict").contains("Detections of a trained SSD run"), "{text}");
     assert!(line("train").contains("Train the stages of a JSON config"), "{text}");
 }

@@ -32,7 +32,13 @@ fn hand_made() -> Dataset {
                     obj(60., 0., 90., 30., 0, true),   // A3: difficult
                 ],
             },
-            ImageRecord { id: 2, file_name: "2.jpg".into(), width: 100, height: 100, objects: vec![obj(0., 0., 49., 49., 1, false)] },
+            ImageRecord {
+                id: 2,
+                file_name: "2.jpg".into(),
+                width: 100,
+                height: 100,
+                objects: vec![obj(0., 0., 49., 49., 1, false)],
+            },
             ImageRecord { id: 3, file_name: "3.jpg".into(), width: 100, height: 100, objects: vec![] },
         ],
         warnings: vec![],
@@ -41,13 +47,13 @@ fn hand_made() -> Dataset {
 
 fn hand_dets() -> Vec<Detection> {
     vec![
-        det(1, 0, 0., 0., 49., 49., 0.9),     // A0: true positive
-        det(1, 0, 2., 2., 51., 51., 0.8),     // A0 again: duplicate
-        det(1, 0, 52., 52., 99., 99., 0.7),   // on B1 as "a": wrong class
-        det(1, 2, 70., 40., 99., 55., 0.6),   // on nothing: background
-        det(1, 0, 60., 0., 90., 30., 0.5),    // A3 is difficult: ignored
-        det(2, 1, 0., 0., 49., 49., 0.05),    // below the threshold: left out
-        det(2, 2, 0., 0., 49., 49., 0.5),     // image 2's b as "c": wrong class
+        det(1, 0, 0., 0., 49., 49., 0.9),   // A0: true positive
+        det(1, 0, 2., 2., 51., 51., 0.8),   // A0 again: duplicate
+        det(1, 0, 52., 52., 99., 99., 0.7), // on B1 as "a": wrong class
+        det(1, 2, 70., 40., 99., 55., 0.6), // on nothing: background
+        det(1, 0, 60., 0., 90., 30., 0.5),  // A3 is difficult: ignored
+        det(2, 1, 0., 0., 49., 49., 0.05),  // below the threshold: left out
+        det(2, 2, 0., 0., 49., 49., 0.5),   // image 2's b as "c": wrong class
     ]
 }
 
@@ -60,13 +66,23 @@ fn the_matrix_of_known_detections() {
     let outcomes: Vec<Outcome> = cm.images[0].dets.iter().map(|(_, o)| *o).collect();
     assert_eq!(
         outcomes,
-        vec![Outcome::TruePositive { gt: 0 }, Outcome::Duplicate { gt: 0 }, Outcome::WrongClass { gt: 1 }, Outcome::Background, Outcome::Ignored { gt: 3 }]
+        vec![
+            Outcome::TruePositive { gt: 0 },
+            Outcome::Duplicate { gt: 0 },
+            Outcome::WrongClass { gt: 1 },
+            Outcome::Background,
+            Outcome::Ignored { gt: 3 }
+        ]
     );
     assert_eq!(cm.images[0].missed, vec![2]);
     assert_eq!(cm.images[1].dets.len(), 1, "the 0.05 detection is under the threshold");
     assert!(cm.images[1].missed.is_empty(), "image 2's object was found, with the wrong class");
-    assert_eq!((cm.true_positives(), cm.wrong_class(), cm.missed(), cm.false_detections(), cm.duplicates()), (1, 2, 1, 2, 1));
-    let mc: Vec<(String, String, usize)> = cm.most_confused(10).into_iter().map(|c| (c.actual, c.predicted, c.count)).collect();
+    assert_eq!(
+        (cm.true_positives(), cm.wrong_class(), cm.missed(), cm.false_detections(), cm.duplicates()),
+        (1, 2, 1, 2, 1)
+    );
+    let mc: Vec<(String, String, usize)> =
+        cm.most_confused(10).into_iter().map(|c| (c.actual, c.predicted, c.count)).collect();
     let s = |a: &str, p: &str| (a.to_string(), p.to_string(), 1);
     assert_eq!(mc, vec![s("b", "a"), s("b", "c"), s("c", "background"), s("background", "a"), s("background", "c")]);
     assert_eq!(cm.most_confused(2).len(), 2);
@@ -75,10 +91,16 @@ fn the_matrix_of_known_detections() {
     assert_eq!(worst, vec![(0, 4), (1, 1), (2, 0)]);
     // By size (sqrt of the box area over the image's) and position: A0, B1 and image 2's b are
     // half the side (A0 found), C2 a third (missed); all four touch a border.
-    assert_eq!(cm.found_by_size(&ds), vec![("size < 0.1", 0, 0), ("size 0.1-0.2", 0, 0), ("size 0.2-0.4", 0, 1), ("size >= 0.4", 1, 3)]);
+    assert_eq!(
+        cm.found_by_size(&ds),
+        vec![("size < 0.1", 0, 0), ("size 0.1-0.2", 0, 0), ("size 0.2-0.4", 0, 1), ("size >= 0.4", 1, 3)]
+    );
     assert_eq!(cm.found_by_position(&ds), vec![("touching the border", 1, 4), ("inside", 0, 0)]);
     let text = cm.to_string();
-    assert!(text.contains("1 objects found, 2 with the wrong class, 1 missed; 2 false detections (1 duplicates)"), "{text}");
+    assert!(
+        text.contains("1 objects found, 2 with the wrong class, 1 missed; 2 false detections (1 duplicates)"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -87,7 +109,10 @@ fn the_right_class_wins_over_a_higher_scored_wrong_one() {
     // "b" on A0 scores higher than "a" on A0: A0 is a true positive, the "b" is background.
     let dets = [det(1, 1, 0., 0., 49., 49., 0.9), det(1, 0, 1., 1., 49., 49., 0.3)];
     let cm = confusion(&ds, &dets, 0.0).unwrap();
-    assert_eq!(cm.images[0].dets.iter().map(|(_, o)| *o).collect::<Vec<_>>(), vec![Outcome::Background, Outcome::TruePositive { gt: 0 }]);
+    assert_eq!(
+        cm.images[0].dets.iter().map(|(_, o)| *o).collect::<Vec<_>>(),
+        vec![Outcome::Background, Outcome::TruePositive { gt: 0 }]
+    );
     assert_eq!(cm.matrix[0][0], 1);
     assert_eq!(cm.matrix[3][1], 1);
     // Two wrong-class detections on one object: the first takes it, the second is background.

@@ -117,7 +117,8 @@ fn every_json_box_matches_the_raw_file() {
         assert_eq!(ds.len(), raw.len());
         for (rec, (id, file_name, width, height, objs)) in ds.images.iter().zip(&raw) {
             assert_eq!((rec.id, &rec.file_name, rec.width, rec.height), (*id, file_name, *width, *height));
-            let got: Vec<([f32; 4], u64)> = rec.objects.iter().map(|o| (o.bbox.to_array(), o.class as u64 + 1)).collect();
+            let got: Vec<([f32; 4], u64)> =
+                rec.objects.iter().map(|o| (o.bbox.to_array(), o.class as u64 + 1)).collect();
             assert_eq!(&got, objs, "{split} image {id}");
         }
     }
@@ -256,7 +257,8 @@ fn obj(top: f32, left: f32, bottom: f32, right: f32, class: usize, difficult: bo
 fn largest_ties_go_to_the_first_and_difficult_ones_are_skipped() {
     let rec = |objects: Vec<Object>| ImageRecord { id: 1, file_name: "a.jpg".into(), width: 100, height: 100, objects };
     // Two boxes of the same size (key 10*10 = 100) in different places: the first wins.
-    let r = rec(vec![obj(0., 0., 10., 10., 1, false), obj(20., 20., 30., 30., 2, false), obj(0., 0., 5., 5., 3, false)]);
+    let r =
+        rec(vec![obj(0., 0., 10., 10., 1, false), obj(20., 20., 30., 30., 2, false), obj(0., 0., 5., 5., 3, false)]);
     assert_eq!(r.largest().unwrap().class, 1);
     // Same key (y2-y1)*(x2-x1) = 4*25 = 100 = 10*10 though the pixel areas differ (5*26 vs 11*11).
     let r = rec(vec![obj(0., 0., 4., 25., 4, false), obj(0., 0., 10., 10., 5, false)]);
@@ -301,7 +303,8 @@ fn lesson_csvs() {
 
         let lrg: Vec<(String, String)> =
             raw.iter().map(|r| (r.1.clone(), name(raw_largest(&r.4).unwrap().1))).collect();
-        let bb: Vec<(String, String)> = raw.iter().map(|r| (r.1.clone(), fmt_box(raw_largest(&r.4).unwrap().0))).collect();
+        let bb: Vec<(String, String)> =
+            raw.iter().map(|r| (r.1.clone(), fmt_box(raw_largest(&r.4).unwrap().0))).collect();
         let mc: Vec<(String, String)> = raw
             .iter()
             .map(|r| {
@@ -324,7 +327,12 @@ fn lesson_csvs() {
         ds.write_bb_csv(f("bb")).unwrap();
         ds.write_mc_csv(f("mc")).unwrap();
         ds.write_mbb_csv(f("mbb")).unwrap();
-        for (file, header, want) in [(f("lrg"), "fn,cat", &lrg), (f("bb"), "fn,bbox", &bb), (f("mc"), "fn,clas", &mc), (f("mbb"), "fn,bbox", &mbb)] {
+        for (file, header, want) in [
+            (f("lrg"), "fn,cat", &lrg),
+            (f("bb"), "fn,bbox", &bb),
+            (f("mc"), "fn,clas", &mc),
+            (f("mbb"), "fn,bbox", &mbb),
+        ] {
             let (h, rows) = read_csv(&file);
             assert_eq!(h, header, "{}", file.display());
             assert_eq!(rows.len(), ds.len(), "{}", file.display());
@@ -364,9 +372,8 @@ fn images_decode_to_the_annotated_size() {
     }
     // At least most sample photos are in colour.
     let ds = p.json("val").unwrap();
-    let coloured = (0..ds.len())
-        .filter(|&i| ds.image(i).unwrap().pixels().any(|q| q.0[0] != q.0[1] || q.0[1] != q.0[2]))
-        .count();
+    let coloured =
+        (0..ds.len()).filter(|&i| ds.image(i).unwrap().pixels().any(|q| q.0[0] != q.0[1] || q.0[1] != q.0[2])).count();
     assert!(coloured >= ds.len() - 1, "{coloured} of {}", ds.len());
 }
 
@@ -429,9 +436,12 @@ fn reduced_jpeg_decoding_matches_the_full_decode() {
             assert_eq!((got.dimensions(), sy, sx), (want.dimensions(), wsy, wsx), "image {i}");
             // Compared as 8x8-block means: grass and fur differ pixel by pixel under the
             // sub-pixel offsets of two filters; geometry and colour must not.
-            let blocks = |im: &image::RgbImage| image::imageops::resize(im, im.width() / 8, im.height() / 8, image::imageops::FilterType::Triangle);
+            let blocks = |im: &image::RgbImage| {
+                image::imageops::resize(im, im.width() / 8, im.height() / 8, image::imageops::FilterType::Triangle)
+            };
             let (g, w) = (blocks(&got), blocks(&want));
-            let mean = g.as_raw().iter().zip(w.as_raw()).map(|(&a, &b)| (a as f64 - b as f64).abs()).sum::<f64>() / g.as_raw().len() as f64;
+            let mean = g.as_raw().iter().zip(w.as_raw()).map(|(&a, &b)| (a as f64 - b as f64).abs()).sum::<f64>()
+                / g.as_raw().len() as f64;
             // DCT scaling averages before the colour conversion clips, so saturated colours
             // shift by a few levels (PIL's `draft` gives the same: 4.6 on the blue of image 45).
             assert!(mean < 3.5, "image {i}: {mean:.2} levels from the full decode on average (8x8 blocks)");
@@ -478,13 +488,20 @@ fn warping_a_reduced_decode_matches_resizing_it_first() {
             assert_eq!((&a.boxes, &a.kept), (&b.boxes, &b.kept), "image {i}, seed {seed}");
             // As 8x8-block means: foliage differs pixel by pixel between two filters (9 levels on
             // image 3 at full resolution, where the pictures look the same); geometry must not.
-            let blocks = |im: &image::RgbImage| image::imageops::resize(im, 28, 28, image::imageops::FilterType::Triangle);
+            let blocks =
+                |im: &image::RgbImage| image::imageops::resize(im, 28, 28, image::imageops::FilterType::Triangle);
             let (ra, rb) = (blocks(&a.to_rgb()), blocks(&b.to_rgb()));
-            let mean = ra.as_raw().iter().zip(rb.as_raw()).map(|(&x, &y)| (x as f64 - y as f64).abs()).sum::<f64>() / ra.as_raw().len() as f64;
-            assert!(mean < 3.0, "image {i}, seed {seed}: {mean:.2} levels from resizing first, on average (8x8 blocks)");
+            let mean = ra.as_raw().iter().zip(rb.as_raw()).map(|(&x, &y)| (x as f64 - y as f64).abs()).sum::<f64>()
+                / ra.as_raw().len() as f64;
+            assert!(
+                mean < 3.0,
+                "image {i}, seed {seed}: {mean:.2} levels from resizing first, on average (8x8 blocks)"
+            );
             worst = worst.max(mean);
         }
     }
-    eprintln!("{larger} images warped from their reduced decode; largest mean difference {worst:.2} levels (8x8 blocks)");
+    eprintln!(
+        "{larger} images warped from their reduced decode; largest mean difference {worst:.2} levels (8x8 blocks)"
+    );
     assert!(larger >= ds.len() / 3, "most 640x480 photos keep their 320x240 decode: {larger} of {}", ds.len());
 }

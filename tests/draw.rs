@@ -59,13 +59,25 @@ fn draw_rect_pixels_at_known_positions() {
     assert_eq!(im.dimensions(), (50, 40));
     let at = |x, y| *im.get_pixel(x, y);
     // Left edge, on a middle row (15): black 10, white 11 12, black 13, grey inside from 14.
-    assert_eq!([at(9, 15), at(10, 15), at(11, 15), at(12, 15), at(13, 15), at(14, 15)], [GREY, BLACK, WHITE, WHITE, BLACK, GREY]);
+    assert_eq!(
+        [at(9, 15), at(10, 15), at(11, 15), at(12, 15), at(13, 15), at(14, 15)],
+        [GREY, BLACK, WHITE, WHITE, BLACK, GREY]
+    );
     // Right edge (outer edge 31): grey 28, black 29, white 30 31, black 32, grey 33.
-    assert_eq!([at(28, 15), at(29, 15), at(30, 15), at(31, 15), at(32, 15), at(33, 15)], [GREY, BLACK, WHITE, WHITE, BLACK, GREY]);
+    assert_eq!(
+        [at(28, 15), at(29, 15), at(30, 15), at(31, 15), at(32, 15), at(33, 15)],
+        [GREY, BLACK, WHITE, WHITE, BLACK, GREY]
+    );
     // Top edge (row 10) on a middle column (20): grey 7, black 8, white 9 10, black 11, grey 12.
-    assert_eq!([at(20, 7), at(20, 8), at(20, 9), at(20, 10), at(20, 11), at(20, 12)], [GREY, BLACK, WHITE, WHITE, BLACK, GREY]);
+    assert_eq!(
+        [at(20, 7), at(20, 8), at(20, 9), at(20, 10), at(20, 11), at(20, 12)],
+        [GREY, BLACK, WHITE, WHITE, BLACK, GREY]
+    );
     // Bottom edge (outer edge 21): grey 18, black 19, white 20 21, black 22, grey 23.
-    assert_eq!([at(20, 18), at(20, 19), at(20, 20), at(20, 21), at(20, 22), at(20, 23)], [GREY, BLACK, WHITE, WHITE, BLACK, GREY]);
+    assert_eq!(
+        [at(20, 18), at(20, 19), at(20, 20), at(20, 21), at(20, 22), at(20, 23)],
+        [GREY, BLACK, WHITE, WHITE, BLACK, GREY]
+    );
     // Corners: outermost black corners, inner white corners.
     assert_eq!([at(10, 8), at(32, 8), at(10, 22), at(32, 22)], [BLACK; 4]);
     assert_eq!([at(11, 9), at(31, 9), at(11, 21), at(31, 21)], [WHITE; 4]);
@@ -85,7 +97,12 @@ fn draw_rect_whole_canvas_matches_the_docs() {
         .filter(|(x, y, p)| **p != *want.get_pixel(*x, *y))
         .map(|(x, y, p)| format!("({x},{y}) got {:?} want {:?}", p.0, want.get_pixel(x, y).0))
         .collect();
-    assert!(diffs.is_empty(), "{} pixels differ from the documented outline: {:?}", diffs.len(), &diffs[..diffs.len().min(20)]);
+    assert!(
+        diffs.is_empty(),
+        "{} pixels differ from the documented outline: {:?}",
+        diffs.len(),
+        &diffs[..diffs.len().min(20)]
+    );
 }
 
 #[test]
@@ -97,7 +114,10 @@ fn outline_rect_widths() {
     let red = Rgb([255, 0, 0]);
     assert_eq!([*im.get_pixel(4, 7), *im.get_pixel(5, 7), *im.get_pixel(6, 7)], [GREY, red, GREY]);
     assert_eq!([*im.get_pixel(9, 7), *im.get_pixel(10, 7), *im.get_pixel(11, 7)], [GREY, red, GREY]);
-    assert_eq!([*im.get_pixel(7, 4), *im.get_pixel(7, 5), *im.get_pixel(7, 10), *im.get_pixel(7, 11)], [GREY, red, red, GREY]);
+    assert_eq!(
+        [*im.get_pixel(7, 4), *im.get_pixel(7, 5), *im.get_pixel(7, 10), *im.get_pixel(7, 11)],
+        [GREY, red, red, GREY]
+    );
     let n_red = im.pixels().filter(|p| **p == red).count();
     assert_eq!(n_red, 6 * 4 - 4, "the ring of outer edges 5..=10 x 5..=10 (a 6x6 square's border)");
 }
@@ -150,7 +170,13 @@ fn boxes_never_spill_into_the_next_panel() {
 #[test]
 fn text_never_leaves_its_panel() {
     let mut fig = Figure::grid(1, 2, 60, 40).unwrap();
-    fig.ax(0).show_img(&grey(60, 40)).draw_text(2., 30., "aeroplane bicycle bird boat bottle bus car cat chair cow", 14, Color::WHITE);
+    fig.ax(0).show_img(&grey(60, 40)).draw_text(
+        2.,
+        30.,
+        "aeroplane bicycle bird boat bottle bus car cat chair cow",
+        14,
+        Color::WHITE,
+    );
     let c = fig.image();
     // Panel 0 is x 6..=65, y 6..=45; everything outside it stays white.
     for (x, y, p) in c.enumerate_pixels() {
@@ -274,7 +300,11 @@ fn show_img_grid_is_the_lessons_8_ticks() {
     let c = fig.image();
     let grid = Rgb([176, 176, 176]);
     let lines: Vec<u32> = (0..224).filter(|&x| *c.get_pixel(x, 100) == grid).collect();
-    assert_eq!(lines, vec![0, 32, 64, 96, 128, 160, 192], "vertical lines at linspace(0, 224, 8), the last one off the image");
+    assert_eq!(
+        lines,
+        vec![0, 32, 64, 96, 128, 160, 192],
+        "vertical lines at linspace(0, 224, 8), the last one off the image"
+    );
     let rows: Vec<u32> = (0..224).filter(|&y| *c.get_pixel(50, y) == grid).collect();
     assert_eq!(rows, vec![0, 32, 64, 96, 128, 160, 192]);
     assert_eq!(*c.get_pixel(50, 100), GREY, "between the lines the image is untouched");
@@ -334,7 +364,13 @@ fn draw_idx_on_the_sample() {
 #[test]
 fn a_panel_out_of_range_is_an_error_not_a_panic() {
     let mut fig = Figure::grid(1, 2, 8, 8).unwrap();
-    fig.ax(5).draw_rect(fastdet::boxes::BBox::new(1., 1., 4., 4.), Color::WHITE).draw_text(0., 0., "x", 8, Color::WHITE);
+    fig.ax(5).draw_rect(fastdet::boxes::BBox::new(1., 1., 4., 4.), Color::WHITE).draw_text(
+        0.,
+        0.,
+        "x",
+        8,
+        Color::WHITE,
+    );
     let e = fig.to_png().unwrap_err().to_string();
     assert!(e.contains("panel 5 of a figure with 2 panels"), "{e}");
 }

@@ -178,7 +178,9 @@ fn resnet_body_shapes() {
         let vs = nn::VarStore::new(Device::Cpu);
         let body = ResNetBody::new(&vs.root(), arch);
         for (sz, side) in [(224, 7), (64, 2), (100, 4)] {
-            let y = tch::no_grad(|| body.forward_groups(&Tensor::zeros([1, 3, sz, sz], (Kind::Float, Device::Cpu)), [false, false]));
+            let y = tch::no_grad(|| {
+                body.forward_groups(&Tensor::zeros([1, 3, sz, sz], (Kind::Float, Device::Cpu)), [false, false])
+            });
             assert_eq!(y.size(), vec![1, c, side, side], "{} at {sz}", arch.name());
             assert_eq!(fastdet::model::feature_side(sz), side);
         }
@@ -202,7 +204,8 @@ fn detn_loss_value_and_gradient_match_pytorch() {
     for c in g["cases"].as_array().unwrap() {
         let out = tensor(&c["out"], &[4, 24]).set_requires_grad(true);
         let bbox = tensor(&c["bbox"], &[4, 4]);
-        let class = Tensor::from_slice(&c["class"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect::<Vec<_>>());
+        let class =
+            Tensor::from_slice(&c["class"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect::<Vec<_>>());
         let sz = c["sz"].as_f64().unwrap();
         let w = c["class_weight"].as_f64().unwrap();
         let loss = detn_loss(&out, &bbox, &class, sz, w);
@@ -218,7 +221,11 @@ fn detn_loss_value_and_gradient_match_pytorch() {
         let want = f64s(&c["grad"]);
         let gmax = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
         for (i, (a, b)) in grad.iter().zip(&want).enumerate() {
-            assert!((a - b).abs() <= 1e-5 * b.abs().max(gmax * 1e-2), "seed {}: grad[{i}] {a} vs PyTorch {b}", c["seed"]);
+            assert!(
+                (a - b).abs() <= 1e-5 * b.abs().max(gmax * 1e-2),
+                "seed {}: grad[{i}] {a} vs PyTorch {b}",
+                c["seed"]
+            );
         }
     }
 }
@@ -289,7 +296,12 @@ fn schedules_match_fastai_0_7() {
         assert_eq!(want.len() as u64, c["n_iter"].as_u64().unwrap());
         for (i, w) in want.iter().enumerate() {
             let got = sched.next_mult();
-            assert!((got - w).abs() < 1e-12, "{c_kind} nb={nb} {c}: batch {i}: fastdet {got} vs fastai {w}", c_kind = c["kind"], c = brief(c));
+            assert!(
+                (got - w).abs() < 1e-12,
+                "{c_kind} nb={nb} {c}: batch {i}: fastdet {got} vs fastai {w}",
+                c_kind = c["kind"],
+                c = brief(c)
+            );
         }
         n += 1;
     }
@@ -327,7 +339,12 @@ fn lr_find_matches_fastai_0_7() {
     let tfms = tfms_from_model(sz, vec![], CropType::No, TfmY::Coord).unwrap();
     let data = ImageData::from_dataset(trn, TargetKind::BoxClass, tfms, DataOpts::new(4, Device::Cpu)).unwrap();
     let nb = data.trn_dl.len();
-    let parts = TaskParts { target: TargetKind::BoxClass, head: HeadKind::detection(20), loss: Loss::detn(sz as f64), metrics: vec![] };
+    let parts = TaskParts {
+        target: TargetKind::BoxClass,
+        head: HeadKind::detection(20),
+        loss: Loss::detn(sz as f64),
+        metrics: vec![],
+    };
     let mut l = Learner::new(data, parts, LearnerOpts::default().arch(Arch::ResNet18)).unwrap();
     let found = l.lr_find(1e-5, 10.0).unwrap();
     let g = golden("schedules.json");
@@ -355,7 +372,8 @@ fn lr_find_matches_fastai_0_7() {
 fn lr_finder_losses_and_stop_rule_match_fastai_0_7() {
     use fastdet::learner::LrFinder;
     let g = golden("schedules.json");
-    let cases: Vec<&serde_json::Value> = g["cases"].as_array().unwrap().iter().filter(|c| c["kind"] == "lr_finder_losses").collect();
+    let cases: Vec<&serde_json::Value> =
+        g["cases"].as_array().unwrap().iter().filter(|c| c["kind"] == "lr_finder_losses").collect();
     assert_eq!(cases.len(), 5, "schedules.json lacks the lr_finder_losses cases: run gen_schedules.py");
     for c in cases {
         let name = c["name"].as_str().unwrap();
@@ -374,7 +392,11 @@ fn lr_finder_losses_and_stop_rule_match_fastai_0_7() {
         }
         assert_eq!(batches as u64, c["batches"].as_u64().unwrap(), "{name}: batches run before the stop");
         let found = finder.finish();
-        for (what, ours, want) in [("stepped lr", &stepped, f64s(&c["stepped"])), ("recorded lr", &found.lrs, f64s(&c["lrs"])), ("loss", &found.losses, f64s(&c["losses"]))] {
+        for (what, ours, want) in [
+            ("stepped lr", &stepped, f64s(&c["stepped"])),
+            ("recorded lr", &found.lrs, f64s(&c["lrs"])),
+            ("loss", &found.losses, f64s(&c["losses"])),
+        ] {
             assert_eq!(ours.len(), want.len(), "{name}: {what} count");
             for (i, (a, b)) in ours.iter().zip(&want).enumerate() {
                 assert!(((a - b) / b).abs() < 1e-12, "{name}: {what} {i}: fastdet {a} vs fastai {b}");

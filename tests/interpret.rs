@@ -33,7 +33,11 @@ fn per_image_parts_add_up_to_the_loss() {
     let bbox = Tensor::rand([b, 4], (Kind::Float, Device::Cpu)) * 100.0;
     let multi = Tensor::rand([b, c], (Kind::Float, Device::Cpu)).gt(0.5).to_kind(Kind::Float);
     let cases: Vec<(Loss, Tensor, BatchTarget)> = vec![
-        (Loss::CrossEntropy, Tensor::randn([b, c], (Kind::Float, Device::Cpu)), BatchTarget::Class(class.shallow_clone())),
+        (
+            Loss::CrossEntropy,
+            Tensor::randn([b, c], (Kind::Float, Device::Cpu)),
+            BatchTarget::Class(class.shallow_clone()),
+        ),
         (Loss::L1, Tensor::randn([b, 4], (Kind::Float, Device::Cpu)) * 50.0, BatchTarget::Box(bbox.shallow_clone())),
         (Loss::Bce, Tensor::randn([b, c], (Kind::Float, Device::Cpu)), BatchTarget::MultiLabel(multi)),
         (
@@ -53,7 +57,8 @@ fn per_image_parts_add_up_to_the_loss() {
     let cfg = SsdConfig::lesson_4x4(c);
     let out = Tensor::randn([2, 16, c + 1 + 4], (Kind::Float, Device::Cpu));
     let y = BatchTarget::Boxes {
-        bbox: Tensor::from_slice(&[0f32, 0., 0., 0., 10., 20., 100., 120., 50., 60., 200., 220., 0., 0., 100., 100.]).view([2, 2, 4]),
+        bbox: Tensor::from_slice(&[0f32, 0., 0., 0., 10., 20., 100., 120., 50., 60., 200., 220., 0., 0., 100., 100.])
+            .view([2, 2, 4]),
         class: Tensor::from_slice(&[0i64, 2, 1, 3]).view([2, 2]),
         n_objects: Tensor::from_slice(&[1i64, 2]),
     };
@@ -77,7 +82,13 @@ fn a_classifiers_top_losses_average_to_its_validation_loss() {
     let _g = LEARNERS.lock().unwrap_or_else(|e| e.into_inner());
     tch::manual_seed(0);
     let trn = Pascal::open(sample_root()).unwrap().json("train").unwrap();
-    let data = ImageData::from_dataset(trn, Task::Classifier.target(), tfms_from_model(32, vec![], CropType::No, TfmY::None).unwrap(), DataOpts::new(4, Device::Cpu)).unwrap();
+    let data = ImageData::from_dataset(
+        trn,
+        Task::Classifier.target(),
+        tfms_from_model(32, vec![], CropType::No, TfmY::None).unwrap(),
+        DataOpts::new(4, Device::Cpu),
+    )
+    .unwrap();
     let mut learn = Learner::for_task(data, Task::Classifier, LearnerOpts::default().arch(Arch::ResNet18)).unwrap();
     // What fit returns shows, as one HTML output, the table, the curves and 4 validation images.
     let report = learn.fit(1e-3, 1, fastdet::learner::FitOpts::cycle_len(1)).unwrap();
@@ -107,7 +118,13 @@ fn an_ssds_interpretation_and_confusion() {
     let sz = 64;
     let trn = Pascal::open(sample_root()).unwrap().json("train").unwrap();
     let n_classes = trn.classes.len() as i64;
-    let data = ImageData::from_dataset(trn, TargetKind::AllBoxes, tfms_from_model(sz, vec![], CropType::No, TfmY::Coord).unwrap(), DataOpts::new(4, Device::Cpu)).unwrap();
+    let data = ImageData::from_dataset(
+        trn,
+        TargetKind::AllBoxes,
+        tfms_from_model(sz, vec![], CropType::No, TfmY::Coord).unwrap(),
+        DataOpts::new(4, Device::Cpu),
+    )
+    .unwrap();
     let cfg = SsdConfig::lesson_189(n_classes).fitted_to(sz);
     let learn = Learner::new(data, TaskParts::ssd(cfg, sz), LearnerOpts::default().arch(Arch::ResNet18)).unwrap();
     let interp = Interpretation::from_learner(&learn).unwrap();
@@ -142,7 +159,9 @@ fn outcome_marks_sit_on_their_objects() {
     // An image whose objects (3 or more) do not touch, so each mark is on one object only.
     let disjoint = |i: usize| {
         let o = &ds.images[i].objects;
-        o.len() >= 3 && o.iter().all(|a| !a.difficult) && (0..o.len()).all(|a| (a + 1..o.len()).all(|b| o[a].bbox.pixel_iou(&o[b].bbox) == 0.0))
+        o.len() >= 3
+            && o.iter().all(|a| !a.difficult)
+            && (0..o.len()).all(|a| (a + 1..o.len()).all(|b| o[a].bbox.pixel_iou(&o[b].bbox) == 0.0))
     };
     let i = (0..ds.len()).find(|&i| disjoint(i)).expect("the sample has images with 3 separate objects");
     let rec = &ds.images[i];

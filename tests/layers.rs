@@ -7,8 +7,23 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// Modules that hold the lessons' ideas: none of them may import `draw` or `show`.
-const DOMAIN: [&str; 15] =
-    ["anchors", "boxes", "data", "detect", "device", "error", "interpret", "learner", "loss", "metrics", "model", "nms", "task", "train", "transforms"];
+const DOMAIN: [&str; 15] = [
+    "anchors",
+    "boxes",
+    "data",
+    "detect",
+    "device",
+    "error",
+    "interpret",
+    "learner",
+    "loss",
+    "metrics",
+    "model",
+    "nms",
+    "task",
+    "train",
+    "transforms",
+];
 const DISPLAY: [&str; 2] = ["draw", "show"];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -108,8 +123,11 @@ fn layers(g: &BTreeMap<String, BTreeSet<String>>) -> Result<Vec<Vec<String>>, Ve
     let mut done: BTreeSet<String> = BTreeSet::new();
     let mut out = vec![];
     while done.len() < g.len() {
-        let layer: Vec<String> =
-            g.iter().filter(|(m, deps)| !done.contains(*m) && deps.iter().all(|d| done.contains(d))).map(|(m, _)| m.clone()).collect();
+        let layer: Vec<String> = g
+            .iter()
+            .filter(|(m, deps)| !done.contains(*m) && deps.iter().all(|d| done.contains(d)))
+            .map(|(m, _)| m.clone())
+            .collect();
         if layer.is_empty() {
             return Err(g.keys().filter(|m| !done.contains(*m)).cloned().collect());
         }

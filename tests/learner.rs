@@ -23,7 +23,11 @@ fn learner(sz: u32, bs: usize) -> (std::sync::MutexGuard<'static, ()>, Learner) 
 
 fn values(l: &Learner, prefix: &str) -> Vec<(String, Tensor)> {
     let mut v: Vec<(String, Tensor)> =
-        l.vs.variables().into_iter().filter(|(n, _)| n.starts_with(prefix)).map(|(n, t)| (n, t.detach().copy())).collect();
+        l.vs.variables()
+            .into_iter()
+            .filter(|(n, _)| n.starts_with(prefix))
+            .map(|(n, t)| (n, t.detach().copy()))
+            .collect();
     v.sort_by(|a, b| a.0.cmp(&b.0));
     v
 }
@@ -61,7 +65,8 @@ fn overfits_a_small_batch() {
         use tch::nn::OptimizerConfig;
         tch::nn::Adam::default().build(&l.vs, 1e-3).unwrap()
     };
-    let loss_of = |l: &Learner| f64::try_from(l.loss.compute(&l.model.forward(&batch.x, true, 0), &batch.y).unwrap()).unwrap();
+    let loss_of =
+        |l: &Learner| f64::try_from(l.loss.compute(&l.model.forward(&batch.x, true, 0), &batch.y).unwrap()).unwrap();
     let first = loss_of(&l);
     for _ in 0..80 {
         let loss = l.loss.compute(&l.model.forward(&batch.x, true, 0), &batch.y).unwrap();
@@ -209,8 +214,14 @@ fn restore_last_after_a_kill_and_resume_the_fit() {
     t.join().unwrap();
     assert!(r.stopped.is_some(), "{:?}", r.epochs);
     let saved_epochs = 1 + r.epochs.len();
-    let file = std::fs::read_dir(l.models_dir().join("last")).unwrap().flatten().map(|e| e.path()).find(|p| p.extension().is_some_and(|x| x == "safetensors")).unwrap();
-    let saved: std::collections::HashMap<String, Tensor> = Tensor::read_safetensors(&file).unwrap().into_iter().collect();
+    let file = std::fs::read_dir(l.models_dir().join("last"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "safetensors"))
+        .unwrap();
+    let saved: std::collections::HashMap<String, Tensor> =
+        Tensor::read_safetensors(&file).unwrap().into_iter().collect();
     let data = l.data.clone();
     let dir = l.models_dir().to_path_buf();
     drop(l);
@@ -274,7 +285,10 @@ fn heads_are_initialised_as_pytorch_and_fastai_do() {
     check_uniform(&vs, "head.sconv1.conv.bias", 256 * 9);
     check_uniform(&vs, "head.out1.oconv2.weight", 256 * 9);
     let bias = &vs.variables()["head.out1.oconv1.bias"];
-    assert!(bias.equal(&Tensor::full(bias.size(), -4.0, (tch::Kind::Float, Device::Cpu))), "OutConv's class bias starts at -4");
+    assert!(
+        bias.equal(&Tensor::full(bias.size(), -4.0, (tch::Kind::Float, Device::Cpu))),
+        "OutConv's class bias starts at -4"
+    );
     // fastai's default head: apply_init(kaiming_normal), zero bias.
     let vs = tch::nn::VarStore::new(Device::Cpu);
     let _m = ConvModel::new(&vs, Arch::ResNet18, HeadKind::classifier(20), 224);
@@ -296,10 +310,17 @@ fn losses_and_metrics_check_the_output_shape() {
     for (out, what) in [([3, 5], "rows"), ([2, 3], "class 3 of 3 outputs")] {
         let e = Loss::CrossEntropy.compute(&Tensor::zeros(out, (tch::Kind::Float, Device::Cpu)), &class);
         assert!(e.is_err(), "{what}");
-        assert!(Metric::Accuracy.compute(&Tensor::zeros(out, (tch::Kind::Float, Device::Cpu)), &class).is_err(), "{what}");
+        assert!(
+            Metric::Accuracy.compute(&Tensor::zeros(out, (tch::Kind::Float, Device::Cpu)), &class).is_err(),
+            "{what}"
+        );
     }
     let boxes = BatchTarget::Box(Tensor::zeros([2, 4], (tch::Kind::Float, Device::Cpu)));
-    assert!(Loss::L1.compute(&Tensor::zeros([2, 5], (tch::Kind::Float, Device::Cpu)), &boxes).unwrap_err().to_string().contains("[2, 4]"));
+    assert!(Loss::L1
+        .compute(&Tensor::zeros([2, 5], (tch::Kind::Float, Device::Cpu)), &boxes)
+        .unwrap_err()
+        .to_string()
+        .contains("[2, 4]"));
 }
 
 /// Mixed precision through `fit`: on the CPU autocast does nothing and the scale is a power of
@@ -334,7 +355,14 @@ fn reading_losses_a_few_batches_at_a_time_changes_nothing() {
         l.set_loss_read_every(every);
         let found = l.lr_find(1e-5, 10.0).unwrap();
         let report = l.fit(1e-3, 1, Default::default()).unwrap();
-        (found.lrs, found.losses, report.lrs, report.losses, report.epochs.iter().map(|e| (e.val_loss, e.metrics.clone())).collect::<Vec<_>>(), values(&l, "head"))
+        (
+            found.lrs,
+            found.losses,
+            report.lrs,
+            report.losses,
+            report.epochs.iter().map(|e| (e.val_loss, e.metrics.clone())).collect::<Vec<_>>(),
+            values(&l, "head"),
+        )
     };
     let (a, b) = (run(None), run(Some(3)));
     assert!(a.0.len() > 3 && a.3.len() > 3, "several batches: {} and {}", a.0.len(), a.3.len());

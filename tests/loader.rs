@@ -4,7 +4,10 @@
 //! computed here from the annotations, and errors.
 
 use fastdet::boxes::BBox;
-use fastdet::data::{get_cv_idxs, sample_root, Batch, BatchTarget, DataLoader, DataOpts, Dataset, DetDataset, ImageData, Pascal, TargetKind};
+use fastdet::data::{
+    get_cv_idxs, sample_root, Batch, BatchTarget, DataLoader, DataOpts, Dataset, DetDataset, ImageData, Pascal,
+    TargetKind,
+};
 use fastdet::loss::ssd::get_y;
 use fastdet::tch::{Device, Kind, Tensor};
 use fastdet::transforms::{tfms_from_model, Aug, CropType, RandomFlip, RandomLighting, RandomRotate, TfmY};
@@ -18,7 +21,11 @@ fn train_set() -> Dataset {
 }
 
 fn augs() -> Vec<Aug> {
-    vec![RandomFlip { p: 0.5 }.into(), RandomRotate { deg: 3., p: 0.5 }.into(), RandomLighting { b: 0.05, c: 0.05 }.into()]
+    vec![
+        RandomFlip { p: 0.5 }.into(),
+        RandomRotate { deg: 3., p: 0.5 }.into(),
+        RandomLighting { b: 0.05, c: 0.05 }.into(),
+    ]
 }
 
 /// The brief's setup: sz 64, flip/rotate/lighting, squash, boxes follow, bs 8, 20% validation
@@ -49,7 +56,9 @@ fn same_batch(a: &Batch, b: &Batch) -> bool {
             (BatchTarget::Class(x), BatchTarget::Class(y)) => t(x, y),
             (BatchTarget::Box(x), BatchTarget::Box(y)) => t(x, y),
             (BatchTarget::MultiLabel(x), BatchTarget::MultiLabel(y)) => t(x, y),
-            (BatchTarget::BoxClass { bbox: b1, class: c1 }, BatchTarget::BoxClass { bbox: b2, class: c2 }) => t(b1, b2) && t(c1, c2),
+            (BatchTarget::BoxClass { bbox: b1, class: c1 }, BatchTarget::BoxClass { bbox: b2, class: c2 }) => {
+                t(b1, b2) && t(c1, c2)
+            }
             (
                 BatchTarget::Boxes { bbox: b1, class: c1, n_objects: n1 },
                 BatchTarget::Boxes { bbox: b2, class: c2, n_objects: n2 },
@@ -97,7 +106,13 @@ fn close(a: &[f32], b: &[f32], tol: f32) -> bool {
 
 #[test]
 fn batch_shapes_and_dtypes_per_target_kind() {
-    let kinds = [TargetKind::LargestClass, TargetKind::LargestBox, TargetKind::BoxClass, TargetKind::MultiLabel, TargetKind::AllBoxes];
+    let kinds = [
+        TargetKind::LargestClass,
+        TargetKind::LargestBox,
+        TargetKind::BoxClass,
+        TargetKind::MultiLabel,
+        TargetKind::AllBoxes,
+    ];
     for kind in kinds {
         let md = md(kind);
         assert_eq!(md.classes.len(), 20);
@@ -171,7 +186,10 @@ fn check_padding(batch: &Batch, real_counts: Option<&[usize]>) {
         for k in big_n - ni..big_n {
             let r = &rows[k * 4..k * 4 + 4];
             assert!(r[2] >= r[0] && r[3] >= r[1], "row {i} object {k}: degenerate {r:?}");
-            assert!(r.iter().all(|&v| (0.0..=SZ as f32 - 1.0).contains(&v)), "row {i} object {k}: {r:?} outside the image");
+            assert!(
+                r.iter().all(|&v| (0.0..=SZ as f32 - 1.0).contains(&v)),
+                "row {i} object {k}: {r:?} outside the image"
+            );
             assert!((0..20).contains(&cls[k]));
         }
         // Batch::objects: exactly the real rows.
@@ -363,9 +381,7 @@ fn epochs_are_permutations_and_deterministic() {
     let e0_batches: Vec<Batch> = dl.iter(0).map(|b| b.unwrap()).collect();
     let img = first[0].indices[0];
     let pick = |bs: &[Batch]| -> Vec<f32> {
-        bs.iter()
-            .find_map(|b| b.indices.iter().position(|&i| i == img).map(|p| floats(&b.x.get(p as i64))))
-            .unwrap()
+        bs.iter().find_map(|b| b.indices.iter().position(|&i| i == img).map(|p| floats(&b.x.get(p as i64)))).unwrap()
     };
     assert_ne!(pick(&first), pick(&e0_batches), "image {img} augmented identically in two epochs");
     // A different loader seed shuffles differently.
@@ -429,7 +445,13 @@ fn box_class_targets_without_augmentation() {
             let rec = &ds.images[idx];
             let (b, c) = largest_of(&ds, idx);
             let want = expected_box(&b, rec.width, rec.height);
-            assert!(close(&got[row * 4..row * 4 + 4], &want, 1e-3), "image {idx} ({}x{}) box {b:?}: {:?} vs {want:?}", rec.width, rec.height, &got[row * 4..row * 4 + 4]);
+            assert!(
+                close(&got[row * 4..row * 4 + 4], &want, 1e-3),
+                "image {idx} ({}x{}) box {b:?}: {:?} vs {want:?}",
+                rec.width,
+                rec.height,
+                &got[row * 4..row * 4 + 4]
+            );
             assert_eq!(cls[row], c as i64);
         }
         // LargestBox gives the same boxes.
@@ -444,7 +466,8 @@ fn box_class_targets_without_augmentation() {
     let shown = &batch.images().unwrap()[0];
     let photo = ds.image(idx).unwrap();
     let small = image::imageops::resize(&photo, SZ as u32, SZ as u32, image::imageops::FilterType::Triangle);
-    let mean_diff: f64 = shown.as_raw().iter().zip(small.as_raw()).map(|(a, b)| a.abs_diff(*b) as f64).sum::<f64>() / small.as_raw().len() as f64;
+    let mean_diff: f64 = shown.as_raw().iter().zip(small.as_raw()).map(|(a, b)| a.abs_diff(*b) as f64).sum::<f64>()
+        / small.as_raw().len() as f64;
     assert!(mean_diff < 12.0, "validation image {idx} differs from a plain resize by {mean_diff:.1} levels on average");
 }
 
@@ -477,8 +500,20 @@ fn zero_batch_size_is_an_error() {
     let err = DataLoader::new(md.trn_dl.dataset.clone(), 0, true, 0, Device::Cpu).err().expect("bs 0 accepted");
     assert!(err.to_string().contains("bs"), "{err}");
     let tfms = tfms_from_model(32, vec![], CropType::No, TfmY::Coord).unwrap();
-    assert!(ImageData::from_dataset(train_set(), TargetKind::LargestClass, tfms.clone(), DataOpts::new(0, Device::Cpu)).is_err());
-    assert!(ImageData::from_dataset(train_set(), TargetKind::LargestClass, tfms.clone(), DataOpts { val_pct: 1.5, ..DataOpts::new(4, Device::Cpu) }).is_err());
+    assert!(ImageData::from_dataset(
+        train_set(),
+        TargetKind::LargestClass,
+        tfms.clone(),
+        DataOpts::new(0, Device::Cpu)
+    )
+    .is_err());
+    assert!(ImageData::from_dataset(
+        train_set(),
+        TargetKind::LargestClass,
+        tfms.clone(),
+        DataOpts { val_pct: 1.5, ..DataOpts::new(4, Device::Cpu) }
+    )
+    .is_err());
     // Indices past the dataset are refused.
     let data = std::sync::Arc::new(train_set());
     assert!(DetDataset::new(data.clone(), vec![0, 52], tfms.0.clone(), TargetKind::LargestClass, false).is_err());
@@ -535,7 +570,8 @@ fn check_corrupt_epoch(md: &ImageData, file: &str, victim: usize) {
 
 #[test]
 fn corrupt_image_is_an_error_naming_the_file() {
-    let (_dir, md, file, victim) = corrupted(TargetKind::AllBoxes, |_| b"this is not a JPEG, just some garbage bytes".repeat(50));
+    let (_dir, md, file, victim) =
+        corrupted(TargetKind::AllBoxes, |_| b"this is not a JPEG, just some garbage bytes".repeat(50));
     check_corrupt_epoch(&md, &file, victim);
 }
 
@@ -574,7 +610,9 @@ fn worker_panic_is_not_a_silently_short_epoch() {
 fn a_last_training_batch_of_one_is_folded_into_the_one_before() {
     let tfms = tfms_from_model(32, vec![], CropType::No, TfmY::Coord).unwrap();
     let sizes = |bs: usize| {
-        let md = ImageData::from_dataset(train_set(), TargetKind::BoxClass, tfms.clone(), DataOpts::new(bs, Device::Cpu)).unwrap();
+        let md =
+            ImageData::from_dataset(train_set(), TargetKind::BoxClass, tfms.clone(), DataOpts::new(bs, Device::Cpu))
+                .unwrap();
         let (idx, sizes) = epoch_indices(&md.trn_dl, 0);
         let mut sorted = idx.clone();
         sorted.sort_unstable();

@@ -97,8 +97,11 @@ fn coco_results_round_trip_and_errors_name_the_entry() {
     save_coco_results(&p2, &dets).unwrap();
     assert_eq!(load_coco_results(&p2, &ds).unwrap(), dets);
 
-    std::fs::write(&p, r#"[{"image_id": 71, "category_id": 3, "bbox": [1,2,3,4], "score": 0.5},
-                           {"image_id": 12345, "category_id": 3, "bbox": [1,2,3,4], "score": 0.5}]"#)
+    std::fs::write(
+        &p,
+        r#"[{"image_id": 71, "category_id": 3, "bbox": [1,2,3,4], "score": 0.5},
+                           {"image_id": 12345, "category_id": 3, "bbox": [1,2,3,4], "score": 0.5}]"#,
+    )
     .unwrap();
     let e = load_coco_results(&p, &ds).unwrap_err().to_string();
     assert!(e.contains("dets.json") && e.contains("entry 1") && e.contains("12345"), "{e}");
@@ -124,9 +127,21 @@ fn tiny() -> Dataset {
         image_dir: ".".into(),
         classes: vec!["a".into(), "b".into(), "c".into()],
         images: vec![
-            ImageRecord { id: 1, file_name: "1.jpg".into(), width: 100, height: 100, objects: vec![obj(0., 0., 99., 49., 0, false), obj(10., 60., 30., 80., 0, true)] },
+            ImageRecord {
+                id: 1,
+                file_name: "1.jpg".into(),
+                width: 100,
+                height: 100,
+                objects: vec![obj(0., 0., 99., 49., 0, false), obj(10., 60., 30., 80., 0, true)],
+            },
             ImageRecord { id: 2, file_name: "2.jpg".into(), width: 100, height: 100, objects: vec![] },
-            ImageRecord { id: 3, file_name: "3.jpg".into(), width: 100, height: 100, objects: vec![obj(0., 0., 9., 9., 2, true)] },
+            ImageRecord {
+                id: 3,
+                file_name: "3.jpg".into(),
+                width: 100,
+                height: 100,
+                objects: vec![obj(0., 0., 9., 9., 2, true)],
+            },
         ],
         warnings: vec![],
     }

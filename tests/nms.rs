@@ -4,8 +4,7 @@
 mod common;
 use fastdet::boxes::{iou_matrix, jaccard, BBox};
 use fastdet::nms::{
-    batched_nms, nms, nms_bboxes, nms_detections, nms_lesson, nms_reference, nms_topk, score_order,
-    NmfOpts,
+    batched_nms, nms, nms_bboxes, nms_detections, nms_lesson, nms_reference, nms_topk, score_order, NmfOpts,
 };
 use fastdet::tch::Tensor;
 use serde_json::Value;
@@ -63,10 +62,9 @@ fn jaccard_matches_the_lesson() {
     let g = golden();
     let j = &g["jaccard"];
     let (a, b, want) = (floats(&j["a"]), floats(&j["b"]), floats(&j["iou"]));
-    let got: Vec<f32> = Vec::try_from(
-        jaccard(&Tensor::from_slice(&a).view([-1, 4]), &Tensor::from_slice(&b).view([-1, 4])).view([-1]),
-    )
-    .unwrap();
+    let got: Vec<f32> =
+        Vec::try_from(jaccard(&Tensor::from_slice(&a).view([-1, 4]), &Tensor::from_slice(&b).view([-1, 4])).view([-1]))
+            .unwrap();
     assert_eq!(got.len(), want.len());
     for (g, w) in got.iter().zip(&want) {
         assert!((g - w).abs() <= 1e-6, "{g} vs {w}");
@@ -148,7 +146,8 @@ fn lesson_nms_cuts_top_k_first_and_keeps_iou_le_overlap() {
     assert_eq!(nms_topk(&b, &s, 0.5, 100).unwrap(), vec![0, 1, 2, 3]);
     assert_eq!(nms_topk(&b, &s, 0.49, 100).unwrap(), vec![0, 2, 3]);
     assert_eq!(nms_topk(&b, &s, 0.5, 2).unwrap(), vec![0, 1]);
-    let (keep, count) = nms_lesson(&Tensor::from_slice(&b.concat()).view([-1, 4]), &Tensor::from_slice(&s), 0.49, 100).unwrap();
+    let (keep, count) =
+        nms_lesson(&Tensor::from_slice(&b.concat()).view([-1, 4]), &Tensor::from_slice(&s), 0.49, 100).unwrap();
     assert_eq!(count, 3);
     assert_eq!(Vec::<i64>::try_from(keep).unwrap(), vec![0, 2, 3, 0]);
     // Away from exact ties the lesson's nms keeps what torchvision keeps (top_k not binding).
@@ -167,9 +166,16 @@ fn lesson_nms_cuts_top_k_first_and_keeps_iou_le_overlap() {
 fn nms_detections_per_class() {
     // 4 anchors, 2 classes + background. Class 0: anchors 0 and 1 overlap (IoU 0.81), 0 wins;
     // anchor 3 is below 0.25. Class 1: only anchor 2.
-    let boxes = Tensor::from_slice(&[0.1f32, 0.1, 0.5, 0.5, 0.12, 0.12, 0.5, 0.5, 0.6, 0.6, 0.9, 0.9, 0.0, 0.0, 1.0, 1.0]).view([4, 4]);
+    let boxes =
+        Tensor::from_slice(&[0.1f32, 0.1, 0.5, 0.5, 0.12, 0.12, 0.5, 0.5, 0.6, 0.6, 0.9, 0.9, 0.0, 0.0, 1.0, 1.0])
+            .view([4, 4]);
     let logit = |p: f32| (p / (1.0 - p)).ln();
-    let l = [[logit(0.9), logit(0.1), 0.0], [logit(0.8), logit(0.1), 0.0], [logit(0.1), logit(0.7), 0.0], [logit(0.2), logit(0.2), 5.0]];
+    let l = [
+        [logit(0.9), logit(0.1), 0.0],
+        [logit(0.8), logit(0.1), 0.0],
+        [logit(0.1), logit(0.7), 0.0],
+        [logit(0.2), logit(0.2), 5.0],
+    ];
     let logits = Tensor::from_slice(&l.concat()).view([4, 3]);
     let d = nms_detections(&boxes, &logits, 224.0, NmfOpts::default()).unwrap();
     assert_eq!(d.len(), 2);

@@ -29,11 +29,16 @@ fn pngs(s: &str) -> Vec<Vec<u8>> {
 fn every_section_with_its_numbers_and_pictures() {
     let ds = val();
     let dets = common::detections_from_truth(&ds);
-    let report = detection_report(&ds, &dets, None, ReportOpts { n_worst: 4, n_sample: 4, ..Default::default() }).unwrap();
+    let report =
+        detection_report(&ds, &dets, None, ReportOpts { n_worst: 4, n_sample: 4, ..Default::default() }).unwrap();
     let html = report.to_html();
     for m in [ApMetric::Voc07, ApMetric::Voc, ApMetric::Coco] {
         let t = evaluate(&ds, &dets, m).unwrap();
-        assert!(section(&html, "map").contains(&format!("<td>{m}</td><td>{:.4}</td>", t.map)), "{m} mAP {:.4} in the page", t.map);
+        assert!(
+            section(&html, "map").contains(&format!("<td>{m}</td><td>{:.4}</td>", t.map)),
+            "{m} mAP {:.4} in the page",
+            t.map
+        );
     }
     let per_class = section(&html, "per-class");
     let first_table = &per_class[..per_class.find("</table>").unwrap()];
@@ -50,7 +55,13 @@ fn every_section_with_its_numbers_and_pictures() {
         assert!(distinct.len() > 50, "{id}: the picture is not blank");
     }
     assert!(section(&html, "confusion").contains("Most confused"));
-    assert!(report.worst.len() == 4 && report.worst.windows(2).all(|w| report.confusion.images[w[0].0].n_errors() >= report.confusion.images[w[1].0].n_errors()));
+    assert!(
+        report.worst.len() == 4
+            && report
+                .worst
+                .windows(2)
+                .all(|w| report.confusion.images[w[0].0].n_errors() >= report.confusion.images[w[1].0].n_errors())
+    );
     let dir = std::env::temp_dir().join(format!("fastdet-report-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     report.save(dir.join("r.html")).unwrap();
@@ -67,7 +78,13 @@ fn empty_and_bad_inputs() {
     assert!(section(&html, "worst").contains("<img"), "every object missed: the gallery shows them");
     assert_eq!(report.confusion.missed(), report.n_objects);
     // Perfect detections: nothing confused, no worst image.
-    let perfect: Vec<Detection> = ds.images.iter().flat_map(|r| r.objects.iter().map(move |o| Detection { image_id: r.id, class: o.class, bbox: o.bbox, score: 0.9 })).collect();
+    let perfect: Vec<Detection> = ds
+        .images
+        .iter()
+        .flat_map(|r| {
+            r.objects.iter().map(move |o| Detection { image_id: r.id, class: o.class, bbox: o.bbox, score: 0.9 })
+        })
+        .collect();
     let html = detection_report(&ds, &perfect, None, ReportOpts::default()).unwrap().to_html();
     assert!(section(&html, "worst").contains("No image has an error"));
     assert!(section(&html, "confusion").contains("Nothing confused"));
@@ -80,7 +97,10 @@ fn empty_and_bad_inputs() {
     assert!(detection_report(&none, &[], None, ReportOpts::default()).unwrap_err().to_string().contains("no images"));
     // Unknown images or classes are named.
     let bad = [Detection { image_id: 999_999, class: 0, bbox: BBox::new(0., 0., 5., 5.), score: 1.0 }];
-    assert!(detection_report(&ds, &bad, None, ReportOpts::default()).unwrap_err().to_string().contains("image_id 999999"));
+    assert!(detection_report(&ds, &bad, None, ReportOpts::default())
+        .unwrap_err()
+        .to_string()
+        .contains("image_id 999999"));
     assert!(detection_report(&ds, &[], Some(&[1.0]), ReportOpts::default()).is_err(), "losses of the wrong length");
 }
 
@@ -131,7 +151,10 @@ fn chromium() -> Option<std::path::PathBuf> {
     let first = found.into_iter().next();
     if first.is_none() {
         let required = std::env::var_os("FASTDET_REQUIRE_REFERENCES").is_some_and(|v| !v.is_empty() && v != "0");
-        assert!(!required, "no chromium on PATH and FASTDET_REQUIRE_REFERENCES is set (make test): the report's browser test must run");
+        assert!(
+            !required,
+            "no chromium on PATH and FASTDET_REQUIRE_REFERENCES is set (make test): the report's browser test must run"
+        );
         eprintln!("skipped: no chromium on PATH (apt-get install chromium, or set FASTDET_CHROMIUM)");
     }
     first
@@ -143,7 +166,14 @@ fn headless(browser: &std::path::Path, page: &std::path::Path, args: &[&str]) ->
     let out = std::process::Command::new("timeout")
         .arg("120")
         .arg(browser)
-        .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking"])
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+        ])
         .args(["--disable-component-update", "--disable-sync", "--hide-scrollbars"])
         .arg(format!("--user-data-dir={}", profile.path().display()))
         .args(args)
@@ -174,7 +204,13 @@ fn ink_and_colour(png: &std::path::Path) -> (f64, f64) {
 fn the_report_renders_in_headless_chromium() {
     let Some(browser) = chromium() else { return };
     let ds = val();
-    let report = detection_report(&ds, &common::detections_from_truth(&ds), None, ReportOpts { n_worst: 4, n_sample: 4, ..Default::default() }).unwrap();
+    let report = detection_report(
+        &ds,
+        &common::detections_from_truth(&ds),
+        None,
+        ReportOpts { n_worst: 4, n_sample: 4, ..Default::default() },
+    )
+    .unwrap();
     let html = report.to_html();
     let dir = tempfile::tempdir().unwrap();
     let page = dir.path().join("report.html");
@@ -193,12 +229,23 @@ fn the_report_renders_in_headless_chromium() {
     headless(&browser, &page, &["--window-size=1280,4000", &format!("--screenshot={}", shot.display())]);
     let (ink, colour) = ink_and_colour(&shot);
     let bare = dir.path().join("bare.html");
-    let stripped: String = html.split("data:image/png;base64,").enumerate().map(|(i, part)| if i == 0 { part } else { &part[part.find('"').unwrap()..] }).collect::<Vec<_>>().join("");
+    let stripped: String = html
+        .split("data:image/png;base64,")
+        .enumerate()
+        .map(|(i, part)| if i == 0 { part } else { &part[part.find('"').unwrap()..] })
+        .collect::<Vec<_>>()
+        .join("");
     std::fs::write(&bare, stripped).unwrap();
     let bare_shot = dir.path().join("bare.png");
     headless(&browser, &bare, &["--window-size=1280,4000", &format!("--screenshot={}", bare_shot.display())]);
     let (bare_ink, bare_colour) = ink_and_colour(&bare_shot);
-    eprintln!("rendered: {:.1}% ink, {:.1}% colour; without pictures {:.1}% ink, {:.2}% colour", ink * 100.0, colour * 100.0, bare_ink * 100.0, bare_colour * 100.0);
+    eprintln!(
+        "rendered: {:.1}% ink, {:.1}% colour; without pictures {:.1}% ink, {:.2}% colour",
+        ink * 100.0,
+        colour * 100.0,
+        bare_ink * 100.0,
+        bare_colour * 100.0
+    );
     assert!(ink > 0.10, "the rendered page is almost blank: {:.1}% ink", ink * 100.0);
     assert!(colour > 0.01, "the pictures did not render: {:.1}% colourful pixels", colour * 100.0);
     assert!(bare_colour < colour / 10.0, "the colour comes from the pictures: {bare_colour} without them vs {colour}");

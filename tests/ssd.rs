@@ -87,7 +87,10 @@ fn anchors_draw() {
     let im = image::RgbImage::from_pixel(224, 224, image::Rgb([90, 120, 150]));
     let fig = Anchors::new(&AnchorConfig::lesson_189(), Device::Cpu).show(&im, 0).unwrap();
     assert!(fig.to_png().unwrap().len() > 1000);
-    assert_eq!(Anchors::new(&AnchorConfig::lesson_4x4(), Device::Cpu).to_bboxes(224.0).unwrap()[5].to_array(), [56.0, 56.0, 112.0, 112.0]);
+    assert_eq!(
+        Anchors::new(&AnchorConfig::lesson_4x4(), Device::Cpu).to_bboxes(224.0).unwrap()[5].to_array(),
+        [56.0, 56.0, 112.0, 112.0]
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -207,7 +210,12 @@ fn bce_and_focal_losses_match_the_lesson() {
         for (name, loss) in [("bce", ClassLoss::Bce), ("focal", ClassLoss::Focal { alpha: 0.25, gamma })] {
             let pred = tensor(&case["pred"], &[16, 21]).set_requires_grad(true);
             let l = class_loss(&pred, &targ, loss);
-            close1(&format!("{name} gamma {gamma}"), f64::try_from(&l).unwrap(), case[name]["loss"].as_f64().unwrap(), 1e-5);
+            close1(
+                &format!("{name} gamma {gamma}"),
+                f64::try_from(&l).unwrap(),
+                case[name]["loss"].as_f64().unwrap(),
+                1e-5,
+            );
             l.backward();
             close(&format!("{name} grad"), &to_vec(&pred.grad()), &f64s(&case[name]["grad"]), 1e-4, 1e-7);
         }
@@ -239,7 +247,12 @@ fn ssd_loss_matches_the_lesson() {
             let (bb, cc) = get_y(&bbox.get(i), &clas.get(i), sz);
             let p = ssd_1_loss(&b_c.get(i), &b_bb.get(i), &bb, &cc, &anchors, &cfg).unwrap();
             close1(&format!("{name} loc {i}"), f64::try_from(&p.loc).unwrap(), f64s(&want["loc"])[i as usize], 1e-5);
-            close1(&format!("{name} clas {i}"), f64::try_from(&p.class).unwrap(), f64s(&want["clas"])[i as usize], 1e-5);
+            close1(
+                &format!("{name} clas {i}"),
+                f64::try_from(&p.class).unwrap(),
+                f64s(&want["clas"])[i as usize],
+                1e-5,
+            );
         }
         // ssd_loss over the batch, lesson padding removal
         let out = SsdOutput { class_logits: b_c.shallow_clone(), box_offsets: b_bb.shallow_clone() };
@@ -304,7 +317,10 @@ fn the_testing_walk_through_matches_the_lesson() {
     let names = tr.class_names(&classes);
     assert_eq!(names.iter().filter(|n| **n == "bg").count(), 189 - tr.pos_idx.len());
     assert_eq!(names[tr.pos_idx[0]], classes[tr.gt_clas[tr.pos_idx[0]]]);
-    assert!(trace_ssd_1_loss(&b_c.get(0), &b_bb.get(0), &bb.narrow(0, 0, 0), &cc.narrow(0, 0, 0), &anchors, &cfg).is_err(), "no objects");
+    assert!(
+        trace_ssd_1_loss(&b_c.get(0), &b_bb.get(0), &bb.narrow(0, 0, 0), &cc.narrow(0, 0, 0), &anchors, &cfg).is_err(),
+        "no objects"
+    );
 
     let cfg = lesson_cfg(ClassLoss::Bce);
     let out = SsdOutput { class_logits: b_c.shallow_clone(), box_offsets: b_bb.shallow_clone() };
@@ -315,7 +331,10 @@ fn the_testing_walk_through_matches_the_lesson() {
 #[test]
 fn ssd_loss_edge_cases_are_finite() {
     let anchors = Anchors::new(&AnchorConfig::lesson_4x4(), Device::Cpu);
-    let out = SsdOutput { class_logits: det(&[4, 16, 21], 1.0, -3.0).set_requires_grad(true), box_offsets: det(&[4, 16, 4], 1.0, 0.0).set_requires_grad(true) };
+    let out = SsdOutput {
+        class_logits: det(&[4, 16, 21], 1.0, -3.0).set_requires_grad(true),
+        box_offsets: det(&[4, 16, 4], 1.0, 0.0).set_requires_grad(true),
+    };
     // image 0: no objects; 1: 20 objects (more than the 16 anchors); 2: degenerate boxes (zero
     // height, zero width, inverted); 3: one box covering the image.
     let n = 20;
@@ -347,16 +366,36 @@ fn ssd_loss_edge_cases_are_finite() {
         }
     }
     // No objects: all background, loc exactly 0.
-    let one = SsdOutput { class_logits: out.class_logits.narrow(0, 0, 1), box_offsets: out.box_offsets.narrow(0, 0, 1) };
+    let one =
+        SsdOutput { class_logits: out.class_logits.narrow(0, 0, 1), box_offsets: out.box_offsets.narrow(0, 0, 1) };
     let cfg = SsdConfig::lesson_4x4(20);
-    let p = ssd_loss(&one, &bbox.narrow(0, 0, 1), &class.narrow(0, 0, 1), Some(&n_objects.narrow(0, 0, 1)), 224.0, &anchors, &cfg).unwrap();
+    let p = ssd_loss(
+        &one,
+        &bbox.narrow(0, 0, 1),
+        &class.narrow(0, 0, 1),
+        Some(&n_objects.narrow(0, 0, 1)),
+        224.0,
+        &anchors,
+        &cfg,
+    )
+    .unwrap();
     assert_eq!(f64::try_from(&p.loc).unwrap(), 0.0);
-    let bg = class_loss(&out.class_logits.get(0), &Tensor::full([16], 20i64, (Kind::Int64, Device::Cpu)), ClassLoss::Bce);
+    let bg =
+        class_loss(&out.class_logits.get(0), &Tensor::full([16], 20i64, (Kind::Int64, Device::Cpu)), ClassLoss::Bce);
     assert_eq!(f64::try_from(&p.class).unwrap(), f64::try_from(&bg).unwrap());
     // Identical scores everywhere: finite, deterministic.
-    let flat = SsdOutput { class_logits: Tensor::zeros([1, 16, 21], (Kind::Float, Device::Cpu)), box_offsets: Tensor::zeros([1, 16, 4], (Kind::Float, Device::Cpu)) };
-    let a = f64::try_from(ssd_loss(&flat, &bbox.narrow(0, 1, 1), &class.narrow(0, 1, 1), None, 224.0, &anchors, &cfg).unwrap().total()).unwrap();
-    let b = f64::try_from(ssd_loss(&flat, &bbox.narrow(0, 1, 1), &class.narrow(0, 1, 1), None, 224.0, &anchors, &cfg).unwrap().total()).unwrap();
+    let flat = SsdOutput {
+        class_logits: Tensor::zeros([1, 16, 21], (Kind::Float, Device::Cpu)),
+        box_offsets: Tensor::zeros([1, 16, 4], (Kind::Float, Device::Cpu)),
+    };
+    let a = f64::try_from(
+        ssd_loss(&flat, &bbox.narrow(0, 1, 1), &class.narrow(0, 1, 1), None, 224.0, &anchors, &cfg).unwrap().total(),
+    )
+    .unwrap();
+    let b = f64::try_from(
+        ssd_loss(&flat, &bbox.narrow(0, 1, 1), &class.narrow(0, 1, 1), None, 224.0, &anchors, &cfg).unwrap().total(),
+    )
+    .unwrap();
     assert!(a.is_finite() && a == b);
     // Errors, not panics: a class out of range, anchors that do not fit.
     let bad = class.narrow(0, 3, 1) + 25;
@@ -397,7 +436,13 @@ fn heads_have_the_lessons_shapes_and_names() {
         let expected: &[&str] = if a == 16 {
             &["head.sconv0.conv.weight", "head.sconv2.bn.running_mean", "head.out.oconv2.weight"]
         } else {
-            &["head.sconv0.conv.weight", "head.sconv1.bn.weight", "head.sconv3.conv.bias", "head.out1.oconv1.weight", "head.out3.oconv2.bias"]
+            &[
+                "head.sconv0.conv.weight",
+                "head.sconv1.bn.weight",
+                "head.sconv3.conv.bias",
+                "head.out1.oconv1.weight",
+                "head.out3.oconv2.bias",
+            ]
         };
         for n in expected {
             assert!(vars.contains_key(*n), "{n} missing from {head:?}");
@@ -506,7 +551,13 @@ fn the_receptive_field_of_a_corner_cell_is_near_that_corner() {
     tch::manual_seed(0);
     let sz = 224;
     let trn = Pascal::open(fastdet::data::sample_root()).unwrap().json("train").unwrap();
-    let md = ImageData::from_dataset(trn, TargetKind::AllBoxes, tfms_from_model(sz, vec![], CropType::No, TfmY::Coord).unwrap(), DataOpts::new(8, Device::Cpu)).unwrap();
+    let md = ImageData::from_dataset(
+        trn,
+        TargetKind::AllBoxes,
+        tfms_from_model(sz, vec![], CropType::No, TfmY::Coord).unwrap(),
+        DataOpts::new(8, Device::Cpu),
+    )
+    .unwrap();
     let cfg = SsdConfig::lesson_4x4(20);
     let learn = Learner::new(md, TaskParts::ssd(cfg, sz), LearnerOpts::default().arch(Arch::ResNet18)).unwrap();
     let x = Tensor::randn([3, sz as i64, sz as i64], (tch::Kind::Float, Device::Cpu));
@@ -518,7 +569,10 @@ fn the_receptive_field_of_a_corner_cell_is_near_that_corner() {
         let ys = Tensor::arange(sz as i64, (tch::Kind::Double, Device::Cpu)).unsqueeze(1);
         let xs = Tensor::arange(sz as i64, (tch::Kind::Double, Device::Cpu)).unsqueeze(0);
         let h = heat.to_kind(tch::Kind::Double);
-        (f64::try_from((&h * &ys).sum(tch::Kind::Double)).unwrap() / total, f64::try_from((&h * &xs).sum(tch::Kind::Double)).unwrap() / total)
+        (
+            f64::try_from((&h * &ys).sum(tch::Kind::Double)).unwrap() / total,
+            f64::try_from((&h * &xs).sum(tch::Kind::Double)).unwrap() / total,
+        )
     };
     let half = sz as f64 / 2.0;
     let (y, x0) = centre(0, 0);

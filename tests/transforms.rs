@@ -5,8 +5,8 @@
 
 use fastdet::boxes::BBox;
 use fastdet::transforms::{
-    apply_lighting, scale_to, tfms_from_model, Aug, Augmented, CropType, Plan, RandomFlip, RandomLighting, RandomRotate,
-    Step, TfmY, Tfms, IMAGENET_MEAN, IMAGENET_STD,
+    apply_lighting, scale_to, tfms_from_model, Aug, Augmented, CropType, Plan, RandomFlip, RandomLighting,
+    RandomRotate, Step, TfmY, Tfms, IMAGENET_MEAN, IMAGENET_STD,
 };
 use image::{Rgb, RgbImage};
 use proptest::prelude::*;
@@ -335,7 +335,11 @@ fn box_outside_the_crop_is_dropped() {
     assert_eq!(out.boxes, vec![BBox::new(3., 2., 8., 10.), BBox::new(5., 0., 6., 0.), BBox::new(0., 0., 19., 19.)]);
     // Rotated far enough, a box near a corner leaves the image too.
     let corner = [BBox::new(0., 0., 1., 1.)];
-    let out = tfms(20, CropType::No, TfmY::Coord).apply_plan(&random_image(20, 20, 1), &corner, &plan(vec![Step::Rotate(45.0)]));
+    let out = tfms(20, CropType::No, TfmY::Coord).apply_plan(
+        &random_image(20, 20, 1),
+        &corner,
+        &plan(vec![Step::Rotate(45.0)]),
+    );
     assert!(out.boxes.is_empty() && out.kept.is_empty(), "{:?}", out.boxes);
 }
 
@@ -436,7 +440,11 @@ fn lighting_on_constant_images() {
     let unit = to_unit(&out);
     for (ch, v) in [0.2f32, 0.4, 0.8].into_iter().enumerate() {
         let want = ((v - m) * c + m + b).clamp(0.0, 1.0);
-        assert!(unit[ch * 36..(ch + 1) * 36].iter().all(|&x| (x - want).abs() <= 1e-5), "channel {ch}: {} vs {want}", unit[ch * 36]);
+        assert!(
+            unit[ch * 36..(ch + 1) * 36].iter().all(|&x| (x - want).abs() <= 1e-5),
+            "channel {ch}: {} vs {want}",
+            unit[ch * 36]
+        );
     }
 }
 
@@ -473,7 +481,11 @@ fn apply_lighting_by_hand() {
 fn full_pipeline(sz: u32) -> Tfms {
     Tfms::new(
         sz,
-        vec![RandomFlip { p: 0.5 }.into(), RandomRotate { deg: 10.0, p: 0.75 }.into(), RandomLighting { b: 0.1, c: 0.1 }.into()],
+        vec![
+            RandomFlip { p: 0.5 }.into(),
+            RandomRotate { deg: 10.0, p: 0.75 }.into(),
+            RandomLighting { b: 0.1, c: 0.1 }.into(),
+        ],
         CropType::Random,
         TfmY::Coord,
     )
@@ -556,7 +568,8 @@ fn numbered_4x4() -> RgbImage {
 #[test]
 fn flip_4x4_by_hand() {
     let img = numbered_4x4();
-    let out = tfms(4, CropType::No, TfmY::Coord).apply_plan(&img, &[BBox::new(1., 0., 2., 1.)], &plan(vec![Step::Flip]));
+    let out =
+        tfms(4, CropType::No, TfmY::Coord).apply_plan(&img, &[BBox::new(1., 0., 2., 1.)], &plan(vec![Step::Flip]));
     let rgb = out.to_rgb();
     for r in 0..4 {
         for c in 0..4 {
@@ -572,7 +585,11 @@ fn flip_4x4_by_hand() {
 #[test]
 fn rotate_90_4x4_by_hand() {
     let img = numbered_4x4();
-    let out = tfms(4, CropType::No, TfmY::Coord).apply_plan(&img, &[BBox::new(0., 2., 0., 3.)], &plan(vec![Step::Rotate(90.0)]));
+    let out = tfms(4, CropType::No, TfmY::Coord).apply_plan(
+        &img,
+        &[BBox::new(0., 2., 0., 3.)],
+        &plan(vec![Step::Rotate(90.0)]),
+    );
     let rgb = out.to_rgb();
     for r in 0..4 {
         for c in 0..4 {

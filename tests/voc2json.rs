@@ -18,11 +18,16 @@ fn xml_to_lesson_json_reproduces_the_shipped_files() {
         }
         // Annotation ids may be numbered differently; everything else must agree.
         let strip = |v: &Value| -> Vec<Value> {
-            v["annotations"].as_array().unwrap().iter().map(|a| {
-                let mut a = a.clone();
-                a.as_object_mut().unwrap().remove("id");
-                a
-            }).collect()
+            v["annotations"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| {
+                    let mut a = a.clone();
+                    a.as_object_mut().unwrap().remove("id");
+                    a
+                })
+                .collect()
         };
         assert_eq!(strip(&ours), strip(&theirs), "{split}: annotations");
         // And it reads back into the same dataset.

@@ -153,11 +153,21 @@ enum Command {
 }
 
 /// `--report`: the evaluation page of `dets` on `ds`.
-fn write_report(ds: &Dataset, dets: &[fastdet::metrics::Detection], path: &std::path::Path, opts: fastdet::show::ReportOpts) -> Result<()> {
+fn write_report(
+    ds: &Dataset,
+    dets: &[fastdet::metrics::Detection],
+    path: &std::path::Path,
+    opts: fastdet::show::ReportOpts,
+) -> Result<()> {
     let started = std::time::Instant::now();
     let report = fastdet::show::detection_report(ds, dets, None, opts)?;
     report.save(path)?;
-    println!("wrote the report {} ({:.1} s): {}", path.display(), started.elapsed().as_secs_f32(), report.confusion.summary());
+    println!(
+        "wrote the report {} ({:.1} s): {}",
+        path.display(),
+        started.elapsed().as_secs_f32(),
+        report.confusion.summary()
+    );
     Ok(())
 }
 
@@ -211,13 +221,24 @@ fn run(cli: Cli) -> Result<()> {
             let dets = fastdet::metrics::load_coco_results(&detections, &ds)?;
             if let Some(path) = &report {
                 let title = format!("{} on {}", detections.display(), ds.source.display());
-                write_report(&ds, &dets, path, fastdet::show::ReportOpts { title, score_thresh, ..Default::default() })?;
+                write_report(
+                    &ds,
+                    &dets,
+                    path,
+                    fastdet::show::ReportOpts { title, score_thresh, ..Default::default() },
+                )?;
             }
             let table = fastdet::metrics::evaluate(&ds, &dets, metric)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&table)?);
             } else {
-                println!("{}: {} images, {} detections from {}", ds.source.display(), ds.len(), dets.len(), detections.display());
+                println!(
+                    "{}: {} images, {} detections from {}",
+                    ds.source.display(),
+                    ds.len(),
+                    dets.len(),
+                    detections.display()
+                );
                 println!("{table}");
             }
         }
@@ -231,13 +252,23 @@ fn run(cli: Cli) -> Result<()> {
             println!("wrote {} detections on {} images to {}", dets.len(), ds.len(), out.display());
             if let Some(path) = &report {
                 let title = format!("{} on {}", weights.display(), ds.source.display());
-                write_report(&ds, &dets, path, fastdet::show::ReportOpts { title, score_thresh: thresh, ..Default::default() })?;
+                write_report(
+                    &ds,
+                    &dets,
+                    path,
+                    fastdet::show::ReportOpts { title, score_thresh: thresh, ..Default::default() },
+                )?;
             }
         }
         Command::Device => {
             let device = fastdet::device::default_device();
             println!("device: {}", fastdet::device::describe(device));
-            println!("libtorch: CUDA available {}, {} CUDA device(s), cuDNN {}", tch::Cuda::is_available(), tch::Cuda::device_count(), tch::Cuda::cudnn_is_available());
+            println!(
+                "libtorch: CUDA available {}, {} CUDA device(s), cuDNN {}",
+                tch::Cuda::is_available(),
+                tch::Cuda::device_count(),
+                tch::Cuda::cudnn_is_available()
+            );
             // A matrix product on the device, checked against the same product on the CPU.
             let a = tch::Tensor::arange(12, (tch::Kind::Float, tch::Device::Cpu)).reshape([3, 4]) / 10.0;
             let on_device = a.to_device(device).matmul(&a.to_device(device).tr()).to_device(tch::Device::Cpu);

@@ -14,9 +14,11 @@ pub fn open_image(path: impl AsRef<Path>) -> Result<RgbImage> {
     let path = path.as_ref();
     let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
     let fail = |problem: String| Error::Image { path: path.to_path_buf(), image: stem.clone(), problem };
-    let bytes = std::fs::read(path)
-        .map_err(|e| fail(if e.kind() == std::io::ErrorKind::NotFound { "file not found".into() } else { e.to_string() }))?;
-    let format = image::guess_format(&bytes).map_err(|_| fail("not a JPEG or PNG file (unrecognised content)".into()))?;
+    let bytes = std::fs::read(path).map_err(|e| {
+        fail(if e.kind() == std::io::ErrorKind::NotFound { "file not found".into() } else { e.to_string() })
+    })?;
+    let format =
+        image::guess_format(&bytes).map_err(|_| fail("not a JPEG or PNG file (unrecognised content)".into()))?;
     if format == ImageFormat::Jpeg && !has_jpeg_end(&bytes) {
         return Err(fail("truncated JPEG: no end-of-image marker (FF D9)".into()));
     }
@@ -52,7 +54,11 @@ pub fn decode_jpeg(bytes: &[u8], min_w: u32, min_h: u32) -> Option<(RgbImage, (u
 /// The two above, the smallest size wanted given by `min_size(width, height)` of the JPEG's
 /// header (`None`: do not decode). `whole` says whether to decode at full size when no
 /// reduction applies (or to return `None` before decoding anything).
-fn decode_jpeg_at(bytes: &[u8], min_size: impl FnOnce(u32, u32) -> Option<(u32, u32)>, whole: bool) -> Option<(RgbImage, (u32, u32))> {
+fn decode_jpeg_at(
+    bytes: &[u8],
+    min_size: impl FnOnce(u32, u32) -> Option<(u32, u32)>,
+    whole: bool,
+) -> Option<(RgbImage, (u32, u32))> {
     if image::guess_format(bytes).ok()? != ImageFormat::Jpeg || !has_jpeg_end(bytes) {
         return None;
     }
@@ -65,7 +71,13 @@ fn decode_jpeg_at(bytes: &[u8], min_size: impl FnOnce(u32, u32) -> Option<(u32, 
     let scale = turbojpeg::ScalingFactor::new(1, den as usize);
     let scaled = header.scaled(scale);
     d.set_scaling_factor(scale).ok()?;
-    let mut img = turbojpeg::Image { pixels: vec![0u8; 3 * scaled.width * scaled.height], width: scaled.width, pitch: 3 * scaled.width, height: scaled.height, format: turbojpeg::PixelFormat::RGB };
+    let mut img = turbojpeg::Image {
+        pixels: vec![0u8; 3 * scaled.width * scaled.height],
+        width: scaled.width,
+        pitch: 3 * scaled.width,
+        height: scaled.height,
+        format: turbojpeg::PixelFormat::RGB,
+    };
     d.decompress(bytes, img.as_deref_mut()).ok()?;
     Some((RgbImage::from_raw(scaled.width as u32, scaled.height as u32, img.pixels)?, (w, h)))
 }

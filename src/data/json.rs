@@ -80,7 +80,13 @@ pub(super) fn load(path: &Path, image_dir: &Path) -> Result<Dataset> {
                 problem: format!("file not found (listed in {})", path.display()),
             });
         }
-        ds.images.push(ImageRecord { id: im.id, file_name: im.file_name, width: im.width, height: im.height, objects: vec![] });
+        ds.images.push(ImageRecord {
+            id: im.id,
+            file_name: im.file_name,
+            width: im.width,
+            height: im.height,
+            objects: vec![],
+        });
     }
 
     for (n, a) in file.annotations.into_iter().enumerate() {
@@ -95,11 +101,14 @@ pub(super) fn load(path: &Path, image_dir: &Path) -> Result<Dataset> {
             return Err(bad(a.image_id.to_string(), format!("{what} has unknown category_id {}", a.category_id)));
         };
         let rec = &ds.images[i];
-        let check = check_box(BBox::from_xywh(a.bbox), rec.width, rec.height, path, &rec.id.to_string())
-            .map_err(|e| match e {
-                Error::Annotation { path, image, problem } => Error::Annotation { path, image, problem: format!("{what}: {problem}") },
+        let check = check_box(BBox::from_xywh(a.bbox), rec.width, rec.height, path, &rec.id.to_string()).map_err(
+            |e| match e {
+                Error::Annotation { path, image, problem } => {
+                    Error::Annotation { path, image, problem: format!("{what}: {problem}") }
+                }
                 e => e,
-            })?;
+            },
+        )?;
         match check {
             BoxCheck::Ok(bbox) => ds.images[i].objects.push(Object { bbox, class, difficult: a.ignore != 0 }),
             BoxCheck::Skip(warning) => ds.warn(format!("{warning} ({what})")),

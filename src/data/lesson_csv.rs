@@ -45,8 +45,10 @@ pub(super) fn write_mc(ds: &Dataset, path: &Path) -> Result<()> {
 }
 
 pub(super) fn write_mbb(ds: &Dataset, path: &Path) -> Result<()> {
-    let rows = ds.images.iter().enumerate().map(|(i, r)| {
-        (r.file_name.clone(), join(ds.annotations(i).iter().flat_map(|(b, _)| b.to_array())))
-    });
+    let rows = ds
+        .images
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (r.file_name.clone(), join(ds.annotations(i).iter().flat_map(|(b, _)| b.to_array()))));
     write(path, ["fn", "bbox"], rows)
 }

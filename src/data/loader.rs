@@ -85,7 +85,10 @@ impl DetDataset {
     /// (~150-230 KB per image at 224).
     pub fn new(data: Arc<Dataset>, indices: Vec<usize>, tfms: Tfms, target: TargetKind, cache: bool) -> Result<Self> {
         if let Some(&bad) = indices.iter().find(|&&i| i >= data.len()) {
-            return Err(Error::Invalid(format!("image index {bad} out of range: the dataset has {} images", data.len())));
+            return Err(Error::Invalid(format!(
+                "image index {bad} out of range: the dataset has {} images",
+                data.len()
+            )));
         }
         let cache = cache.then(|| Arc::new((0..data.len()).map(|_| OnceLock::new()).collect()));
         Ok(Self { data, indices, tfms, target, cache })
@@ -94,7 +97,11 @@ impl DetDataset {
     /// The same images and cache with another pipeline (e.g. training augmentations on the
     /// validation set: fastai's `aug_dl`).
     pub fn with_tfms(&self, tfms: Tfms) -> Self {
-        let cache = if tfms.sz == self.tfms.sz { self.cache.clone() } else { self.cache.as_ref().map(|c| Arc::new((0..c.len()).map(|_| OnceLock::new()).collect())) };
+        let cache = if tfms.sz == self.tfms.sz {
+            self.cache.clone()
+        } else {
+            self.cache.as_ref().map(|c| Arc::new((0..c.len()).map(|_| OnceLock::new()).collect()))
+        };
         Self { tfms, cache, ..self.clone() }
     }
 
@@ -145,7 +152,9 @@ impl DetDataset {
         let (boxes, classes): (Vec<BBox>, Vec<usize>) = match self.target {
             TargetKind::AllBoxes => ann.iter().copied().unzip(),
             TargetKind::MultiLabel | TargetKind::LargestClass => (vec![], vec![]),
-            TargetKind::LargestBox | TargetKind::BoxClass => largest.map(|(b, c)| (vec![b], vec![c])).unwrap_or_default(),
+            TargetKind::LargestBox | TargetKind::BoxClass => {
+                largest.map(|(b, c)| (vec![b], vec![c])).unwrap_or_default()
+            }
         };
         let (boxes, kept) = self.with_scaled(idx, |scaled| self.tfms.apply_warp_into(scaled, &boxes, seed, out))?;
         let no_object = || Error::Annotation {
@@ -194,7 +203,9 @@ impl BatchTarget {
     /// The batch size.
     pub fn len(&self) -> i64 {
         match self {
-            BatchTarget::Class(t) | BatchTarget::Box(t) | BatchTarget::MultiLabel(t) => t.size().first().copied().unwrap_or(0),
+            BatchTarget::Class(t) | BatchTarget::Box(t) | BatchTarget::MultiLabel(t) => {
+                t.size().first().copied().unwrap_or(0)
+            }
             BatchTarget::BoxClass { class, .. } => class.size().first().copied().unwrap_or(0),
             BatchTarget::Boxes { n_objects, .. } => n_objects.size().first().copied().unwrap_or(0),
         }
@@ -233,11 +244,15 @@ impl Batch {
 
     /// The boxes and classes of sample `i`, padding removed (any target kind with boxes).
     pub fn objects(&self, i: usize) -> Result<Vec<(BBox, Option<usize>)>> {
-        let row = |t: &Tensor| -> Result<Vec<f32>> { Ok(Vec::try_from(t.get(i as i64).to_kind(Kind::Float).flatten(0, -1))?) };
+        let row = |t: &Tensor| -> Result<Vec<f32>> {
+            Ok(Vec::try_from(t.get(i as i64).to_kind(Kind::Float).flatten(0, -1))?)
+        };
         let to_box = |v: &[f32]| BBox::new(v[0], v[1], v[2], v[3]);
         Ok(match &self.y {
             BatchTarget::Box(b) => vec![(to_box(&row(b)?), None)],
-            BatchTarget::BoxClass { bbox, class } => vec![(to_box(&row(bbox)?), Some(i64::try_from(class.get(i as i64))? as usize))],
+            BatchTarget::BoxClass { bbox, class } => {
+                vec![(to_box(&row(bbox)?), Some(i64::try_from(class.get(i as i64))? as usize))]
+            }
             BatchTarget::Boxes { bbox, class, n_objects } => {
                 let n = i64::try_from(n_objects.get(i as i64))? as usize;
                 let b = row(bbox)?;
@@ -275,7 +290,9 @@ fn collate_targets(targets: &[&Target], kind: TargetKind, num_classes: usize, de
     };
     match kind {
         TargetKind::LargestClass => BatchTarget::Class(classes(&|t| if let Target::Class(c) = t { *c } else { 0 })),
-        TargetKind::LargestBox => BatchTarget::Box(boxes(&|t| if let Target::Box(b) = t { *b } else { BBox::new(0., 0., 0., 0.) })),
+        TargetKind::LargestBox => {
+            BatchTarget::Box(boxes(&|t| if let Target::Box(b) = t { *b } else { BBox::new(0., 0., 0., 0.) }))
+        }
         TargetKind::BoxClass => BatchTarget::BoxClass {
             bbox: boxes(&|t| if let Target::BoxClass(b, _) = t { *b } else { BBox::new(0., 0., 0., 0.) }),
             class: classes(&|t| if let Target::BoxClass(_, c) = t { *c } else { 0 }),
@@ -292,7 +309,9 @@ fn collate_targets(targets: &[&Target], kind: TargetKind, num_classes: usize, de
         TargetKind::AllBoxes => {
             let objs: Vec<(&[BBox], &[usize])> = targets
                 .iter()
-                .map(|t| if let Target::Boxes(bx, cl) = t { (bx.as_slice(), cl.as_slice()) } else { (&[][..], &[][..]) })
+                .map(
+                    |t| if let Target::Boxes(bx, cl) = t { (bx.as_slice(), cl.as_slice()) } else { (&[][..], &[][..]) },
+                )
                 .collect();
             let n = objs.iter().map(|o| o.0.len()).max().unwrap_or(0).max(1);
             let mut bb = vec![0f32; targets.len() * n * 4];
@@ -395,9 +414,10 @@ impl DataLoader {
     /// Batch `k` of `epoch`, made now on this thread (with rayon across the samples).
     pub fn batch(&self, epoch: u64, k: usize) -> Result<Batch> {
         let order = self.order(epoch);
-        let chunk = self.batches(&order).into_iter().nth(k).ok_or_else(|| {
-            Error::Invalid(format!("batch {k} out of range: the loader has {} batches", self.len()))
-        })?;
+        let chunk =
+            self.batches(&order).into_iter().nth(k).ok_or_else(|| {
+                Error::Invalid(format!("batch {k} out of range: the loader has {} batches", self.len()))
+            })?;
         make_batch(&self.dataset, chunk, |i| self.sample_seed(epoch, i), self.device)
     }
 
@@ -446,7 +466,12 @@ impl DataLoader {
 
 /// The samples `chunk` of `ds` as a batch: each image augmented straight into its place in the
 /// batch tensor, in parallel (pinned host memory when the batch goes to a GPU).
-fn make_batch(ds: &DetDataset, chunk: &[usize], seed_of: impl Fn(usize) -> u64 + Sync, device: Device) -> Result<Batch> {
+fn make_batch(
+    ds: &DetDataset,
+    chunk: &[usize],
+    seed_of: impl Fn(usize) -> u64 + Sync,
+    device: Device,
+) -> Result<Batch> {
     let sz = ds.tfms.sz as i64;
     let per = (3 * sz * sz) as usize;
     let mut x = Tensor::empty([chunk.len() as i64, 3, sz, sz], (Kind::Float, Device::Cpu));
@@ -456,8 +481,11 @@ fn make_batch(ds: &DetDataset, chunk: &[usize], seed_of: impl Fn(usize) -> u64 +
     // SAFETY: `x` is a new contiguous float tensor of `chunk.len() * per` elements that nothing
     // else refers to while `pixels` lives.
     let pixels = unsafe { std::slice::from_raw_parts_mut(x.data_ptr() as *mut f32, chunk.len() * per) };
-    let done: Vec<(usize, Target)> =
-        chunk.par_iter().zip(pixels.par_chunks_mut(per)).map(|(&i, out)| ds.get_into(i, seed_of(i), out)).collect::<Result<_>>()?;
+    let done: Vec<(usize, Target)> = chunk
+        .par_iter()
+        .zip(pixels.par_chunks_mut(per))
+        .map(|(&i, out)| ds.get_into(i, seed_of(i), out))
+        .collect::<Result<_>>()?;
     let targets: Vec<&Target> = done.iter().map(|d| &d.1).collect();
     let y = collate_targets(&targets, ds.target, ds.num_classes(), device);
     let x = if device.is_cuda() { x.to_device_(device, Kind::Float, true, false) } else { x };

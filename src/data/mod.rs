@@ -22,12 +22,14 @@ mod image_io;
 mod json;
 mod lesson_csv;
 pub mod loader;
-pub mod synthetic;
 mod split;
+pub mod synthetic;
 mod voc;
 
 pub use image_io::{decode_for_warp, decode_jpeg, decode_jpeg_reduced, decode_scaled, open_image};
-pub use loader::{collate, Batch, BatchTarget, DataLoader, DataOpts, DetDataset, ImageData, Sample, Target, TargetKind};
+pub use loader::{
+    collate, Batch, BatchTarget, DataLoader, DataOpts, DetDataset, ImageData, Sample, Target, TargetKind,
+};
 pub use split::get_cv_idxs;
 
 use crate::boxes::BBox;
@@ -37,9 +39,26 @@ use std::path::{Path, PathBuf};
 
 /// The 20 Pascal VOC classes in the lesson's (alphabetical) order; JSON category id = index + 1.
 pub const VOC_CLASSES: [&str; 20] = [
-    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
-    "train", "tvmonitor",
+    "aeroplane",
+    "bicycle",
+    "bird",
+    "boat",
+    "bottle",
+    "bus",
+    "car",
+    "cat",
+    "chair",
+    "cow",
+    "diningtable",
+    "dog",
+    "horse",
+    "motorbike",
+    "person",
+    "pottedplant",
+    "sheep",
+    "sofa",
+    "train",
+    "tvmonitor",
 ];
 
 /// One annotated object.

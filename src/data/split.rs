@@ -38,11 +38,7 @@ fn random_interval(mt: &mut Mt, max: u64) -> u64 {
         mask |= mask >> s;
     }
     loop {
-        let v = if max <= 0xffff_ffff {
-            (mt.next_u32() as u64) & mask
-        } else {
-            mt.next_u64() & mask
-        };
+        let v = if max <= 0xffff_ffff { (mt.next_u32() as u64) & mask } else { mt.next_u64() & mask };
         if v <= max {
             return v;
         }

@@ -46,7 +46,8 @@ const MAX_OVERLAP: f64 = 0.1;
 fn background(rng: &mut ChaCha8Rng, size: u32) -> RgbImage {
     let c0: [f32; 3] = [rng.random_range(40.0..200.0), rng.random_range(40.0..200.0), rng.random_range(40.0..200.0)];
     let c1: [f32; 3] = [rng.random_range(40.0..200.0), rng.random_range(40.0..200.0), rng.random_range(40.0..200.0)];
-    let (freq, angle, amp) = (rng.random_range(0.05..0.4f32), rng.random_range(0.0..std::f32::consts::PI), rng.random_range(0.0..30.0f32));
+    let (freq, angle, amp) =
+        (rng.random_range(0.05..0.4f32), rng.random_range(0.0..std::f32::consts::PI), rng.random_range(0.0..30.0f32));
     let (sa, ca) = angle.sin_cos();
     let mut img = RgbImage::new(size, size);
     for (x, y, p) in img.enumerate_pixels_mut() {
@@ -73,7 +74,11 @@ fn draw_shape(img: &mut RgbImage, class: usize, left: i32, top: i32, side: i32, 
             BBox::new(top as f32, left as f32, (top + side - 1) as f32, (left + side - 1) as f32)
         }
         _ => {
-            let pts = [Point::new(left + side / 2, top), Point::new(left + side - 1, top + side - 1), Point::new(left, top + side - 1)];
+            let pts = [
+                Point::new(left + side / 2, top),
+                Point::new(left + side - 1, top + side - 1),
+                Point::new(left, top + side - 1),
+            ];
             draw_polygon_mut(img, &pts, color);
             BBox::new(top as f32, left as f32, (top + side - 1) as f32, (left + side - 1) as f32)
         }
@@ -124,7 +129,8 @@ fn xml(file_name: &str, size: u32, objects: &[Object]) -> String {
 /// `pascal_{train,val}2007.json`) and open it. Image ids are 1..; train images come first.
 pub fn write(root: impl AsRef<Path>, cfg: &SyntheticConfig) -> Result<Pascal> {
     let root = root.as_ref();
-    if cfg.size < 16 || cfg.n_train == 0 || !(0.0 < cfg.min_frac && cfg.min_frac <= cfg.max_frac && cfg.max_frac <= 1.0) {
+    if cfg.size < 16 || cfg.n_train == 0 || !(0.0 < cfg.min_frac && cfg.min_frac <= cfg.max_frac && cfg.max_frac <= 1.0)
+    {
         return Err(Error::Invalid(format!("synthetic set: a config that makes no sense: {cfg:?}")));
     }
     let voc = root.join("VOCdevkit").join("VOC2007");
@@ -170,7 +176,10 @@ pub fn write(root: impl AsRef<Path>, cfg: &SyntheticConfig) -> Result<Pascal> {
 /// absent.
 pub fn cached(cfg: &SyntheticConfig) -> Result<Pascal> {
     let c = cfg;
-    let name = format!("shapes-{}px-{}-{}-max{}-{}-{}-seed{}", c.size, c.n_train, c.n_val, c.max_objects, c.min_frac, c.max_frac, c.seed);
+    let name = format!(
+        "shapes-{}px-{}-{}-max{}-{}-{}-seed{}",
+        c.size, c.n_train, c.n_val, c.max_objects, c.min_frac, c.max_frac, c.seed
+    );
     let dir = crate::util::cache_dir().join(name);
     if dir.join("pascal_val2007.json").is_file() {
         Pascal::open(&dir)

@@ -28,7 +28,11 @@ pub(super) fn load(voc: &Path, split: &str, classes: &[String]) -> Result<Datase
         let (record, warnings) = parse_annotation(&xml, stem, id, classes)?;
         let image = ds.image_dir.join(&record.file_name);
         if !image.is_file() {
-            return Err(Error::Image { path: image, image: stem.into(), problem: format!("file not found (listed in {})", list.display()) });
+            return Err(Error::Image {
+                path: image,
+                image: stem.into(),
+                problem: format!("file not found (listed in {})", list.display()),
+            });
         }
         ds.images.push(record);
         for w in warnings {
@@ -43,9 +47,15 @@ fn child<'a, 'i>(node: roxmltree::Node<'a, 'i>, name: &str) -> Option<roxmltree:
 }
 
 /// Read one `Annotations/<stem>.xml`; returns the record and the warnings of skipped boxes.
-pub(crate) fn parse_annotation(path: &Path, stem: &str, id: u64, classes: &[String]) -> Result<(ImageRecord, Vec<String>)> {
+pub(crate) fn parse_annotation(
+    path: &Path,
+    stem: &str,
+    id: u64,
+    classes: &[String],
+) -> Result<(ImageRecord, Vec<String>)> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    let doc = roxmltree::Document::parse(&text).map_err(|e| Error::Xml { path: path.into(), message: e.to_string() })?;
+    let doc =
+        roxmltree::Document::parse(&text).map_err(|e| Error::Xml { path: path.into(), message: e.to_string() })?;
     let bad = |problem: String| Error::Annotation { path: path.into(), image: stem.into(), problem };
     let root = doc.root_element();
     let text_of = |node: roxmltree::Node<'_, '_>, name: &str| -> Result<String> {
@@ -59,7 +69,8 @@ pub(crate) fn parse_annotation(path: &Path, stem: &str, id: u64, classes: &[Stri
         t.parse::<f32>().map_err(|_| bad(format!("<{name}> is {t:?}, not a number")))
     };
 
-    let file_name = child(root, "filename").and_then(|c| c.text()).map(|t| t.trim().to_string()).unwrap_or(format!("{stem}.jpg"));
+    let file_name =
+        child(root, "filename").and_then(|c| c.text()).map(|t| t.trim().to_string()).unwrap_or(format!("{stem}.jpg"));
     let size = child(root, "size").ok_or_else(|| bad("no <size>".into()))?;
     let (width, height) = (number(size, "width")?, number(size, "height")?);
     if width < 1.0 || height < 1.0 {
@@ -72,7 +83,8 @@ pub(crate) fn parse_annotation(path: &Path, stem: &str, id: u64, classes: &[Stri
     for obj in root.children().filter(|c| c.has_tag_name("object")) {
         let name = text_of(obj, "name")?;
         let class = classes.iter().position(|c| *c == name).ok_or_else(|| {
-            let expected = if classes.len() == VOC_CLASSES.len() && classes.iter().zip(VOC_CLASSES).all(|(a, b)| a == b) {
+            let expected = if classes.len() == VOC_CLASSES.len() && classes.iter().zip(VOC_CLASSES).all(|(a, b)| a == b)
+            {
                 "one of the 20 VOC classes".to_string()
             } else {
                 format!("one of {}", classes.join(", "))

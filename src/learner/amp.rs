@@ -107,6 +107,12 @@ impl GradScaler {
     pub fn update(&mut self, found_inf: &Tensor) {
         let o = self.opts;
         let found = found_inf.to_device(self.scale.device()).to_kind(Kind::Float);
-        let _ = self.scale.internal_amp_update_scale_(&self.growth_tracker, &found, o.growth_factor, o.backoff_factor, o.growth_interval);
+        let _ = self.scale.internal_amp_update_scale_(
+            &self.growth_tracker,
+            &found,
+            o.growth_factor,
+            o.backoff_factor,
+            o.growth_interval,
+        );
     }
 }

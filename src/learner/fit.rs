@@ -3,7 +3,9 @@
 //! they run and the learner's state written to `models_dir/last` after every epoch.
 
 use super::progress::BatchProgress;
-use super::record::{table_header, table_line, EpochRow, FitPreview, FitReport, LrFind, LrFinder, SmoothedLoss, PREVIEW_IMAGES};
+use super::record::{
+    table_header, table_line, EpochRow, FitPreview, FitReport, LrFind, LrFinder, SmoothedLoss, PREVIEW_IMAGES,
+};
 use super::schedule::{FitOpts, Lrs, Schedule};
 use super::state::FitInProgress;
 use super::Learner;
@@ -11,8 +13,8 @@ use crate::error::{Error, Result};
 use crate::model::N_GROUPS;
 use crate::stop::{SigintGuard, StopFlag, Stopped};
 use std::sync::{Arc, Mutex};
-use tch::{Kind, Tensor};
 use std::thread::JoinHandle;
+use tch::{Kind, Tensor};
 
 /// On CUDA, how many batches' losses `fit` reads back at once (one host wait per this many
 /// batches instead of one per batch; the progress line moves in steps of this many).
@@ -50,8 +52,17 @@ impl<M> PendingLosses<M> {
 
     /// Every pending loss with its value, in batch order; empties the list.
     fn read(&mut self) -> Result<Vec<(M, f64)>> {
-        let on_device: Vec<Tensor> = self.items.iter().filter_map(|(_, l)| if let PendingLoss::OnDevice(t) = l { Some(t.to_kind(Kind::Double)) } else { None }).collect();
-        let mut values = if on_device.is_empty() { vec![] } else { Vec::<f64>::try_from(Tensor::stack(&on_device, 0).to_device(tch::Device::Cpu))? }.into_iter();
+        let on_device: Vec<Tensor> = self
+            .items
+            .iter()
+            .filter_map(|(_, l)| if let PendingLoss::OnDevice(t) = l { Some(t.to_kind(Kind::Double)) } else { None })
+            .collect();
+        let mut values = if on_device.is_empty() {
+            vec![]
+        } else {
+            Vec::<f64>::try_from(Tensor::stack(&on_device, 0).to_device(tch::Device::Cpu))?
+        }
+        .into_iter();
         Ok(self
             .items
             .drain(..)
@@ -83,7 +94,8 @@ impl Learner {
         if nb == 0 {
             return Err(Error::Invalid("fit: the training set is empty".into()));
         }
-        opts.validate(n_cycle, Some(nb)).map_err(|(field, problem)| Error::Invalid(format!("fit: {field}: {problem}")))?;
+        opts.validate(n_cycle, Some(nb))
+            .map_err(|(field, problem)| Error::Invalid(format!("fit: {field}: {problem}")))?;
         let n_epochs = opts.epochs(n_cycle);
         let mut sched = match (opts.cycle_len, opts.use_clr) {
             (None, _) => Schedule::Constant,
@@ -165,12 +177,16 @@ impl Learner {
                 }
             }
             let (val_loss, metrics) = self.validate(&self.data.val_dl)?;
-            let names = std::iter::once("validation loss".to_string()).chain(self.recorder.metric_names.iter().cloned());
-            if let Some((what, &value)) = names.zip(std::iter::once(&val_loss).chain(&metrics)).find(|(_, v)| !v.is_finite()) {
+            let names =
+                std::iter::once("validation loss".to_string()).chain(self.recorder.metric_names.iter().cloned());
+            if let Some((what, &value)) =
+                names.zip(std::iter::once(&val_loss).chain(&metrics)).find(|(_, v)| !v.is_finite())
+            {
                 self.restore_vars(&snap);
                 return Err(Error::NonFinite { what, value, epoch: e, batch: None });
             }
-            let row = EpochRow { epoch: e, trn_loss: smoothed, val_loss, metrics, secs: epoch_start.elapsed().as_secs_f64() };
+            let row =
+                EpochRow { epoch: e, trn_loss: smoothed, val_loss, metrics, secs: epoch_start.elapsed().as_secs_f64() };
             if !quiet {
                 println!("{}", table_line(None, &row));
             }
@@ -187,10 +203,18 @@ impl Learner {
         report.secs = start.elapsed().as_secs_f64();
         report.preview = self.preview().ok().map(|p| Arc::new(Mutex::new(p)));
         if let Some(sc) = self.amp() {
-            report.notes.push(format!("mixed precision: loss scale {}, {} of {} steps skipped (non-finite gradients)", sc.scale(), sc.skipped, sc.skipped + sc.steps));
+            report.notes.push(format!(
+                "mixed precision: loss scale {}, {} of {} steps skipped (non-finite gradients)",
+                sc.scale(),
+                sc.skipped,
+                sc.skipped + sc.steps
+            ));
         }
         if self.device().is_cuda() {
-            report.notes.push(format!("GPU memory in use: {}", crate::device::gpu_memory_used().unwrap_or_else(|| "unknown (no nvidia-smi)".into())));
+            report.notes.push(format!(
+                "GPU memory in use: {}",
+                crate::device::gpu_memory_used().unwrap_or_else(|| "unknown (no nvidia-smi)".into())
+            ));
         }
         if !quiet {
             for n in &report.notes {
@@ -288,7 +312,8 @@ impl Learner {
     /// `progress()` shows the epoch table and loss curve so far, `stop()` ends the fit after the
     /// current batch, and `wait()` gives the learner back. (Nothing is printed while it runs.)
     pub fn fit_background(mut self, lrs: impl Into<Lrs>, n_cycle: usize, opts: FitOpts) -> FitHandle {
-        let live = Arc::new(Mutex::new(FitReport { metric_names: self.recorder.metric_names.clone(), ..Default::default() }));
+        let live =
+            Arc::new(Mutex::new(FitReport { metric_names: self.recorder.metric_names.clone(), ..Default::default() }));
         self.live = Some(live.clone());
         let stop = self.stop_flag();
         stop.clear();

@@ -28,7 +28,10 @@ pub mod state;
 
 pub use amp::{GradScaler, ScalerOpts};
 pub use fit::FitHandle;
-pub use record::{epoch_table, table_header, table_line, EpochRow, FitReport, LrFind, LrFinder, LrSuggestion, Recorder, SmoothedLoss, AVG_MOM};
+pub use record::{
+    epoch_table, table_header, table_line, EpochRow, FitReport, LrFind, LrFinder, LrSuggestion, Recorder, SmoothedLoss,
+    AVG_MOM,
+};
 pub use schedule::{FitOpts, Lrs, Schedule};
 pub use state::Checkpoint;
 
@@ -192,7 +195,12 @@ impl Learner {
 
     /// What the head, loss and metrics are (to rebuild the learner elsewhere).
     pub fn parts(&self) -> TaskParts {
-        TaskParts { target: self.data.trn_dl.dataset.target, head: self.model.head.kind.clone(), loss: self.loss.clone(), metrics: self.metrics.clone() }
+        TaskParts {
+            target: self.data.trn_dl.dataset.target,
+            head: self.model.head.kind.clone(),
+            loss: self.loss.clone(),
+            metrics: self.metrics.clone(),
+        }
     }
 
     pub fn device(&self) -> Device {
@@ -235,7 +243,9 @@ impl Learner {
 
     /// Model outputs for a batch of images, in eval mode, without gradients.
     pub fn predict_batch(&self, x: &Tensor) -> Tensor {
-        let out = tch::no_grad(|| tch::autocast(self.amp.is_some(), || self.model.forward(&x.to_device(self.device()), false, N_GROUPS)));
+        let out = tch::no_grad(|| {
+            tch::autocast(self.amp.is_some(), || self.model.forward(&x.to_device(self.device()), false, N_GROUPS))
+        });
         if self.amp.is_some() {
             out.to_kind(Kind::Float)
         } else {
@@ -409,9 +419,14 @@ impl Learner {
     pub fn load(&mut self, name: &str) -> Result<()> {
         let path = if name.ends_with(".safetensors") { PathBuf::from(name) } else { self.path_of(name) };
         if !path.is_file() {
-            return Err(Error::Io { path, source: std::io::Error::new(std::io::ErrorKind::NotFound, "checkpoint not found") });
+            return Err(Error::Io {
+                path,
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "checkpoint not found"),
+            });
         }
-        self.vs.load(&path).map_err(|e| Error::checkpoint(&path, format!("not a checkpoint of this model (corrupt, or another architecture): {e}")))?;
+        self.vs.load(&path).map_err(|e| {
+            Error::checkpoint(&path, format!("not a checkpoint of this model (corrupt, or another architecture): {e}"))
+        })?;
         Ok(())
     }
 }

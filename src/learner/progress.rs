@@ -26,7 +26,9 @@ impl BatchProgress {
     pub(crate) fn new(total: usize, label: &str, quiet: bool) -> Self {
         let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
             let b = indicatif::ProgressBar::new(total as u64);
-            if let Ok(style) = indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} {elapsed}<{eta} {prefix}") {
+            if let Ok(style) =
+                indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} {elapsed}<{eta} {prefix}")
+            {
                 b.set_style(style.progress_chars("=> "));
             }
             b.set_message(label.to_string());

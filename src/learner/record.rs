@@ -138,7 +138,10 @@ pub struct FitReport {
 impl FitReport {
     /// `[val_loss, metrics...]` after the last completed epoch (empty if none completed).
     pub fn last(&self) -> Vec<f64> {
-        self.epochs.last().map(|r| std::iter::once(r.val_loss).chain(r.metrics.iter().copied()).collect()).unwrap_or_default()
+        self.epochs
+            .last()
+            .map(|r| std::iter::once(r.val_loss).chain(r.metrics.iter().copied()).collect())
+            .unwrap_or_default()
     }
 
     /// One line: the epochs trained, the time, and the last validation numbers.
@@ -299,7 +302,8 @@ impl LrFind {
             return None;
         }
         // steep: argmin of d loss / d log(lr)
-        let grads: Vec<f64> = (0..n - 1).map(|i| (losses[i + 1] - losses[i]) / (lrs[i + 1].ln() - lrs[i].ln())).collect();
+        let grads: Vec<f64> =
+            (0..n - 1).map(|i| (losses[i + 1] - losses[i]) / (lrs[i + 1].ln() - lrs[i].ln())).collect();
         let i_steep = argmin(&grads);
         // valley: the longest decreasing subsequence, then 1/3 + 1/6 of the way into it.
         // (fastai's `max_start` can be -1, when the run starts at the first point.)
@@ -345,7 +349,8 @@ mod tests {
         assert_eq!(s.valley, lrs[3]);
         assert!(LrFind { lrs: vec![1.0], losses: vec![1.0], n_skip: 0, n_skip_end: 0 }.suggestion().is_none());
         // Falling from the first point: fastai's max_start is -1 there.
-        let f = LrFind { lrs: lrs.clone(), losses: (0..10).map(|i| 10.0 - i as f64).collect(), n_skip: 0, n_skip_end: 0 };
+        let f =
+            LrFind { lrs: lrs.clone(), losses: (0..10).map(|i| 10.0 - i as f64).collect(), n_skip: 0, n_skip_end: 0 };
         // 9 points shown: lds[8] = 9, max_start = 8 - 9 = -1, sections = 9/3 = 3 -> idx = -1 + 3 + 1 = 3.
         assert_eq!(f.suggestion().unwrap().valley, lrs[3]);
     }

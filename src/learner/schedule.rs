@@ -69,7 +69,11 @@ impl FitOpts {
     /// `cycle_mult`, `use_clr`) and says what is wrong. With `n_batches` (batches per epoch) the
     /// triangular cycle must be at least `cut` iterations long, else fastai's schedule divides by
     /// zero. The one check of `fit` and of `fastdet train`'s stages.
-    pub fn validate(&self, n_cycle: usize, n_batches: Option<usize>) -> std::result::Result<(), (&'static str, String)> {
+    pub fn validate(
+        &self,
+        n_cycle: usize,
+        n_batches: Option<usize>,
+    ) -> std::result::Result<(), (&'static str, String)> {
         if n_cycle == 0 {
             return Err(("n_cycle", "must be at least 1".into()));
         }
@@ -127,10 +131,20 @@ pub enum Schedule {
     Constant,
     /// `CosAnneal(nb, cycle_mult)`: `1/100` for the first `nb/20` iterations of the whole fit,
     /// then `(cos(pi * i / nb) + 1) / 2` within each cycle.
-    CosAnneal { nb: f64, cycle_mult: f64, cycle_iter: usize, iteration: usize },
+    CosAnneal {
+        nb: f64,
+        cycle_mult: f64,
+        cycle_iter: usize,
+        iteration: usize,
+    },
     /// `CircularLR(nb, div, cut_div)`: up from `1/div` to 1 over `nb / cut_div` iterations (at
     /// least one), then down to `1/div`.
-    Circular { nb: usize, div: f64, cut_div: usize, cycle_iter: usize },
+    Circular {
+        nb: usize,
+        div: f64,
+        cut_div: usize,
+        cycle_iter: usize,
+    },
 }
 
 impl Schedule {
@@ -166,7 +180,11 @@ impl Schedule {
                 // peak then comes after the first iteration instead.
                 let cut_pt = (*nb / *cut_div).max(1);
                 let i = *cycle_iter;
-                let pct = if i > cut_pt { 1.0 - (i - cut_pt) as f64 / (*nb - cut_pt) as f64 } else { i as f64 / cut_pt as f64 };
+                let pct = if i > cut_pt {
+                    1.0 - (i - cut_pt) as f64 / (*nb - cut_pt) as f64
+                } else {
+                    i as f64 / cut_pt as f64
+                };
                 *cycle_iter += 1;
                 if *cycle_iter == *nb {
                     *cycle_iter = 0;

@@ -74,14 +74,21 @@ impl Learner {
     /// A copy of the weights, BatchNorm statistics, epoch count, freezing and recorder, to go
     /// back to with [`Learner::restore`] (try a learning rate, then return).
     pub fn checkpoint(&self) -> Checkpoint {
-        Checkpoint { vars: self.snapshot(), epochs_done: self.epochs_done, frozen_to: self.frozen_to, recorder: self.recorder.clone() }
+        Checkpoint {
+            vars: self.snapshot(),
+            epochs_done: self.epochs_done,
+            frozen_to: self.frozen_to,
+            recorder: self.recorder.clone(),
+        }
     }
 
     /// Back to a [`Checkpoint`] of this learner.
     pub fn restore(&mut self, ck: &Checkpoint) -> Result<()> {
         let vars = self.vs.variables();
         if let Some((name, _)) = ck.vars.iter().find(|(n, t)| vars.get(n).is_none_or(|v| v.size() != t.size())) {
-            return Err(Error::Invalid(format!("restore: the checkpoint's {name} does not fit this learner (a checkpoint of another model?)")));
+            return Err(Error::Invalid(format!(
+                "restore: the checkpoint's {name} does not fit this learner (a checkpoint of another model?)"
+            )));
         }
         self.restore_vars(&ck.vars);
         self.freeze_to(ck.frozen_to as isize);
@@ -116,7 +123,8 @@ impl Learner {
             fit: fit.cloned(),
         };
         let path = dir.join(STATE_FILE);
-        let mut text = serde_json::to_string_pretty(&state).map_err(|source| Error::Json { path: path.clone(), source })?;
+        let mut text =
+            serde_json::to_string_pretty(&state).map_err(|source| Error::Json { path: path.clone(), source })?;
         text.push('\n');
         crate::util::write_atomic(&path, text.as_bytes())?;
         // Older weights are no longer named by state.json.
@@ -138,7 +146,8 @@ impl Learner {
         let dir = models_dir.join(LAST_DIR);
         let path = dir.join(STATE_FILE);
         let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-        let state: LastState = serde_json::from_str(&text).map_err(|source| Error::Json { path: path.clone(), source })?;
+        let state: LastState =
+            serde_json::from_str(&text).map_err(|source| Error::Json { path: path.clone(), source })?;
         let bad = |problem: String| Error::checkpoint(&path, problem);
         if state.version != STATE_VERSION {
             return Err(bad(format!("state version {} (this fastdet reads {STATE_VERSION})", state.version)));
@@ -163,7 +172,11 @@ impl Learner {
             dir.display(),
             learn.epochs_done,
             match &learn.pending {
-                Some(f) => format!("; the fit in progress has {} of {} epochs done: resume_fit() continues it", f.epochs_done, f.opts.epochs(f.n_cycle)),
+                Some(f) => format!(
+                    "; the fit in progress has {} of {} epochs done: resume_fit() continues it",
+                    f.epochs_done,
+                    f.opts.epochs(f.n_cycle)
+                ),
                 None => String::new(),
             }
         );
@@ -173,7 +186,10 @@ impl Learner {
     /// Continue the fit that [`Learner::restore_last`] found unfinished, from its next epoch,
     /// with its learning rates and schedule where they were.
     pub fn resume_fit(&mut self) -> Result<FitReport> {
-        let plan = self.pending.take().ok_or_else(|| Error::Invalid("resume_fit: no unfinished fit (restore_last finds one)".into()))?;
+        let plan = self
+            .pending
+            .take()
+            .ok_or_else(|| Error::Invalid("resume_fit: no unfinished fit (restore_last finds one)".into()))?;
         self.fit_from(plan)
     }
 }

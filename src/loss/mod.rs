@@ -75,14 +75,16 @@ impl Loss {
         if !matches!(self, Loss::Ssd { .. }) {
             check_output(&format!("{self:?}"), out, y)?;
         }
-        let rows = |t: Tensor| -> Result<Vec<f64>> { Ok(Vec::try_from(t.detach().to_device(tch::Device::Cpu).to_kind(tch::Kind::Double))?) };
+        let rows = |t: Tensor| -> Result<Vec<f64>> {
+            Ok(Vec::try_from(t.detach().to_device(tch::Device::Cpu).to_kind(tch::Kind::Double))?)
+        };
         let zip = |a: Vec<f64>, b: Vec<f64>| a.into_iter().zip(b).map(|(a, b)| vec![a, b]).collect::<Vec<_>>();
         let one = |a: Vec<f64>| a.into_iter().map(|a| vec![a]).collect::<Vec<_>>();
         let mean1 = |t: Tensor| t.mean_dim(&[1i64][..], false, tch::Kind::Float);
         match (self, y) {
-            (Loss::CrossEntropy, BatchTarget::Class(c)) => {
-                Ok(one(rows(out.log_softmax(1, tch::Kind::Float).nll_loss_nd::<Tensor>(c, None, Reduction::None, -100))?))
-            }
+            (Loss::CrossEntropy, BatchTarget::Class(c)) => Ok(one(rows(
+                out.log_softmax(1, tch::Kind::Float).nll_loss_nd::<Tensor>(c, None, Reduction::None, -100),
+            )?)),
             (Loss::L1, BatchTarget::Box(b)) => Ok(one(rows(mean1((out - b).abs()))?)),
             (Loss::Bce, BatchTarget::MultiLabel(t)) => {
                 Ok(one(rows(mean1(out.binary_cross_entropy_with_logits::<Tensor>(t, None, None, Reduction::None)))?))
@@ -90,7 +92,9 @@ impl Loss {
             (Loss::Detn { sz, class_weight }, BatchTarget::BoxClass { bbox, class }) => {
                 let bb = out.narrow(1, 0, 4).sigmoid() * *sz;
                 let logits = out.narrow(1, 4, out.size()[1] - 4);
-                let ce = logits.log_softmax(1, tch::Kind::Float).nll_loss_nd::<Tensor>(class, None, Reduction::None, -100) * *class_weight;
+                let ce =
+                    logits.log_softmax(1, tch::Kind::Float).nll_loss_nd::<Tensor>(class, None, Reduction::None, -100)
+                        * *class_weight;
                 Ok(zip(rows(mean1((bb - bbox).abs()))?, rows(ce)?))
             }
             (Loss::Ssd { cfg, sz }, BatchTarget::Boxes { bbox, class, n_objects }) => {
@@ -111,7 +115,8 @@ impl Loss {
 /// number of class columns (libtorch would abort on a mismatch instead of returning an error).
 pub(crate) fn check_output(what: &str, out: &Tensor, y: &BatchTarget) -> Result<()> {
     let size = out.size();
-    let bad = |expected: String| Error::Shape { what: format!("{what}: the model's output"), expected, found: size.clone() };
+    let bad =
+        |expected: String| Error::Shape { what: format!("{what}: the model's output"), expected, found: size.clone() };
     let b = y.len();
     if size.len() != 2 || size[0] != b {
         return Err(bad(format!("[{b}, n] for a batch of {b}")));
@@ -120,7 +125,9 @@ pub(crate) fn check_output(what: &str, out: &Tensor, y: &BatchTarget) -> Result<
         if c.numel() > 0 {
             let (lo, hi) = (i64::try_from(c.min())?, i64::try_from(c.max())?);
             if lo < 0 || hi >= n {
-                return Err(Error::Invalid(format!("{what}: classes {lo}..={hi} of the targets, but the model has {n} class outputs")));
+                return Err(Error::Invalid(format!(
+                    "{what}: classes {lo}..={hi} of the targets, but the model has {n} class outputs"
+                )));
             }
         }
         Ok(())

@@ -26,7 +26,10 @@ pub const FORCED_OVERLAP: f32 = 1.99;
 /// PyTorch's `max(dim)`); NaN overlaps count as -inf.
 pub fn match_anchors(overlaps: &[f32], n_gt: usize, n_anc: usize, matching: Matching) -> Result<(Vec<f32>, Vec<i64>)> {
     if overlaps.len() != n_gt * n_anc {
-        return Err(Error::Invalid(format!("match_anchors: {} overlaps for {n_gt} ground truths x {n_anc} anchors", overlaps.len())));
+        return Err(Error::Invalid(format!(
+            "match_anchors: {} overlaps for {n_gt} ground truths x {n_anc} anchors",
+            overlaps.len()
+        )));
     }
     let at = |g: usize, a: usize| {
         let v = overlaps[g * n_anc + a];
@@ -73,7 +76,8 @@ pub fn match_anchors(overlaps: &[f32], n_gt: usize, n_anc: usize, matching: Matc
             }
         }
         Matching::NoGtLost => {
-            let best_iou: Vec<f32> = (0..n_gt).map(|g| (0..n_anc).map(|a| at(g, a)).fold(f32::NEG_INFINITY, f32::max)).collect();
+            let best_iou: Vec<f32> =
+                (0..n_gt).map(|g| (0..n_anc).map(|a| at(g, a)).fold(f32::NEG_INFINITY, f32::max)).collect();
             let mut order: Vec<usize> = (0..n_gt).collect();
             order.sort_by(|&a, &b| best_iou[b].total_cmp(&best_iou[a]).then(a.cmp(&b)));
             let mut taken = vec![false; n_anc];
@@ -92,7 +96,13 @@ pub fn match_anchors(overlaps: &[f32], n_gt: usize, n_anc: usize, matching: Matc
 /// The ground truths that a matching leaves without a positive anchor (none of the anchors
 /// matched with an overlap over `pos_iou` points to them): the objects the loss never sees.
 /// `overlaps` is `[n_gt, n_anchors]` row-major, as for [`match_anchors`].
-pub fn lost_objects(overlaps: &[f32], n_gt: usize, n_anc: usize, matching: Matching, pos_iou: f64) -> Result<Vec<usize>> {
+pub fn lost_objects(
+    overlaps: &[f32],
+    n_gt: usize,
+    n_anc: usize,
+    matching: Matching,
+    pos_iou: f64,
+) -> Result<Vec<usize>> {
     let (gt_overlap, gt_idx) = match_anchors(overlaps, n_gt, n_anc, matching)?;
     let mut seen = vec![false; n_gt];
     for (o, g) in gt_overlap.iter().zip(&gt_idx) {
@@ -106,13 +116,28 @@ pub fn lost_objects(overlaps: &[f32], n_gt: usize, n_anc: usize, matching: Match
 /// How many (non-difficult) objects of the images `indices` of `ds` a matching loses, with the
 /// images squashed to `sz x sz` as the lesson's loader does (`CropType::No`): `(lost, objects,
 /// the images that lose one)`.
-pub fn count_lost(ds: &Dataset, indices: &[usize], anchors: &Anchors, sz: f32, matching: Matching, pos_iou: f64) -> Result<(usize, usize, Vec<usize>)> {
+pub fn count_lost(
+    ds: &Dataset,
+    indices: &[usize],
+    anchors: &Anchors,
+    sz: f32,
+    matching: Matching,
+    pos_iou: f64,
+) -> Result<(usize, usize, Vec<usize>)> {
     let anc = anchors.to_bboxes(1.0)?;
     let (mut lost, mut total, mut images) = (0, 0, vec![]);
     for &i in indices {
-        let rec = ds.images.get(i).ok_or_else(|| Error::Invalid(format!("count_lost: image index {i} of {} images", ds.len())))?;
+        let rec = ds
+            .images
+            .get(i)
+            .ok_or_else(|| Error::Invalid(format!("count_lost: image index {i} of {} images", ds.len())))?;
         let (sy, sx) = (sz / rec.height as f32, sz / rec.width as f32);
-        let gt: Vec<BBox> = ds.annotations(i).iter().map(|(b, _)| b.scale(sy, sx)).map(|b| BBox::from_array(b.to_array().map(|v| v / sz))).collect();
+        let gt: Vec<BBox> = ds
+            .annotations(i)
+            .iter()
+            .map(|(b, _)| b.scale(sy, sx))
+            .map(|b| BBox::from_array(b.to_array().map(|v| v / sz)))
+            .collect();
         let ov = iou_matrix(&gt, &anc);
         let l = lost_objects(&ov.data, gt.len(), anc.len(), matching, pos_iou)?;
         total += gt.len();
@@ -130,7 +155,11 @@ pub fn count_lost(ds: &Dataset, indices: &[usize], anchors: &Anchors, sz: f32, m
 pub fn map_to_ground_truth(overlaps: &Tensor, matching: Matching) -> Result<(Tensor, Tensor)> {
     let size = overlaps.size();
     if size.len() != 2 {
-        return Err(Error::Shape { what: "map_to_ground_truth: overlaps".into(), expected: "[n_gt, A]".into(), found: size });
+        return Err(Error::Shape {
+            what: "map_to_ground_truth: overlaps".into(),
+            expected: "[n_gt, A]".into(),
+            found: size,
+        });
     }
     let (n_gt, n_anc) = (size[0], size[1]);
     let v: Vec<f32> = Vec::try_from(overlaps.detach().to_device(Device::Cpu).to_kind(Kind::Float).flatten(0, -1))?;
@@ -201,7 +230,14 @@ pub fn class_loss(logits: &Tensor, gt_clas: &Tensor, loss: ClassLoss) -> Tensor 
 /// Anchors matched with overlap > `pos_iou` are positives; the others are background (`C`).
 /// `loc` = mean |box - ground truth| over the positives (0 when there are none); `class` =
 /// [`class_loss`]. An image with no objects has only background anchors.
-pub fn ssd_1_loss(class_logits: &Tensor, box_offsets: &Tensor, bbox: &Tensor, clas: &Tensor, anchors: &Anchors, cfg: &SsdConfig) -> Result<LossParts> {
+pub fn ssd_1_loss(
+    class_logits: &Tensor,
+    box_offsets: &Tensor,
+    bbox: &Tensor,
+    clas: &Tensor,
+    anchors: &Anchors,
+    cfg: &SsdConfig,
+) -> Result<LossParts> {
     let n_anc = anchors.len() as i64;
     let dev = class_logits.device();
     let n_gt = bbox.size()[0];
@@ -276,10 +312,18 @@ pub fn ssd_loss_per_image(
         )));
     }
     if out.class_logits.size()[2] != cfg.n_classes + 1 {
-        return Err(Error::Invalid(format!("the SSD head predicts {} classes, the config says {} + background", out.class_logits.size()[2], cfg.n_classes)));
+        return Err(Error::Invalid(format!(
+            "the SSD head predicts {} classes, the config says {} + background",
+            out.class_logits.size()[2],
+            cfg.n_classes
+        )));
     }
     if bbox.size().len() != 3 || bbox.size()[0] != b || class.size() != bbox.size()[..2] {
-        return Err(Error::Invalid(format!("SSD targets: expected bbox [{b}, N, 4] and class [{b}, N], found {:?} and {:?}", bbox.size(), class.size())));
+        return Err(Error::Invalid(format!(
+            "SSD targets: expected bbox [{b}, N, 4] and class [{b}, N], found {:?} and {:?}",
+            bbox.size(),
+            class.size()
+        )));
     }
     let n = bbox.size()[1];
     let counts = counts_of(n_objects)?;
@@ -291,10 +335,17 @@ pub fn ssd_loss_per_image(
     if class.numel() > 0 {
         let (lo, hi) = (i64::try_from(class.min())?, i64::try_from(class.max())?);
         if lo < 0 || hi >= cfg.n_classes {
-            return Err(Error::Invalid(format!("SSD targets: classes must be in 0..{}, found {lo}..={hi}", cfg.n_classes)));
+            return Err(Error::Invalid(format!(
+                "SSD targets: classes must be in 0..{}, found {lo}..={hi}",
+                cfg.n_classes
+            )));
         }
     }
-    let anchors = if anchors.device() == out.class_logits.device() { anchors.clone() } else { anchors.to_device(out.class_logits.device()) };
+    let anchors = if anchors.device() == out.class_logits.device() {
+        anchors.clone()
+    } else {
+        anchors.to_device(out.class_logits.device())
+    };
     (0..b)
         .map(|i| {
             let (bb, cl) = image_targets(bbox, class, counts.as_deref(), i, sz);
@@ -393,7 +444,12 @@ fn fmt_f32s(v: &[f32]) -> String {
 
 impl std::fmt::Display for SsdTrace {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(f, "overlaps.max(1): objects' best anchors {:?}, overlaps {}", self.prior_idx, fmt_f32s(&self.prior_overlap))?;
+        writeln!(
+            f,
+            "overlaps.max(1): objects' best anchors {:?}, overlaps {}",
+            self.prior_idx,
+            fmt_f32s(&self.prior_overlap)
+        )?;
         writeln!(f, "overlaps.max(0): anchors' best objects {:?}", self.anchor_idx)?;
         writeln!(f, "                 overlaps {}", fmt_f32s(&self.anchor_overlap))?;
         writeln!(f, "map_to_ground_truth: gt_idx {:?}", self.gt_idx)?;
@@ -406,26 +462,41 @@ impl std::fmt::Display for SsdTrace {
 /// Lesson 9's testing walk-through for one image whose padding is removed (the arguments of
 /// [`ssd_1_loss`]); anchors with overlap over `cfg.pos_iou` are positives (the lesson's testing
 /// cell uses 0.5, its loss 0.4). Errors on an image without objects (there is nothing to match).
-pub fn trace_ssd_1_loss(class_logits: &Tensor, box_offsets: &Tensor, bbox: &Tensor, clas: &Tensor, anchors: &Anchors, cfg: &SsdConfig) -> Result<SsdTrace> {
+pub fn trace_ssd_1_loss(
+    class_logits: &Tensor,
+    box_offsets: &Tensor,
+    bbox: &Tensor,
+    clas: &Tensor,
+    anchors: &Anchors,
+    cfg: &SsdConfig,
+) -> Result<SsdTrace> {
     let n_gt = bbox.size()[0] as usize;
     let n_anc = anchors.len();
     if n_gt == 0 {
         return Err(Error::Invalid("trace_ssd_1_loss: the image has no objects to match".into()));
     }
     let corners = anchors.corners.to_device(Device::Cpu);
-    let flat: Vec<f32> = Vec::try_from(jaccard(&bbox.detach().to_device(Device::Cpu).to_kind(Kind::Float), &corners).flatten(0, -1))?;
+    let flat: Vec<f32> =
+        Vec::try_from(jaccard(&bbox.detach().to_device(Device::Cpu).to_kind(Kind::Float), &corners).flatten(0, -1))?;
     let overlaps: Vec<Vec<f32>> = flat.chunks(n_anc).map(<[f32]>::to_vec).collect();
     // torch's max keeps the first of equal values
-    let argmax = |v: &mut dyn Iterator<Item = f32>| v.enumerate().fold((f32::NEG_INFINITY, 0), |b, (i, x)| if x > b.0 { (x, i) } else { b });
-    let (prior_overlap, prior_idx): (Vec<f32>, Vec<usize>) = overlaps.iter().map(|row| argmax(&mut row.iter().copied())).unzip();
-    let (anchor_overlap, anchor_idx): (Vec<f32>, Vec<usize>) = (0..n_anc).map(|a| argmax(&mut overlaps.iter().map(|r| r[a]))).unzip();
+    let argmax = |v: &mut dyn Iterator<Item = f32>| {
+        v.enumerate().fold((f32::NEG_INFINITY, 0), |b, (i, x)| if x > b.0 { (x, i) } else { b })
+    };
+    let (prior_overlap, prior_idx): (Vec<f32>, Vec<usize>) =
+        overlaps.iter().map(|row| argmax(&mut row.iter().copied())).unzip();
+    let (anchor_overlap, anchor_idx): (Vec<f32>, Vec<usize>) =
+        (0..n_anc).map(|a| argmax(&mut overlaps.iter().map(|r| r[a]))).unzip();
     let (gt_overlap, gt_idx) = match_anchors(&flat, n_gt, n_anc, cfg.matching)?;
     let clas_v: Vec<i64> = Vec::try_from(clas.to_device(Device::Cpu).to_kind(Kind::Int64).flatten(0, -1))?;
     let c = cfg.n_classes as usize;
     let pos_idx: Vec<usize> = (0..n_anc).filter(|&a| gt_overlap[a] as f64 > cfg.pos_iou).collect();
-    let gt_clas: Vec<usize> = (0..n_anc).map(|a| if gt_overlap[a] as f64 > cfg.pos_iou { clas_v[gt_idx[a] as usize] as usize } else { c }).collect();
+    let gt_clas: Vec<usize> = (0..n_anc)
+        .map(|a| if gt_overlap[a] as f64 > cfg.pos_iou { clas_v[gt_idx[a] as usize] as usize } else { c })
+        .collect();
     let parts = ssd_1_loss(class_logits, box_offsets, bbox, clas, anchors, cfg)?;
-    let target = Tensor::from_slice(&gt_clas.iter().map(|&v| v as i64).collect::<Vec<_>>()).to_device(class_logits.device());
+    let target =
+        Tensor::from_slice(&gt_clas.iter().map(|&v| v as i64).collect::<Vec<_>>()).to_device(class_logits.device());
     let cross_entropy = f64::try_from(class_logits.detach().to_kind(Kind::Float).cross_entropy_for_logits(&target))?;
     Ok(SsdTrace {
         overlaps,

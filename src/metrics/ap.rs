@@ -182,12 +182,17 @@ fn image_indices(ds: &Dataset, dets: &[Detection]) -> Result<Vec<usize>> {
     dets.iter()
         .enumerate()
         .map(|(k, d)| {
-            let bad = |problem: String| Error::Annotation { path: ds.source.clone(), image: d.image_id.to_string(), problem };
+            let bad =
+                |problem: String| Error::Annotation { path: ds.source.clone(), image: d.image_id.to_string(), problem };
             let i = *index
                 .get(&d.image_id)
                 .ok_or_else(|| bad(format!("detection {k}: image_id {} is not in the ground truth", d.image_id)))?;
             if d.class >= ds.classes.len() {
-                return Err(bad(format!("detection {k}: class {} is not one of the {} classes", d.class, ds.classes.len())));
+                return Err(bad(format!(
+                    "detection {k}: class {} is not one of the {} classes",
+                    d.class,
+                    ds.classes.len()
+                )));
             }
             Ok(i)
         })
@@ -219,7 +224,9 @@ pub fn evaluate(ds: &Dataset, dets: &[Detection], metric: ApMetric) -> Result<Ap
             precision: Vec::new(),
         };
         match metric {
-            ApMetric::Voc07 | ApMetric::Voc => voc_class(ds, dets, &img, class_dets, c, metric == ApMetric::Voc07, &mut ca),
+            ApMetric::Voc07 | ApMetric::Voc => {
+                voc_class(ds, dets, &img, class_dets, c, metric == ApMetric::Voc07, &mut ca)
+            }
             ApMetric::Coco => coco_class(ds, dets, &img, class_dets, c, &mut ca),
         }
         classes.push(ca);
@@ -279,7 +286,13 @@ fn voc_class(ds: &Dataset, dets: &[Detection], img: &[usize], idx: &[usize], c: 
     let gts: Vec<Vec<([f64; 4], bool)>> = ds
         .images
         .iter()
-        .map(|r| r.objects.iter().filter(|o| o.class == c).map(|o| (o.bbox.to_voc().map(|v| v as f64), o.difficult)).collect())
+        .map(|r| {
+            r.objects
+                .iter()
+                .filter(|o| o.class == c)
+                .map(|o| (o.bbox.to_voc().map(|v| v as f64), o.difficult))
+                .collect()
+        })
         .collect();
     let mut taken: Vec<Vec<bool>> = gts.iter().map(|g| vec![false; g.len()]).collect();
     let npos = out.n_gt;
@@ -406,7 +419,8 @@ fn coco_class(ds: &Dataset, dets: &[Detection], img: &[usize], idx: &[usize], c:
         let mut dorder = by_score(dets, dk);
         dorder.truncate(MAX_DETS);
         let db: Vec<[f64; 4]> = dorder.iter().map(|&k| xywh64(&dets[k].bbox)).collect();
-        let ious: Vec<Vec<f64>> = db.iter().map(|d| gt.iter().zip(&crowd).map(|(g, &cr)| coco_iou(d, &g.0, cr)).collect()).collect();
+        let ious: Vec<Vec<f64>> =
+            db.iter().map(|d| gt.iter().zip(&crowd).map(|(g, &cr)| coco_iou(d, &g.0, cr)).collect()).collect();
         for (t, &th) in thr.iter().enumerate() {
             let mut gtm = vec![false; gt.len()];
             for (di, d) in db.iter().enumerate() {
@@ -507,7 +521,8 @@ struct CocoResult {
 pub fn load_coco_results(path: impl AsRef<Path>, ds: &Dataset) -> Result<Vec<Detection>> {
     let path = path.as_ref();
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    let res: Vec<CocoResult> = serde_json::from_str(&text).map_err(|source| Error::Json { path: path.into(), source })?;
+    let res: Vec<CocoResult> =
+        serde_json::from_str(&text).map_err(|source| Error::Json { path: path.into(), source })?;
     let ids: std::collections::HashSet<u64> = ds.images.iter().map(|r| r.id).collect();
     res.into_iter()
         .enumerate()
@@ -523,7 +538,12 @@ pub fn load_coco_results(path: impl AsRef<Path>, ds: &Dataset) -> Result<Vec<Det
                     ds.classes.len()
                 )));
             }
-            Ok(Detection { image_id: r.image_id, class: r.category_id as usize - 1, bbox: BBox::from_xywh(r.bbox), score: r.score })
+            Ok(Detection {
+                image_id: r.image_id,
+                class: r.category_id as usize - 1,
+                bbox: BBox::from_xywh(r.bbox),
+                score: r.score,
+            })
         })
         .collect()
 }

@@ -83,7 +83,10 @@ impl ImageErrors {
 /// Match one image's detections to its objects (see the module docs). `objects` are
 /// `(box, class, difficult)`; detections in any order. Returns the detections by score
 /// (stable) with their outcomes, and the missed objects.
-pub fn match_image(objects: &[(crate::boxes::BBox, usize, bool)], dets: &[Detection]) -> (Vec<(Detection, Outcome)>, Vec<usize>) {
+pub fn match_image(
+    objects: &[(crate::boxes::BBox, usize, bool)],
+    dets: &[Detection],
+) -> (Vec<(Detection, Outcome)>, Vec<usize>) {
     let scores: Vec<f32> = dets.iter().map(|d| d.score).collect();
     let order = crate::nms::score_order(&scores);
     let gts: Vec<[f64; 4]> = objects.iter().map(|o| o.0.to_voc().map(|v| v as f64)).collect();
@@ -171,8 +174,11 @@ pub fn confusion(ds: &Dataset, dets: &[Detection], score_thresh: f32) -> Result<
     let nc = ds.classes.len();
     let mut per_image: Vec<Vec<Detection>> = vec![vec![]; ds.len()];
     for (k, d) in dets.iter().enumerate() {
-        let bad = |problem: String| Error::Annotation { path: ds.source.clone(), image: d.image_id.to_string(), problem };
-        let i = *index.get(&d.image_id).ok_or_else(|| bad(format!("detection {k}: image_id {} is not in the ground truth", d.image_id)))?;
+        let bad =
+            |problem: String| Error::Annotation { path: ds.source.clone(), image: d.image_id.to_string(), problem };
+        let i = *index
+            .get(&d.image_id)
+            .ok_or_else(|| bad(format!("detection {k}: image_id {} is not in the ground truth", d.image_id)))?;
         if d.class >= nc {
             return Err(bad(format!("detection {k}: class {} is not one of the {nc} classes", d.class)));
         }
@@ -210,10 +216,18 @@ impl Confusion {
     /// predicted, in order), zeros left out. fastai's `most_confused`, with background.
     pub fn most_confused(&self, n: usize) -> Vec<Confused> {
         let k = self.matrix.len();
-        let mut cells: Vec<(usize, usize, usize)> =
-            (0..k).flat_map(|a| (0..k).map(move |p| (a, p))).filter(|&(a, p)| a != p).map(|(a, p)| (a, p, self.matrix[a][p])).filter(|c| c.2 > 0).collect();
+        let mut cells: Vec<(usize, usize, usize)> = (0..k)
+            .flat_map(|a| (0..k).map(move |p| (a, p)))
+            .filter(|&(a, p)| a != p)
+            .map(|(a, p)| (a, p, self.matrix[a][p]))
+            .filter(|c| c.2 > 0)
+            .collect();
         cells.sort_by(|x, y| y.2.cmp(&x.2).then(x.0.cmp(&y.0)).then(x.1.cmp(&y.1)));
-        cells.into_iter().take(n).map(|(a, p, count)| Confused { actual: self.label(a).into(), predicted: self.label(p).into(), count }).collect()
+        cells
+            .into_iter()
+            .take(n)
+            .map(|(a, p, count)| Confused { actual: self.label(a).into(), predicted: self.label(p).into(), count })
+            .collect()
     }
 
     /// Objects found with the right class.
@@ -256,7 +270,8 @@ impl Confusion {
     /// of the image's: `(bucket, found, objects)` for `< 0.1`, `0.1-0.2`, `0.2-0.4`, `>= 0.4`.
     /// `ds` must be the dataset the matrix was made from.
     pub fn found_by_size(&self, ds: &Dataset) -> Vec<(&'static str, usize, usize)> {
-        const EDGES: [(f32, &str); 4] = [(0.1, "size < 0.1"), (0.2, "size 0.1-0.2"), (0.4, "size 0.2-0.4"), (f32::INFINITY, "size >= 0.4")];
+        const EDGES: [(f32, &str); 4] =
+            [(0.1, "size < 0.1"), (0.2, "size 0.1-0.2"), (0.4, "size 0.2-0.4"), (f32::INFINITY, "size >= 0.4")];
         let mut out: Vec<(&'static str, usize, usize)> = EDGES.iter().map(|e| (e.1, 0, 0)).collect();
         self.tally(ds, &mut out, |r, o| {
             let rel = (o.bbox.area() / (r.width as f32 * r.height as f32).max(1.0)).sqrt();
@@ -272,12 +287,22 @@ impl Confusion {
         self.tally(ds, &mut out, |r, o| {
             let (mw, mh) = (r.width as f32 * 0.02, r.height as f32 * 0.02);
             let b = o.bbox;
-            usize::from(!(b.left <= mw || b.top <= mh || b.right >= r.width as f32 - 1.0 - mw || b.bottom >= r.height as f32 - 1.0 - mh))
+            usize::from(
+                !(b.left <= mw
+                    || b.top <= mh
+                    || b.right >= r.width as f32 - 1.0 - mw
+                    || b.bottom >= r.height as f32 - 1.0 - mh),
+            )
         });
         out
     }
 
-    fn tally(&self, ds: &Dataset, out: &mut [(&'static str, usize, usize)], bucket: impl Fn(&crate::data::ImageRecord, &crate::data::Object) -> usize) {
+    fn tally(
+        &self,
+        ds: &Dataset,
+        out: &mut [(&'static str, usize, usize)],
+        bucket: impl Fn(&crate::data::ImageRecord, &crate::data::Object) -> usize,
+    ) {
         for e in &self.images {
             let Some(r) = ds.images.get(e.image) else { continue };
             for (j, o) in r.objects.iter().enumerate() {

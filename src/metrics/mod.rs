@@ -45,7 +45,8 @@ impl Metric {
     /// validation pass sums these and reads the total once).
     pub fn compute_tensor(&self, out: &Tensor, y: &BatchTarget) -> Result<Tensor> {
         crate::loss::check_output(&self.name(), out, y)?;
-        let acc = |logits: &Tensor, c: &Tensor| logits.argmax(-1, false).eq_tensor(c).to_kind(Kind::Float).mean(Kind::Float);
+        let acc =
+            |logits: &Tensor, c: &Tensor| logits.argmax(-1, false).eq_tensor(c).to_kind(Kind::Float).mean(Kind::Float);
         let t = match (self, y) {
             (Metric::Accuracy, BatchTarget::Class(c)) => acc(out, c),
             (Metric::AccuracyThresh(th), BatchTarget::MultiLabel(t)) => {

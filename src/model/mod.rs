@@ -210,14 +210,20 @@ impl ModuleT for ConvModel {
 /// which it cannot read: convert them once with `scripts/convert_weights.py` (the error says so).
 pub fn read_state_dict(path: &Path) -> Result<Vec<(String, Tensor)>> {
     if !path.is_file() {
-        return Err(Error::Io { path: path.into(), source: std::io::Error::new(std::io::ErrorKind::NotFound, "weights file not found") });
+        return Err(Error::Io {
+            path: path.into(),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "weights file not found"),
+        });
     }
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
     let read = if ext == "safetensors" { Tensor::read_safetensors(path) } else { Tensor::loadz_multi(path) };
     read.map_err(|e| {
         Error::checkpoint(
             path,
-            format!("cannot read weights ({e}); convert them with `python scripts/convert_weights.py {} out.safetensors`", path.display()),
+            format!(
+                "cannot read weights ({e}); convert them with `python scripts/convert_weights.py {} out.safetensors`",
+                path.display()
+            ),
         )
     })
 }
@@ -243,7 +249,11 @@ pub fn find_weights(arch: Arch) -> Option<std::path::PathBuf> {
             .flatten()
             .flatten()
             .map(|e| e.path())
-            .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(&format!("{name}-")) && n.ends_with(".pth")))
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with(&format!("{name}-")) && n.ends_with(".pth"))
+            })
             .collect();
         hashed.sort();
         if let Some(p) = hashed.pop() {
@@ -274,7 +284,11 @@ pub fn load_backbone(vs: &mut nn::VarStore, path: &Path) -> Result<usize> {
                 Some(src) => {
                     return Err(Error::checkpoint(
                         path,
-                        format!("{name} has shape {:?}, the model expects {:?} (another architecture?)", src.size(), var.size()),
+                        format!(
+                            "{name} has shape {:?}, the model expects {:?} (another architecture?)",
+                            src.size(),
+                            var.size()
+                        ),
                     ))
                 }
                 None => missing.push(name),
@@ -286,7 +300,11 @@ pub fn load_backbone(vs: &mut nn::VarStore, path: &Path) -> Result<usize> {
         missing.sort();
         return Err(Error::checkpoint(
             path,
-            format!("{} backbone weights missing, e.g. {}", missing.len(), missing.iter().take(5).cloned().collect::<Vec<_>>().join(", ")),
+            format!(
+                "{} backbone weights missing, e.g. {}",
+                missing.len(),
+                missing.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
+            ),
         ));
     }
     Ok(loaded)

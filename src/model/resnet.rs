@@ -141,7 +141,13 @@ impl ResNetBody {
                 let stride = if li == 0 { 1 } else { 2 };
                 (0..n)
                     .map(|bi| {
-                        let b = Block::new(&path / bi.to_string(), c_in, width, if bi == 0 { stride } else { 1 }, bottleneck);
+                        let b = Block::new(
+                            &path / bi.to_string(),
+                            c_in,
+                            width,
+                            if bi == 0 { stride } else { 1 },
+                            bottleneck,
+                        );
                         c_in = width * expansion;
                         b
                     })

@@ -179,7 +179,11 @@ fn conv3x3(p: nn::Path, nin: i64, nout: i64, stride: i64, bias: Option<f64>) -> 
 
 impl StdConv {
     pub fn new(p: nn::Path, nin: i64, nout: i64, stride: i64, drop: f64) -> Self {
-        Self { conv: conv3x3(&p / "conv", nin, nout, stride, None), bn: nn::batch_norm2d(&p / "bn", nout, Default::default()), drop }
+        Self {
+            conv: conv3x3(&p / "conv", nin, nout, stride, None),
+            bn: nn::batch_norm2d(&p / "bn", nout, Default::default()),
+            drop,
+        }
     }
 
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
@@ -261,7 +265,10 @@ impl SsdOutput {
             (0..self.class_logits.size()[0])
                 .map(|i| {
                     let (c, b) = self.image(i);
-                    Decoded { boxes: actn_to_bb(&b.to_kind(Kind::Float), &anchors), probs: c.to_kind(Kind::Float).sigmoid() }
+                    Decoded {
+                        boxes: actn_to_bb(&b.to_kind(Kind::Float), &anchors),
+                        probs: c.to_kind(Kind::Float).sigmoid(),
+                    }
                 })
                 .collect()
         })
@@ -316,8 +323,18 @@ impl SsdHead {
     }
 }
 
-const SCONV: [&str; 8] = ["head.sconv0.", "head.sconv1.", "head.sconv2.", "head.sconv3.", "head.sconv4.", "head.sconv5.", "head.sconv6.", "head.sconv7."];
-const OUT: [&str; 8] = ["head.out0.", "head.out1.", "head.out2.", "head.out3.", "head.out4.", "head.out5.", "head.out6.", "head.out7."];
+const SCONV: [&str; 8] = [
+    "head.sconv0.",
+    "head.sconv1.",
+    "head.sconv2.",
+    "head.sconv3.",
+    "head.sconv4.",
+    "head.sconv5.",
+    "head.sconv6.",
+    "head.sconv7.",
+];
+const OUT: [&str; 8] =
+    ["head.out0.", "head.out1.", "head.out2.", "head.out3.", "head.out4.", "head.out5.", "head.out6.", "head.out7."];
 
 /// Lesson 9's `SSD_MultiHead(k, bias)` with `drop`: `Dropout(drop)(ReLU(x)) -> sconv0 =
 /// StdConv(nin, 256, stride 1)`, then per grid `i = 1, 2, 3`: `sconv{i} = StdConv(256, 256)`
@@ -340,8 +357,12 @@ impl SsdMultiHead {
         Self {
             drop: cfg.drop,
             sconv0: StdConv::new(p / "sconv0", nin, HEAD_CHANNELS, 1, cfg.conv_drop),
-            sconvs: (1..=n).map(|i| StdConv::new(p / format!("sconv{i}"), HEAD_CHANNELS, HEAD_CHANNELS, 2, cfg.conv_drop)).collect(),
-            outs: (1..=n).map(|i| OutConv::new(p / format!("out{i}"), cfg.k(), HEAD_CHANNELS, cfg.n_classes, cfg.bias)).collect(),
+            sconvs: (1..=n)
+                .map(|i| StdConv::new(p / format!("sconv{i}"), HEAD_CHANNELS, HEAD_CHANNELS, 2, cfg.conv_drop))
+                .collect(),
+            outs: (1..=n)
+                .map(|i| OutConv::new(p / format!("out{i}"), cfg.k(), HEAD_CHANNELS, cfg.n_classes, cfg.bias))
+                .collect(),
         }
     }
 
@@ -399,4 +420,3 @@ impl SsdHeadNet {
         }
     }
 }
-

@@ -67,7 +67,10 @@ fn draw_pair(
     gt.show_img(im);
     let label_sz = 13;
     for (j, (b, c, difficult)) in objects.iter().enumerate() {
-        let how = matched.iter().map(|(_, o)| o).find(|o| matches!(o, Outcome::TruePositive { gt } | Outcome::WrongClass { gt } if *gt == j));
+        let how = matched
+            .iter()
+            .map(|(_, o)| o)
+            .find(|o| matches!(o, Outcome::TruePositive { gt } | Outcome::WrongClass { gt } if *gt == j));
         let (color, note) = if *difficult {
             (IGNORED, " (difficult)")
         } else if missed.contains(&j) {
@@ -85,7 +88,13 @@ fn draw_pair(
     }
 }
 
-fn draw_predictions(pred: &mut Ax<'_>, im: &RgbImage, objects: &[(BBox, usize, bool)], matched: &[(Detection, Outcome)], classes: &[String]) {
+fn draw_predictions(
+    pred: &mut Ax<'_>,
+    im: &RgbImage,
+    objects: &[(BBox, usize, bool)],
+    matched: &[(Detection, Outcome)],
+    classes: &[String],
+) {
     pred.show_img(im);
     // Lowest score first, so the most confident boxes are drawn on top.
     for (d, o) in matched.iter().rev() {
@@ -103,16 +112,25 @@ fn draw_predictions(pred: &mut Ax<'_>, im: &RgbImage, objects: &[(BBox, usize, b
 /// twice, left its objects (found, found with another class, missed), right its detections
 /// after the lesson's NMS marked by outcome (true positive, wrong class, duplicate,
 /// background), with `captions[i]` under image `i` and a legend.
-pub fn show_ssd_errors(batch: &Batch, out: &Tensor, cfg: &SsdConfig, classes: &[String], opts: NmfOpts, captions: &[String]) -> Result<Figure> {
+pub fn show_ssd_errors(
+    batch: &Batch,
+    out: &Tensor,
+    cfg: &SsdConfig,
+    classes: &[String],
+    opts: NmfOpts,
+    captions: &[String],
+) -> Result<Figure> {
     let packed = SsdOutput::unpack(out, cfg.n_classes)?;
     let images = batch.images()?;
     let n = images.len();
-    let sz = images.first().map(|i| i.width()).ok_or_else(|| Error::Invalid("show_ssd_errors: an empty batch".into()))?;
+    let sz =
+        images.first().map(|i| i.width()).ok_or_else(|| Error::Invalid("show_ssd_errors: an empty batch".into()))?;
     let anchors = Anchors::new(&cfg.anchors, out.device());
     let found = crate::detect::batch_detections(&packed, &anchors, sz as f32, opts, n)?;
     let mut pairs = vec![];
     for (i, (im, dets)) in images.into_iter().zip(found).enumerate() {
-        let objects: Vec<(BBox, usize, bool)> = batch.objects(i)?.into_iter().map(|(b, c)| (b, c.unwrap_or(usize::MAX), false)).collect();
+        let objects: Vec<(BBox, usize, bool)> =
+            batch.objects(i)?.into_iter().map(|(b, c)| (b, c.unwrap_or(usize::MAX), false)).collect();
         let dets: Vec<Detection> = dets.into_iter().map(|d| Detection::new(0, d)).collect();
         let (matched, missed) = match_image(&objects, &dets);
         pairs.push(ErrorPair { im, objects, matched, missed });
@@ -164,16 +182,26 @@ pub fn show_image_errors(ds: &Dataset, errors: &[&ImageErrors], captions: &[Stri
 /// IoU; the single-object detector's box and class over the true ones; the multi-label
 /// classes over [`super::MULTILABEL_SHOW_THRESH`] split into right (green), missed (red) and
 /// extra (orange).
-pub fn show_truth_vs_prediction(batch: &Batch, out: &Tensor, loss: &Loss, classes: &[String], captions: &[String]) -> Result<Figure> {
+pub fn show_truth_vs_prediction(
+    batch: &Batch,
+    out: &Tensor,
+    loss: &Loss,
+    classes: &[String],
+    captions: &[String],
+) -> Result<Figure> {
     if matches!(loss, Loss::Ssd { .. }) {
-        return Err(Error::Invalid("show_truth_vs_prediction: an SSD draws ground truth beside prediction with show_ssd_errors".into()));
+        return Err(Error::Invalid(
+            "show_truth_vs_prediction: an SSD draws ground truth beside prediction with show_ssd_errors".into(),
+        ));
     }
     crate::loss::check_output("show_truth_vs_prediction", out, &batch.y)?;
     let images = batch.images()?;
     let cell = images.first().map(|i| i.width()).unwrap_or(1);
     let mut fig = Figure::for_items(images.len(), 4, cell)?;
     let out = out.to_device(Device::Cpu).to_kind(Kind::Float);
-    let row_of = |t: &Tensor, i: usize| -> Result<Vec<f32>> { Ok(Vec::try_from(t.get(i as i64).to_device(Device::Cpu).to_kind(Kind::Float).flatten(0, -1))?) };
+    let row_of = |t: &Tensor, i: usize| -> Result<Vec<f32>> {
+        Ok(Vec::try_from(t.get(i as i64).to_device(Device::Cpu).to_kind(Kind::Float).flatten(0, -1))?)
+    };
     for (i, im) in images.iter().enumerate() {
         let row = row_of(&out, i)?;
         let mut ax = fig.ax(i);
@@ -196,13 +224,17 @@ pub fn show_truth_vs_prediction(batch: &Batch, out: &Tensor, loss: &Loss, classe
                 ax.draw_text(2.0, 2.0, &txt, 14, if right { RIGHT } else { WRONG });
             }
             (BatchTarget::Box(t), _) => {
-                let truth = BBox::from_array(row_of(t, i)?.try_into().map_err(|_| Error::Invalid("a box target of 4 numbers".into()))?);
+                let truth = BBox::from_array(
+                    row_of(t, i)?.try_into().map_err(|_| Error::Invalid("a box target of 4 numbers".into()))?,
+                );
                 let pred = BBox::from_array([row[0], row[1], row[2], row[3]]);
                 ax.draw_rect(truth, RIGHT).draw_rect(pred, WRONG);
                 ax.draw_text(2.0, 2.0, &format!("IoU {:.2}", pred.pixel_iou(&truth)), 14, Color::WHITE);
             }
             (BatchTarget::BoxClass { bbox, class }, Loss::Detn { sz, .. }) => {
-                let truth = BBox::from_array(row_of(bbox, i)?.try_into().map_err(|_| Error::Invalid("a box target of 4 numbers".into()))?);
+                let truth = BBox::from_array(
+                    row_of(bbox, i)?.try_into().map_err(|_| Error::Invalid("a box target of 4 numbers".into()))?,
+                );
                 let tc = i64::try_from(class.get(i as i64))? as usize;
                 let s = |v: f32| 1.0 / (1.0 + (-v).exp()) * *sz as f32;
                 let pred = BBox::from_array([s(row[0]), s(row[1]), s(row[2]), s(row[3])]);
@@ -210,7 +242,18 @@ pub fn show_truth_vs_prediction(batch: &Batch, out: &Tensor, loss: &Loss, classe
                 let iou = pred.pixel_iou(&truth);
                 let right = pc == tc && iou > 0.5;
                 ax.draw_labelled(truth, name(classes, tc), 13, RIGHT);
-                ax.draw_labelled(pred, &format!("{} {:.2}", name(classes, pc), softmax_max(&row[4..])), 13, if right { RIGHT } else if pc == tc { WRONG_CLASS } else { WRONG });
+                ax.draw_labelled(
+                    pred,
+                    &format!("{} {:.2}", name(classes, pc), softmax_max(&row[4..])),
+                    13,
+                    if right {
+                        RIGHT
+                    } else if pc == tc {
+                        WRONG_CLASS
+                    } else {
+                        WRONG
+                    },
+                );
                 let s = ax.scale();
                 ax.draw_text(im.height() as f32 - 34.0 / s, 2.0, &format!("IoU {iou:.2}"), 14, Color::WHITE);
             }
@@ -227,14 +270,21 @@ pub fn show_truth_vs_prediction(batch: &Batch, out: &Tensor, loss: &Loss, classe
                     }
                 }
                 let mut top = 2.0;
-                for (label, names, color) in [("right:", &right, RIGHT), ("missed:", &missed, WRONG), ("extra:", &extra, WRONG_CLASS)] {
+                for (label, names, color) in
+                    [("right:", &right, RIGHT), ("missed:", &missed, WRONG), ("extra:", &extra, WRONG_CLASS)]
+                {
                     if !names.is_empty() {
                         ax.draw_text_lines(top, 2.0, &format!("{label} {}", names.join(" ")), 13, color, 2);
                         top += 28.0;
                     }
                 }
             }
-            (y, l) => return Err(Error::Invalid(format!("show_truth_vs_prediction: {l:?} against {} targets", y.kind_name()))),
+            (y, l) => {
+                return Err(Error::Invalid(format!(
+                    "show_truth_vs_prediction: {l:?} against {} targets",
+                    y.kind_name()
+                )))
+            }
         }
         if let Some(c) = captions.get(i).filter(|c| !c.is_empty()) {
             let s = ax.scale();
@@ -282,7 +332,13 @@ impl Confusion {
         // (each may then use two cells' width), shortened to fit.
         let one_row = (0..k).all(|p| Ax::text_width(self.label(p), 11) <= cell as i32 - 2);
         for p in 0..k {
-            let (y, room) = if one_row { (44.0, cell as i32 - 2) } else if p % 2 == 0 { (26.0, 2 * cell as i32 - 4) } else { (44.0, 2 * cell as i32 - 4) };
+            let (y, room) = if one_row {
+                (44.0, cell as i32 - 2)
+            } else if p % 2 == 0 {
+                (26.0, 2 * cell as i32 - 4)
+            } else {
+                (44.0, 2 * cell as i32 - 4)
+            };
             let mut name: String = self.label(p).to_string();
             while name.chars().count() > 1 && Ax::text_width(&name, 11) > room {
                 name.pop();
@@ -297,7 +353,11 @@ impl Confusion {
                 let v = self.matrix[a][p];
                 let frac = if row_sum > 0 { v as f32 / row_sum as f32 } else { 0.0 };
                 let shade = |c0: f32, c1: f32| (c0 + (c1 - c0) * frac).round() as u8;
-                let color = if a == p { Color(shade(245.0, 20.0), shade(245.0, 140.0), shade(245.0, 60.0)) } else { Color(shade(245.0, 200.0), shade(245.0, 30.0), shade(245.0, 30.0)) };
+                let color = if a == p {
+                    Color(shade(245.0, 20.0), shade(245.0, 140.0), shade(245.0, 60.0))
+                } else {
+                    Color(shade(245.0, 200.0), shade(245.0, 30.0), shade(245.0, 30.0))
+                };
                 let x = (left + p as u32 * cell) as f32;
                 ax.fill_rect(BBox::new(y, x, y + cell as f32 - 2.0, x + cell as f32 - 2.0), color);
                 if v > 0 {

@@ -17,10 +17,10 @@ use crate::data::{Batch, BatchTarget, Dataset};
 use crate::draw::{draw_im, evcxr_show, Color, Display, Figure, Mark, LESSON_TICKS};
 use crate::error::{Error, Result};
 use crate::learner::{FitReport, LrFind, Recorder, Summary};
+use crate::loss::ssd::{lost_objects, match_anchors};
 use crate::loss::Loss;
 use crate::metrics::ap::{fmt_ap, ApMetric, ApTable, ClassAp};
 use crate::metrics::Detection;
-use crate::loss::ssd::{lost_objects, match_anchors};
 use crate::model::ssd::{Matching, SsdConfig, SsdOutput};
 use crate::nms::NmfOpts;
 use crate::transforms::Augmented;
@@ -90,7 +90,8 @@ pub fn show_batch(batch: &Batch, classes: &[String], n: usize) -> Result<Figure>
             _ => vec![],
         };
         if !names.is_empty() {
-            let txt = names.iter().map(|&c| classes.get(c).map(String::as_str).unwrap_or("?")).collect::<Vec<_>>().join(" ");
+            let txt =
+                names.iter().map(|&c| classes.get(c).map(String::as_str).unwrap_or("?")).collect::<Vec<_>>().join(" ");
             ax.draw_text(2.0, 2.0, &txt, 14, Color::WHITE);
         }
     }
@@ -136,8 +137,12 @@ pub fn show_predictions(batch: &Batch, out: &Tensor, loss: &Loss, classes: &[Str
                 ax.draw_text(2.0, 2.0, "SSD: use show_results or show_nmf", 12, Color::WHITE);
             }
             Loss::Bce => {
-                let names: Vec<String> =
-                    row.iter().enumerate().filter(|(_, &v)| sigmoid(v) > MULTILABEL_SHOW_THRESH).map(|(c, _)| name(c)).collect();
+                let names: Vec<String> = row
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, &v)| sigmoid(v) > MULTILABEL_SHOW_THRESH)
+                    .map(|(c, _)| name(c))
+                    .collect();
                 ax.draw_text(2.0, 2.0, &names.join(" "), 14, Color::WHITE);
             }
         }
@@ -164,7 +169,14 @@ pub const GRID_COLS: u32 = 4;
 /// [`GRID_COLS`]): each anchor's box ([`crate::anchors::actn_to_bb`]) with its most likely
 /// class over all `C + 1` columns (`bg` for background) and that probability, drawn where the
 /// probability passes `thresh`. `out` is the model's packed output `[B, A, C+1+4]`.
-pub fn show_results(batch: &Batch, out: &Tensor, cfg: &SsdConfig, classes: &[String], thresh: Threshold, n: usize) -> Result<Figure> {
+pub fn show_results(
+    batch: &Batch,
+    out: &Tensor,
+    cfg: &SsdConfig,
+    classes: &[String],
+    thresh: Threshold,
+    n: usize,
+) -> Result<Figure> {
     let out = SsdOutput::unpack(out, cfg.n_classes)?;
     let anchors = Anchors::new(&cfg.anchors, out.box_offsets.device());
     let images = batch.images()?;
@@ -187,13 +199,25 @@ pub fn show_results(batch: &Batch, out: &Tensor, cfg: &SsdConfig, classes: &[Str
 /// the anchors labelled with the model's most likely class (`b_clasi.max(1)[1]`, `bg` included);
 /// the boxes the model moves the anchors to ([`crate::anchors::actn_to_bb`]) with that class and
 /// its probability, all of them (threshold 0).
-pub fn show_anchor_predictions(batch: &Batch, out: &Tensor, cfg: &SsdConfig, classes: &[String], idx: usize) -> Result<Figure> {
+pub fn show_anchor_predictions(
+    batch: &Batch,
+    out: &Tensor,
+    cfg: &SsdConfig,
+    classes: &[String],
+    idx: usize,
+) -> Result<Figure> {
     let out = SsdOutput::unpack(out, cfg.n_classes)?;
     let anchors = Anchors::new(&cfg.anchors, out.box_offsets.device());
     let images = batch.images()?;
-    let im = images.get(idx).ok_or_else(|| Error::Invalid(format!("show_anchor_predictions: image {idx} of a batch of {}", images.len())))?;
+    let im = images.get(idx).ok_or_else(|| {
+        Error::Invalid(format!("show_anchor_predictions: image {idx} of a batch of {}", images.len()))
+    })?;
     let sz = im.width() as f32;
-    let d = out.decode(&anchors).into_iter().nth(idx).ok_or_else(|| Error::Invalid(format!("no output for image {idx}")))?;
+    let d = out
+        .decode(&anchors)
+        .into_iter()
+        .nth(idx)
+        .ok_or_else(|| Error::Invalid(format!("no output for image {idx}")))?;
     let (clas, prs) = d.best()?;
     let objects = batch.objects(idx)?;
     let gt: Vec<BBox> = objects.iter().map(|o| o.0).collect();
@@ -209,7 +233,14 @@ pub fn show_anchor_predictions(batch: &Batch, out: &Tensor, cfg: &SsdConfig, cla
 /// after the lesson's post-processing ([`crate::nms::nms_detections`]: per class, scores over
 /// `opts.thresh`, NMS), boxes, classes and scores drawn as `show_ground_truth` does, 4 panels
 /// wide. `out` is the model's packed output `[B, A, C+1+4]`.
-pub fn show_nmf(batch: &Batch, out: &Tensor, cfg: &SsdConfig, classes: &[String], opts: NmfOpts, n: usize) -> Result<Figure> {
+pub fn show_nmf(
+    batch: &Batch,
+    out: &Tensor,
+    cfg: &SsdConfig,
+    classes: &[String],
+    opts: NmfOpts,
+    n: usize,
+) -> Result<Figure> {
     let packed = SsdOutput::unpack(out, cfg.n_classes)?;
     let images = batch.images()?;
     let n = n.min(images.len()).max(1);
@@ -244,7 +275,10 @@ pub fn show_detections(ds: &Dataset, i: usize, dets: &[Detection]) -> Result<Fig
 pub fn save_detections(ds: &Dataset, dets: &[Detection], dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| crate::Error::Io { path: dir.into(), source: e })?;
     for (i, rec) in ds.images.iter().enumerate() {
-        let stem = Path::new(&rec.file_name).file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or(rec.id.to_string());
+        let stem = Path::new(&rec.file_name)
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or(rec.id.to_string());
         show_detections(ds, i, dets)?.save_png(dir.join(format!("{stem}.png")))?;
     }
     Ok(())
@@ -254,7 +288,14 @@ pub fn save_detections(ds: &Dataset, dets: &[Detection], dir: &Path) -> Result<(
 /// for each [`Matching`] the anchors that become positives, labelled with the class they must
 /// predict; an object the matching loses is drawn in red with "lost". `gt` are pixel boxes of the
 /// `sz x sz` image `im`, `clas` their classes.
-pub fn show_matchings(im: &RgbImage, gt: &[BBox], clas: &[usize], anchors: &Anchors, pos_iou: f64, classes: &[String]) -> Result<Figure> {
+pub fn show_matchings(
+    im: &RgbImage,
+    gt: &[BBox],
+    clas: &[usize],
+    anchors: &Anchors,
+    pos_iou: f64,
+    classes: &[String],
+) -> Result<Figure> {
     let sz = im.width() as f32;
     let anc = anchors.to_bboxes(sz)?;
     let unit: Vec<BBox> = gt.iter().map(|b| BBox::from_array(b.to_array().map(|v| v / sz))).collect();
@@ -269,7 +310,12 @@ pub fn show_matchings(im: &RgbImage, gt: &[BBox], clas: &[usize], anchors: &Anch
         let mut ax = fig.ax(k + 1);
         ax.show_ground_truth(im, &boxes, Some(&cls), None, 0.0, classes);
         for g in lost_objects(&ov.data, gt.len(), anc.len(), m, pos_iou)? {
-            ax.draw_labelled(gt[g], &format!("lost: {}", classes.get(clas[g]).map(String::as_str).unwrap_or("?")), 12, LOST);
+            ax.draw_labelled(
+                gt[g],
+                &format!("lost: {}", classes.get(clas[g]).map(String::as_str).unwrap_or("?")),
+                12,
+                LOST,
+            );
         }
         ax.draw_text(im.height() as f32 - 18.0, 2.0, &format!("{m:?}"), 14, Color::WHITE);
     }
@@ -283,7 +329,11 @@ pub fn show_receptive_field(im: &RgbImage, heat: &Tensor, anchor: BBox) -> Resul
     let (w, h) = im.dimensions();
     let v: Vec<f32> = Vec::try_from(heat.to_device(Device::Cpu).to_kind(Kind::Float).flatten(0, -1))?;
     if v.len() != (w * h) as usize {
-        return Err(crate::Error::Shape { what: "show_receptive_field: the map".into(), expected: format!("[{h}, {w}]"), found: heat.size() });
+        return Err(crate::Error::Shape {
+            what: "show_receptive_field: the map".into(),
+            expected: format!("[{h}, {w}]"),
+            found: heat.size(),
+        });
     }
     let mut over = im.clone();
     for (p, &t) in over.pixels_mut().zip(&v) {
@@ -341,8 +391,11 @@ impl Anchors {
             let (u1, u2): (f32, f32) = (rng.random::<f32>().max(1e-7), rng.random());
             (-2.0 * u1.ln()).sqrt() * (std::f32::consts::TAU * u2).cos()
         };
-        let boxes: Vec<BBox> =
-            self.to_bboxes(1.0)?.into_iter().map(|b| BBox::from_array(b.to_array().map(|v| (v + normal() * ANCHOR_JITTER) * sz))).collect();
+        let boxes: Vec<BBox> = self
+            .to_bboxes(1.0)?
+            .into_iter()
+            .map(|b| BBox::from_array(b.to_array().map(|v| (v + normal() * ANCHOR_JITTER) * sz)))
+            .collect();
         let mut fig = Figure::single(im.width(), im.height());
         fig.ax(0).show_ground_truth(im, &boxes, None, None, 0.0, &[]);
         Ok(fig)
@@ -379,7 +432,9 @@ impl FitReport {
         let p = self.preview.as_ref().ok_or_else(|| Error::Draw("this fit has no preview".into()))?;
         let p = p.lock().unwrap_or_else(|e| e.into_inner());
         match &p.loss {
-            Loss::Ssd { cfg, .. } => mistakes::show_ssd_errors(&p.batch, &p.out, cfg, &p.classes, NmfOpts::default(), &[]),
+            Loss::Ssd { cfg, .. } => {
+                mistakes::show_ssd_errors(&p.batch, &p.out, cfg, &p.classes, NmfOpts::default(), &[])
+            }
             loss => mistakes::show_truth_vs_prediction(&p.batch, &p.out, loss, &p.classes, &[]),
         }
     }
@@ -389,7 +444,10 @@ impl FitReport {
     pub fn to_html(&self) -> String {
         use base64::Engine;
         let img = |f: Result<Figure>, alt: &str| match f.and_then(|f| f.to_png()) {
-            Ok(png) => format!("<img alt=\"{alt}\" src=\"data:image/png;base64,{}\">", base64::engine::general_purpose::STANDARD.encode(png)),
+            Ok(png) => format!(
+                "<img alt=\"{alt}\" src=\"data:image/png;base64,{}\">",
+                base64::engine::general_purpose::STANDARD.encode(png)
+            ),
             Err(e) => format!("<p>{alt}: {e}</p>"),
         };
         let esc = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
@@ -420,8 +478,18 @@ impl LrFind {
             .suggestion()
             .map(|s| {
                 vec![
-                    Mark { x: s.valley, y: loss_at(s.valley), label: format!("valley {:.1e}", s.valley), color: Color(214, 39, 40) },
-                    Mark { x: s.steep, y: loss_at(s.steep), label: format!("steep {:.1e}", s.steep), color: Color(44, 160, 44) },
+                    Mark {
+                        x: s.valley,
+                        y: loss_at(s.valley),
+                        label: format!("valley {:.1e}", s.valley),
+                        color: Color(214, 39, 40),
+                    },
+                    Mark {
+                        x: s.steep,
+                        y: loss_at(s.steep),
+                        label: format!("steep {:.1e}", s.steep),
+                        color: Color(44, 160, 44),
+                    },
                 ]
             })
             .unwrap_or_default();
@@ -449,7 +517,11 @@ impl crate::learner::FitHandle {
     pub fn evcxr_display(&self) {
         let p = self.progress();
         let state = if self.is_running() { "running" } else { "finished: wait() takes the learner back" };
-        evcxr_show(&Display::Text(format!("fit in the background, {state}, {} iterations\n{}", p.losses.len(), p.table())));
+        evcxr_show(&Display::Text(format!(
+            "fit in the background, {state}, {} iterations\n{}",
+            p.losses.len(),
+            p.table()
+        )));
         if !p.losses.is_empty() {
             evcxr_show(&Display::Png(p.plot().and_then(|f| f.to_png())));
         }
@@ -504,7 +576,13 @@ impl ApTable {
         for (i, c) in cls.iter().enumerate() {
             let label = format!("precision: {} (AP {})", c.name, fmt_ap(c.ap));
             if c.recall.is_empty() {
-                fig.ax(i).draw_text(8.0, 8.0, &format!("{}: {} objects, no detection (AP 0)", c.name, c.n_gt), 13, Color::BLACK);
+                fig.ax(i).draw_text(
+                    8.0,
+                    8.0,
+                    &format!("{}: {} objects, no detection (AP 0)", c.name, c.n_gt),
+                    13,
+                    Color::BLACK,
+                );
                 continue;
             }
             // The curve starts at (recall 0, precision 1), as scikit-learn's

@@ -32,7 +32,14 @@ pub struct ReportOpts {
 
 impl Default for ReportOpts {
     fn default() -> Self {
-        Self { title: "fastdet evaluation".into(), score_thresh: 0.25, n_worst: 8, n_sample: 8, cell: 224, n_curves: 12 }
+        Self {
+            title: "fastdet evaluation".into(),
+            score_thresh: 0.25,
+            n_worst: 8,
+            n_sample: 8,
+            cell: 224,
+            n_curves: 12,
+        }
     }
 }
 
@@ -74,14 +81,22 @@ pub fn detection_report(ds: &Dataset, dets: &[Detection], losses: Option<&[f64]>
             return Err(Error::Invalid(format!("report: {} losses for {} images", l.len(), ds.len())));
         }
     }
-    let tables = [ApMetric::Voc07, ApMetric::Voc, ApMetric::Coco].into_iter().map(|m| evaluate(ds, dets, m)).collect::<Result<Vec<_>>>()?;
+    let tables = [ApMetric::Voc07, ApMetric::Voc, ApMetric::Coco]
+        .into_iter()
+        .map(|m| evaluate(ds, dets, m))
+        .collect::<Result<Vec<_>>>()?;
     let cm = confusion(ds, dets, opts.score_thresh)?;
     let worst: Vec<(usize, String)> = match losses {
         Some(l) => crate::interpret::rank(l, opts.n_worst, true)
             .into_iter()
             .map(|i| (i, format!("loss {:.3}, {} errors", l[i], cm.images[i].n_errors())))
             .collect(),
-        None => cm.worst_images(opts.n_worst).into_iter().filter(|e| e.n_errors() > 0).map(|e| (e.image, format!("{} errors", e.n_errors()))).collect(),
+        None => cm
+            .worst_images(opts.n_worst)
+            .into_iter()
+            .filter(|e| e.n_errors() > 0)
+            .map(|e| (e.image, format!("{} errors", e.n_errors())))
+            .collect(),
     };
     let sample: Vec<usize> = (0..ds.len()).take(opts.n_sample).collect();
     let mut figures = vec![];
@@ -131,7 +146,11 @@ impl Report {
 
     fn img(&self, key: &str, alt: &str) -> String {
         match self.figure(key) {
-            Some(Ok(png)) => format!("<img alt=\"{}\" src=\"data:image/png;base64,{}\">", esc(alt), base64::engine::general_purpose::STANDARD.encode(png)),
+            Some(Ok(png)) => format!(
+                "<img alt=\"{}\" src=\"data:image/png;base64,{}\">",
+                esc(alt),
+                base64::engine::general_purpose::STANDARD.encode(png)
+            ),
             Some(Err(e)) => format!("<p class=\"empty\">could not draw {}: {}</p>", esc(alt), esc(e)),
             None => format!("<p class=\"empty\">no {}</p>", esc(alt)),
         }
@@ -156,7 +175,14 @@ impl Report {
         // mAP
         h += "<section id=\"map\"><h2>Mean average precision</h2><table><tr><th>metric</th><th>mAP</th><th>AP50</th><th>AP75</th></tr>";
         for t in &self.tables {
-            let _ = write!(h, "<tr><td>{}</td><td>{:.4}</td><td>{}</td><td>{}</td></tr>", t.metric, t.map, fmt_ap(t.map50), fmt_ap(t.map75));
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td>{:.4}</td><td>{}</td><td>{}</td></tr>",
+                t.metric,
+                t.map,
+                fmt_ap(t.map50),
+                fmt_ap(t.map75)
+            );
         }
         h += "</table></section>";
         // per class
@@ -205,7 +231,8 @@ impl Report {
         } else {
             h += "<h3>Most confused</h3><table><tr><th>actual</th><th>predicted</th><th>count</th></tr>";
             for c in mc {
-                let _ = write!(h, "<tr><td>{}</td><td>{}</td><td>{}</td></tr>", esc(&c.actual), esc(&c.predicted), c.count);
+                let _ =
+                    write!(h, "<tr><td>{}</td><td>{}</td><td>{}</td></tr>", esc(&c.actual), esc(&c.predicted), c.count);
             }
             h += "</table>";
         }

@@ -345,7 +345,9 @@ impl TrainConfig {
             return Err(self.invalid("split", "must not be empty"));
         }
         if self.sz < 32 {
-            return Err(self.invalid("sz", format!("{} is too small: the ResNet body needs at least 32 pixels", self.sz)));
+            return Err(
+                self.invalid("sz", format!("{} is too small: the ResNet body needs at least 32 pixels", self.sz))
+            );
         }
         if self.bs == 0 {
             return Err(self.invalid("bs", "the batch size must be at least 1"));
@@ -361,7 +363,8 @@ impl TrainConfig {
                 ));
             }
         }
-        tfms_from_model(self.sz, self.augmentations.clone(), self.crop, TfmY::Coord).map_err(|e| self.invalid("augmentations", e))?;
+        tfms_from_model(self.sz, self.augmentations.clone(), self.crop, TfmY::Coord)
+            .map_err(|e| self.invalid("augmentations", e))?;
         if self.stages.is_empty() {
             return Err(self.invalid("stages", "at least one stage is needed"));
         }
@@ -370,7 +373,10 @@ impl TrainConfig {
             if s.lrs.len() != 1 && s.lrs.len() != N_GROUPS {
                 return Err(self.invalid(
                     &field("lrs"),
-                    format!("{} learning rates: give 1 (for every layer group) or {N_GROUPS} (one per group)", s.lrs.len()),
+                    format!(
+                        "{} learning rates: give 1 (for every layer group) or {N_GROUPS} (one per group)",
+                        s.lrs.len()
+                    ),
                 ));
             }
             if let Some(bad) = s.lrs.iter().find(|l| !(l.is_finite() && **l >= 0.0)) {
@@ -383,7 +389,9 @@ impl TrainConfig {
                 }
             }
             if s.class_loss.is_some() && !matches!(self.task, Task::Ssd | Task::SsdFocal) {
-                return Err(self.invalid(&field("class_loss"), format!("applies to the ssd tasks, not to {:?}", self.task)));
+                return Err(
+                    self.invalid(&field("class_loss"), format!("applies to the ssd tasks, not to {:?}", self.task))
+                );
             }
         }
         Ok(())
@@ -405,7 +413,8 @@ impl TrainConfig {
         keys.into_iter()
             .filter(|k| !RESUME_FREE_FIELDS.contains(&k.as_str()) && a.get(*k) != b.get(*k))
             .map(|k| {
-                let show = |v: Option<&serde_json::Value>| v.map(|v| v.to_string()).unwrap_or_else(|| "(absent)".into());
+                let show =
+                    |v: Option<&serde_json::Value>| v.map(|v| v.to_string()).unwrap_or_else(|| "(absent)".into());
                 let (x, y) = (show(b.get(k)), show(a.get(k)));
                 if x.len() + y.len() < 120 {
                     format!("{k} (run: {x}, now: {y})")
@@ -423,7 +432,10 @@ impl TrainConfig {
             DeviceChoice::Cuda => {
                 crate::device::load_cuda_backend();
                 if !tch::Cuda::is_available() {
-                    return Err(self.invalid("device", "cuda was asked for but no CUDA device is usable (use \"auto\" or \"cpu\")"));
+                    return Err(self.invalid(
+                        "device",
+                        "cuda was asked for but no CUDA device is usable (use \"auto\" or \"cpu\")",
+                    ));
                 }
                 Device::Cuda(0)
             }
@@ -444,8 +456,10 @@ impl TrainConfig {
             return Err(self.invalid("data", format!("{} has no images", ds.source.display())));
         }
         let device = self.device()?;
-        let tfms = tfms_from_model(self.sz, self.augmentations.clone(), self.crop, TfmY::Coord).map_err(|e| self.invalid("augmentations", e))?;
-        let opts = DataOpts { bs: self.bs, val_pct: self.val_pct, split_seed: self.split_seed, seed: self.seed, device };
+        let tfms = tfms_from_model(self.sz, self.augmentations.clone(), self.crop, TfmY::Coord)
+            .map_err(|e| self.invalid("augmentations", e))?;
+        let opts =
+            DataOpts { bs: self.bs, val_pct: self.val_pct, split_seed: self.split_seed, seed: self.seed, device };
         let data = ImageData::from_dataset(ds, self.task.target(), tfms, opts)?;
         if data.trn_dl.is_empty() {
             return Err(self.invalid("val_pct", "leaves no training images"));
@@ -542,15 +556,28 @@ mod tests {
             // The shipped config names ImageNet weights the checkout may not have.
             Err(e) => {
                 assert!(e.to_string().contains("weights"), "{e}");
-                let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/configs/ssd_lesson.json")).unwrap();
+                let text =
+                    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/configs/ssd_lesson.json"))
+                        .unwrap();
                 TrainConfig::from_json_str(&text).unwrap()
             }
         };
         assert_eq!(shipped.stages.len(), f.stages.len());
         for (a, b) in shipped.stages.iter().zip(&f.stages) {
-            assert_eq!((a.freeze_to, a.cycle_len, a.use_clr, a.class_loss), (b.freeze_to, b.cycle_len, b.use_clr, b.class_loss));
-            assert!(a.lrs.iter().zip(&b.lrs).all(|(x, y)| (x - y).abs() <= 1e-12 * y.abs()), "{:?} vs {:?}", a.lrs, b.lrs);
+            assert_eq!(
+                (a.freeze_to, a.cycle_len, a.use_clr, a.class_loss),
+                (b.freeze_to, b.cycle_len, b.use_clr, b.class_loss)
+            );
+            assert!(
+                a.lrs.iter().zip(&b.lrs).all(|(x, y)| (x - y).abs() <= 1e-12 * y.abs()),
+                "{:?} vs {:?}",
+                a.lrs,
+                b.lrs
+            );
         }
-        assert!(TrainConfig::from_json_str(r#"{"stages": [{"lrs": [1], "class_loss": "focal"}]}"#).unwrap().validate().is_err());
+        assert!(TrainConfig::from_json_str(r#"{"stages": [{"lrs": [1], "class_loss": "focal"}]}"#)
+            .unwrap()
+            .validate()
+            .is_err());
     }
 }

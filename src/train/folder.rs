@@ -40,7 +40,13 @@ pub struct EpochRecord {
 impl EpochRecord {
     /// The stage's row as the learner's epoch table shows it.
     pub fn row(&self) -> EpochRow {
-        EpochRow { epoch: self.epoch, trn_loss: self.trn_loss, val_loss: self.val_loss, metrics: self.metrics.clone(), secs: self.secs }
+        EpochRow {
+            epoch: self.epoch,
+            trn_loss: self.trn_loss,
+            val_loss: self.val_loss,
+            metrics: self.metrics.clone(),
+            secs: self.secs,
+        }
     }
 }
 
@@ -131,11 +137,19 @@ pub fn prepare(config: &TrainConfig, run_dir: &Path, resume: bool) -> Result<Pre
         if has_progress {
             return Err(Error::run(
                 run_dir,
-                format!("already holds a run ({} exists): pass --resume to continue it, or choose another --run-dir", progress_path.display()),
+                format!(
+                    "already holds a run ({} exists): pass --resume to continue it, or choose another --run-dir",
+                    progress_path.display()
+                ),
             ));
         }
         write_json(&config_path, &resolved)?;
-        return Ok(Prepared { config: resolved, run_dir: run_dir.into(), progress: RunProgress::default(), resumed: false });
+        return Ok(Prepared {
+            config: resolved,
+            run_dir: run_dir.into(),
+            progress: RunProgress::default(),
+            resumed: false,
+        });
     }
     if config_path.exists() {
         let saved = TrainConfig::from_file(&config_path)?;
@@ -157,12 +171,21 @@ pub fn prepare(config: &TrainConfig, run_dir: &Path, resume: bool) -> Result<Pre
     if !has_progress {
         println!("{}: no {PROGRESS_FILE} yet, starting from the first stage", run_dir.display());
         write_json(&config_path, &resolved)?;
-        return Ok(Prepared { config: resolved, run_dir: run_dir.into(), progress: RunProgress::default(), resumed: false });
+        return Ok(Prepared {
+            config: resolved,
+            run_dir: run_dir.into(),
+            progress: RunProgress::default(),
+            resumed: false,
+        });
     }
     let progress = RunProgress::read(&progress_path)?;
     let bad = |problem: String| Error::run(&progress_path, problem);
     if progress.completed.len() > resolved.stages.len() {
-        return Err(bad(format!("{} stages completed but the config has {}", progress.completed.len(), resolved.stages.len())));
+        return Err(bad(format!(
+            "{} stages completed but the config has {}",
+            progress.completed.len(),
+            resolved.stages.len()
+        )));
     }
     for (i, rec) in progress.completed.iter().enumerate() {
         if rec.stage != i + 1 {
@@ -172,7 +195,11 @@ pub fn prepare(config: &TrainConfig, run_dir: &Path, resume: bool) -> Result<Pre
     if let Some(last) = progress.completed.last() {
         let ckpt = run_dir.join(&last.checkpoint);
         if !ckpt.is_file() {
-            return Err(bad(format!("stage {} is completed but its checkpoint {} is missing", last.stage, ckpt.display())));
+            return Err(bad(format!(
+                "stage {} is completed but its checkpoint {} is missing",
+                last.stage,
+                ckpt.display()
+            )));
         }
     }
     Ok(Prepared { config: resolved, run_dir: run_dir.into(), progress, resumed: true })

@@ -27,11 +27,13 @@
 //! the augmentations), the smoothed-loss state and the dropout RNG start again, so the
 //! remaining stages see other (equally random) batches than an uninterrupted run.
 
-
 pub mod config;
 pub mod folder;
 pub mod run;
 
 pub use config::{lesson_stages, task_stages, DataFormat, DeviceChoice, FreezeTo, Stage, StageLoss, TrainConfig};
-pub use folder::{checkpoint_name, default_run_dir, prepare, EpochRecord, Prepared, RunProgress, StageRecord, CONFIG_FILE, PROGRESS_FILE};
+pub use folder::{
+    checkpoint_name, default_run_dir, prepare, EpochRecord, Prepared, RunProgress, StageRecord, CONFIG_FILE,
+    PROGRESS_FILE,
+};
 pub use run::{run, run_stages, RunReport, Trainer};

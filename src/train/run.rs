@@ -2,10 +2,12 @@
 //! folder, trains the remaining stages one by one and records each ([`run`]).
 
 use super::config::{FreezeTo, StageLoss, TrainConfig};
-use crate::loss::Loss;
-use super::folder::{checkpoint_name, prepare, write_json, EpochRecord, Prepared, RunProgress, StageRecord, PROGRESS_FILE};
+use super::folder::{
+    checkpoint_name, prepare, write_json, EpochRecord, Prepared, RunProgress, StageRecord, PROGRESS_FILE,
+};
 use crate::error::{Error, Result};
 use crate::learner::Learner;
+use crate::loss::Loss;
 use std::path::{Path, PathBuf};
 
 /// What [`run`] did.
@@ -31,7 +33,12 @@ impl RunReport {
 impl std::fmt::Display for RunReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         if self.already_complete() {
-            write!(f, "{}: all {} stages were already done; nothing trained. ", self.run_dir.display(), self.stages_total)?;
+            write!(
+                f,
+                "{}: all {} stages were already done; nothing trained. ",
+                self.run_dir.display(),
+                self.stages_total
+            )?;
         }
         write!(f, "final (stage {}/{}):", self.stages_total, self.stages_total)?;
         let names = std::iter::once("val_loss".to_string()).chain(self.metric_names.iter().cloned());
@@ -72,7 +79,9 @@ impl Trainer {
         let progress = RunProgress { metric_names: names, ..progress };
         let nb = learner.data.trn_dl.len();
         for (i, s) in config.stages.iter().enumerate().skip(progress.completed.len()) {
-            s.opts().validate(s.n_cycle, Some(nb)).map_err(|(name, problem)| config.invalid(&format!("stages[{i}].{name}"), problem))?;
+            s.opts()
+                .validate(s.n_cycle, Some(nb))
+                .map_err(|(name, problem)| config.invalid(&format!("stages[{i}].{name}"), problem))?;
         }
         let mut resumed_after = None;
         if let Some(last) = progress.completed.last() {
@@ -166,7 +175,13 @@ fn apply_freeze(learner: &mut Learner, f: Option<FreezeTo>) {
     }
 }
 
-fn report(run_dir: &Path, config: &TrainConfig, progress: &RunProgress, stages_run: Vec<usize>, resumed_after: Option<usize>) -> RunReport {
+fn report(
+    run_dir: &Path,
+    config: &TrainConfig,
+    progress: &RunProgress,
+    stages_run: Vec<usize>,
+    resumed_after: Option<usize>,
+) -> RunReport {
     RunReport {
         run_dir: run_dir.into(),
         stages_total: config.stages.len(),
@@ -188,8 +203,18 @@ pub fn run(config: &TrainConfig, run_dir: &Path, resume: bool) -> Result<RunRepo
 pub fn run_stages(config: &TrainConfig, run_dir: &Path, resume: bool, max_stages: usize) -> Result<RunReport> {
     let prepared = prepare(config, run_dir, resume)?;
     if prepared.is_complete() {
-        let r = report(run_dir, &prepared.config, &prepared.progress, vec![], prepared.progress.completed.last().map(|c| c.stage));
-        println!("{}: all {} stages are done already (see {PROGRESS_FILE}); nothing to train", run_dir.display(), r.stages_total);
+        let r = report(
+            run_dir,
+            &prepared.config,
+            &prepared.progress,
+            vec![],
+            prepared.progress.completed.last().map(|c| c.stage),
+        );
+        println!(
+            "{}: all {} stages are done already (see {PROGRESS_FILE}); nothing to train",
+            run_dir.display(),
+            r.stages_total
+        );
         println!("{}", prepared.progress.table());
         return Ok(r);
     }
@@ -200,7 +225,10 @@ pub fn run_stages(config: &TrainConfig, run_dir: &Path, resume: bool, max_stages
         }
     }
     if let Some(k) = t.next_stage() {
-        println!("stopping before stage {k} (--max-stages {max_stages}); --resume continues from {}", run_dir.display());
+        println!(
+            "stopping before stage {k} (--max-stages {max_stages}); --resume continues from {}",
+            run_dir.display()
+        );
     }
     Ok(t.report())
 }
