@@ -112,7 +112,7 @@ fn bench(samples: &[Sample], n: usize, reps: usize) -> Value {
     json!({ "samples": n, "distinct_images": samples.len(), "reps": reps, "rows": rows })
 }
 
-/// fastdet's boxes for the golden cases (see tests/aug_golden.rs for the reasoning).
+/// fastdet's boxes for the golden cases (see tests/it/aug_golden.rs for the reasoning).
 fn boxes_mode(input: &str, output: &str) {
     let doc: Value = serde_json::from_str(&std::fs::read_to_string(input).expect("read cases")).expect("JSON");
     let edges = |b: &BBox| [b.left as f64, b.top as f64, b.right as f64 + 1.0, b.bottom as f64 + 1.0];

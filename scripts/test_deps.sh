@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # What `make test` needs beyond scripts/setup.sh: Debian's Chromium, which renders the
-# evaluation report headless in tests/report.rs. Idempotent: seconds when it is there.
+# evaluation report headless in tests/it/report.rs. Idempotent: seconds when it is there.
 set -euo pipefail
 say() { printf '[test-deps] %s\n' "$*"; }
 if command -v chromium >/dev/null || [ -n "${FASTDET_CHROMIUM:-}" ]; then

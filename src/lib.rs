@@ -21,7 +21,7 @@
 //!   above (the display layer, which nothing below imports);
 //! - [`ssd`]: lesson 9's SSD names, mapped to the modules above.
 //!
-//! `tests/layers.rs` checks the layering from the `use crate::` lines of `src/`: no import cycle
+//! `tests/it/layers.rs` checks the layering from the `use crate::` lines of `src/`: no import cycle
 //! between modules, and no domain module imports [`draw`] or [`show`].
 //!
 //! ```no_run

@@ -11,7 +11,7 @@
 //!    `backoff_factor` (0.5) and the count of good steps reset; after `growth_interval` (2000)
 //!    good steps in a row it is multiplied by `growth_factor` (2).
 //!
-//! `tests/amp.rs` checks the scale, the skipped steps and the weights against
+//! `tests/it/amp.rs` checks the scale, the skipped steps and the weights against
 //! `torch.amp.GradScaler` on a fixed sequence of gradients with infs and NaNs.
 
 use crate::error::Result;

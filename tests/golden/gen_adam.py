@@ -1,4 +1,4 @@
-"""Golden weights after torch.optim.Adam steps, for tests/golden_torch.rs.
+"""Golden weights after torch.optim.Adam steps, for tests/it/golden_torch.rs.
 
 Model nn.Linear(5, 3) with fixed weights (seeded), fixed input x [4, 5] and target [4, 3];
 torch.optim.Adam(model.parameters(), lr) with PyTorch's defaults (betas (0.9, 0.999),

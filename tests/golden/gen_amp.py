@@ -1,4 +1,4 @@
-"""Golden steps of PyTorch's gradient scaler, for tests/amp.rs.
+"""Golden steps of PyTorch's gradient scaler, for tests/it/amp.rs.
 
 `torch.amp.GradScaler("cpu", init_scale=1024, growth_factor=2, backoff_factor=0.5,
 growth_interval=3)` with plain SGD (lr 0.1) on two parameters, over 14 steps whose gradients

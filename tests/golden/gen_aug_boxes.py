@@ -1,4 +1,4 @@
-"""Golden boxes after flip / squash / rotate, computed by albumentations, for tests/aug_golden.rs.
+"""Golden boxes after flip / squash / rotate, computed by albumentations, for tests/it/aug_golden.rs.
 
 Run with the project's venv python (albumentations and opencv-python-headless are in
 environment.yml):

@@ -1,4 +1,4 @@
-"""Golden value and gradient of lesson 8's detn_loss, for tests/golden_torch.rs.
+"""Golden value and gradient of lesson 8's detn_loss, for tests/it/golden_torch.rs.
 
     def detn_loss(input, target, sz=224):      # pascal.ipynb, lesson 8
         bb_t, c_t = target

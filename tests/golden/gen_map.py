@@ -1,4 +1,4 @@
-"""Golden mAP for tests/metrics.rs: pycocotools (COCO AP@[.5:.95]) and a faithful port of
+"""Golden mAP for tests/it/metrics.rs: pycocotools (COCO AP@[.5:.95]) and a faithful port of
 voc_eval.py (VOC07 11-point and VOC2010+ area AP) on synthetic, seeded detections over the
 bundled sample's ground truth (pascal_train2007.json + pascal_val2007.json).
 

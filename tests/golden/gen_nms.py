@@ -1,4 +1,4 @@
-"""Golden NMS cases for tests/nms.rs: what torchvision.ops.nms / batched_nms keep.
+"""Golden NMS cases for tests/it/nms.rs: what torchvision.ops.nms / batched_nms keep.
 
     source scripts/env.sh && python tests/golden/gen_nms.py   # writes tests/golden/nms.json
 

@@ -1,4 +1,4 @@
-"""Golden ResNet backbone features from torchvision, for tests/golden_torch.rs.
+"""Golden ResNet backbone features from torchvision, for tests/it/golden_torch.rs.
 
 A torchvision ResNet (resnet34 by default; --arch resnet18 / resnet50) with torch.manual_seed(0)
 random init (weights=None); a few train-mode forwards on random data make the BatchNorm running
@@ -14,7 +14,7 @@ at 1/0). Then eval mode, and it writes into OUT_DIR (not checked in: ResNet34 is
 
 Run with the project's venv python:
     python tests/golden/gen_resnet34.py OUT_DIR [--arch resnet34] [--size 128] [--batch 2] [--plain-dict]
-The Rust test (tests/golden_torch.rs) runs it into a temporary directory at test time.
+The Rust test (tests/it/golden_torch.rs) runs it into a temporary directory at test time.
 """
 import argparse
 import os

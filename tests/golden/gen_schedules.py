@@ -1,4 +1,4 @@
-"""Golden learning-rate multipliers of fastai 0.7's schedulers, for tests/golden_torch.rs.
+"""Golden learning-rate multipliers of fastai 0.7's schedulers, for tests/it/golden_torch.rs.
 
 The classes below are copied verbatim from fastai 0.7's fastai/sgdr.py (github.com/fastai/fastai,
 commit 0313ebf264639de948511758a9709dc9872c887a, the 0.7 line used by the 2018 course), except:

@@ -1,4 +1,4 @@
-"""Golden values for lesson 9's SSD (pascal-multi.ipynb), for tests/ssd.rs.
+"""Golden values for lesson 9's SSD (pascal-multi.ipynb), for tests/it/ssd.rs.
 
 The functions below are the lesson's, copied as written, with only what PyTorch 0.3 -> 2.x
 requires changed (no `V(...)`, `1-pos` -> `~pos`, `.data[0]` -> `.item()`), and the globals the
@@ -194,7 +194,7 @@ def rand_boxes(g, n, lo=0.0, hi=1.0):
 
 
 def det(shape, scale, shift):
-    """Deterministic float32 inputs, reproduced in tests/ssd.rs: sin(0.7 i + 0.3) * scale + shift
+    """Deterministic float32 inputs, reproduced in tests/it/ssd.rs: sin(0.7 i + 0.3) * scale + shift
     over the flat index i, computed in float64."""
     n = int(np.prod(shape))
     v = np.sin(np.arange(n, dtype=np.float64) * 0.7 + 0.3) * scale + shift
@@ -235,7 +235,7 @@ ROWS = (0, 4, 36, 100, 150, 188)
 
 def ssd_case(g):
     use_anchors(anchors_189())
-    b_c = det((2, 189, 21), 2.0, -3.0)  # not stored: tests/ssd.rs makes the same
+    b_c = det((2, 189, 21), 2.0, -3.0)  # not stored: tests/it/ssd.rs makes the same
     b_bb = det((2, 189, 4), 1.5, 0.0)
     # pixels, y1 x1 y2 x2; zero rows are the lesson's padding, in front
     bbox = torch.tensor([

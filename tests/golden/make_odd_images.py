@@ -1,4 +1,4 @@
-"""Tiny images in unusual modes for tests/bad_input.rs, written to tests/data/.
+"""Tiny images in unusual modes for tests/it/bad_input.rs, written to tests/data/.
 
 Run once with the project's venv python (Pillow installed):
     python tests/golden/make_odd_images.py

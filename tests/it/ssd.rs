@@ -3,7 +3,7 @@
 //! `actn_to_bb`, `map_to_ground_truth`, `BCE_Loss`, `FocalLoss`, `ssd_1_loss`, `ssd_loss`,
 //! `flatten_conv`), plus head shapes, edge cases and a short training run.
 
-mod common;
+use crate::common;
 use fastdet::anchors::{AnchorConfig, Anchors};
 use fastdet::data::BatchTarget;
 use fastdet::loss::Loss;
@@ -13,7 +13,7 @@ use serde_json::Value;
 use tch::nn::{self, OptimizerConfig};
 use tch::{Device, Kind, Tensor};
 
-use common::{f64s, tensor};
+use crate::common::{f64s, tensor};
 
 fn golden() -> Value {
     common::golden("ssd.json")
@@ -70,6 +70,7 @@ fn check_anchors(a: &Anchors, g: &Value, n: i64) {
 
 #[test]
 fn anchors_match_the_lesson_in_order() {
+    let _rng = crate::common::torch_rng();
     let g = golden();
     let a4 = Anchors::new(&AnchorConfig::lesson_4x4(), Device::Cpu);
     assert_eq!((a4.len(), AnchorConfig::lesson_4x4().k()), (16, 1)); // 4*4 cells, k = 1
@@ -84,6 +85,7 @@ fn anchors_match_the_lesson_in_order() {
 
 #[test]
 fn anchors_draw() {
+    let _rng = crate::common::torch_rng();
     let im = image::RgbImage::from_pixel(224, 224, image::Rgb([90, 120, 150]));
     let fig = Anchors::new(&AnchorConfig::lesson_189(), Device::Cpu).show(&im, 0).unwrap();
     assert!(fig.to_png().unwrap().len() > 1000);
@@ -98,6 +100,7 @@ fn anchors_draw() {
 
 #[test]
 fn iou_is_the_lessons_jaccard() {
+    let _rng = crate::common::torch_rng();
     let g = &golden()["jaccard"];
     let (a, b) = (tensor(&g["a"], &[5, 4]), tensor(&g["b"], &[7, 4]));
     let got = iou(&a, &b); // [5, 7]
@@ -107,6 +110,7 @@ fn iou_is_the_lessons_jaccard() {
 
 #[test]
 fn actn_to_bb_is_the_lessons() {
+    let _rng = crate::common::torch_rng();
     let g = &golden()["actn_to_bb"];
     let a = Anchors::new(&AnchorConfig::lesson_189(), Device::Cpu);
     let got = actn_to_bb(&tensor(&g["actn"], &[189, 4]), &a);
@@ -115,6 +119,7 @@ fn actn_to_bb_is_the_lessons() {
 
 #[test]
 fn flatten_conv_is_the_lessons() {
+    let _rng = crate::common::torch_rng();
     let g = &golden()["flatten_conv"];
     let x = Tensor::arange(2 * 6 * 2 * 3, (Kind::Float, Device::Cpu)).view([2, 6, 2, 3]);
     let got = flatten_conv(&x, 2); // [2, 6, 2, 3] -> [2, 2*3*2, 6/2] = [2, 12, 3]
@@ -127,6 +132,7 @@ fn flatten_conv_is_the_lessons() {
 
 #[test]
 fn map_to_ground_truth_lesson_mode() {
+    let _rng = crate::common::torch_rng();
     let g = &golden()["map_to_ground_truth"];
     let ov = tensor(&g["overlaps"], &[3, 16]);
     let (o, i) = map_to_ground_truth(&ov, Matching::Lesson).unwrap();
@@ -138,6 +144,7 @@ fn map_to_ground_truth_lesson_mode() {
 
 #[test]
 fn map_to_ground_truth_loses_no_gt() {
+    let _rng = crate::common::torch_rng();
     let g = &golden()["map_to_ground_truth"];
     let ov = tensor(&g["overlaps"], &[3, 16]);
     let (o, i) = map_to_ground_truth(&ov, Matching::NoGtLost).unwrap();
@@ -156,6 +163,7 @@ fn map_to_ground_truth_loses_no_gt() {
 
 #[test]
 fn matching_modes_agree_without_conflicts() {
+    let _rng = crate::common::torch_rng();
     // Distinct best anchors: both modes give the lesson's answer.
     for seed in 0..20 {
         tch::manual_seed(seed);
@@ -175,6 +183,7 @@ fn matching_modes_agree_without_conflicts() {
 
 #[test]
 fn matching_more_gts_than_anchors_and_ties() {
+    let _rng = crate::common::torch_rng();
     // 20 gts, 16 anchors, every overlap the same: deterministic, each anchor forced once.
     let v = vec![0.5f32; 20 * 16];
     let (o, i) = match_anchors(&v, 20, 16, Matching::NoGtLost).unwrap();
@@ -204,6 +213,7 @@ fn matching_more_gts_than_anchors_and_ties() {
 
 #[test]
 fn bce_and_focal_losses_match_the_lesson() {
+    let _rng = crate::common::torch_rng();
     let g = golden();
     for (case, gamma) in g["class_loss"].as_array().unwrap().iter().zip([1.0, 2.0]) {
         let targ = ints(&case["targ"]);
@@ -231,6 +241,7 @@ fn lesson_cfg(class_loss: ClassLoss) -> SsdConfig {
 
 #[test]
 fn ssd_loss_matches_the_lesson() {
+    let _rng = crate::common::torch_rng();
     let g = golden();
     let s = &g["ssd"];
     let anchors = Anchors::new(&AnchorConfig::lesson_189(), Device::Cpu);
@@ -287,6 +298,7 @@ fn ssd_loss_matches_the_lesson() {
 /// and `F.cross_entropy`) against `trace_ssd_1_loss`; and `print_ssd_loss` returns `ssd_loss`.
 #[test]
 fn the_testing_walk_through_matches_the_lesson() {
+    let _rng = crate::common::torch_rng();
     let g = golden();
     let s = &g["ssd"];
     let t = &s["testing0"];
@@ -330,6 +342,7 @@ fn the_testing_walk_through_matches_the_lesson() {
 
 #[test]
 fn ssd_loss_edge_cases_are_finite() {
+    let _rng = crate::common::torch_rng();
     let anchors = Anchors::new(&AnchorConfig::lesson_4x4(), Device::Cpu);
     let out = SsdOutput {
         class_logits: det(&[4, 16, 21], 1.0, -3.0).set_requires_grad(true),
@@ -414,6 +427,7 @@ fn ssd_loss_edge_cases_are_finite() {
 
 #[test]
 fn heads_have_the_lessons_shapes_and_names() {
+    let _rng = crate::common::torch_rng();
     tch::manual_seed(0);
     let x = Tensor::randn([2, 3, 224, 224], (Kind::Float, Device::Cpu));
     for (cfg, a) in [(SsdConfig::lesson_4x4(20), 16), (SsdConfig::lesson_189(20), 189)] {
@@ -472,6 +486,7 @@ fn heads_have_the_lessons_shapes_and_names() {
 
 #[test]
 fn a_few_steps_lower_the_ssd_loss() {
+    let _rng = crate::common::torch_rng();
     // ResNet18 from scratch at sz 128 (features 4x4 -> grids 2, 1, 1), 4 images, each with
     // bright rectangles where its boxes are; Adam on one fixed batch.
     tch::manual_seed(1);
@@ -523,6 +538,7 @@ fn a_few_steps_lower_the_ssd_loss() {
 /// one does not. Hand-made: 3 anchors, object 0's best anchor is 1 and so is object 1's.
 #[test]
 fn the_lesson_matching_loses_an_object_that_shares_its_best_anchor() {
+    let _rng = crate::common::torch_rng();
     // overlaps [n_gt = 2, n_anc = 3]: object 0 prefers anchor 1 (0.5), object 1 too (0.6);
     // no other anchor overlaps object 0 by more than 0.4.
     let ov = [0.1, 0.5, 0.0, 0.0, 0.6, 0.45];
@@ -544,6 +560,7 @@ fn the_lesson_matching_loses_an_object_that_shares_its_best_anchor() {
 /// random ResNet18 SSD, a random image): its centre of mass lies in the corner's quadrant.
 #[test]
 fn the_receptive_field_of_a_corner_cell_is_near_that_corner() {
+    let _rng = crate::common::torch_rng();
     use fastdet::data::{DataOpts, ImageData, Pascal, TargetKind};
     use fastdet::learner::{Learner, LearnerOpts};
     use fastdet::task::TaskParts;

@@ -43,6 +43,7 @@ fn assert_weights_equal_checkpoint(t: &Trainer, path: &Path) {
 
 #[test]
 fn a_run_writes_config_checkpoints_and_progress_and_resume_after_it_does_nothing() {
+    let _rng = crate::common::torch_rng();
     let tmp = tempfile::tempdir().unwrap();
     let cfg = tiny_config(tmp.path());
     let dir = tmp.path().join("run");
@@ -94,6 +95,7 @@ fn a_run_writes_config_checkpoints_and_progress_and_resume_after_it_does_nothing
 
 #[test]
 fn an_interrupted_run_resumes_from_the_last_checkpoint_with_its_freezing() {
+    let _rng = crate::common::torch_rng();
     let tmp = tempfile::tempdir().unwrap();
     let cfg = tiny_config(tmp.path());
     let dir = tmp.path().join("run");
@@ -122,6 +124,7 @@ fn an_interrupted_run_resumes_from_the_last_checkpoint_with_its_freezing() {
 
 #[test]
 fn resume_with_another_config_is_an_error_naming_the_fields() {
+    let _rng = crate::common::torch_rng();
     let tmp = tempfile::tempdir().unwrap();
     let cfg = tiny_config(tmp.path());
     let dir = tmp.path().join("run");
@@ -141,6 +144,7 @@ fn resume_with_another_config_is_an_error_naming_the_fields() {
 
 #[test]
 fn bad_configs_name_the_file_and_the_field() {
+    let _rng = crate::common::torch_rng();
     let tmp = tempfile::tempdir().unwrap();
     let write = |name: &str, text: &str| {
         let p = tmp.path().join(name);
@@ -189,6 +193,7 @@ fn bad_configs_name_the_file_and_the_field() {
 
 #[test]
 fn example_configs_parse_and_the_lesson_one_is_the_default_schedule() {
+    let _rng = crate::common::torch_rng();
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/configs");
     let quick = TrainConfig::from_file(root.join("detector_quick.json")).unwrap();
     assert_eq!((quick.sz, quick.bs, quick.stages.len()), (64, 8, 2));
@@ -207,6 +212,7 @@ fn example_configs_parse_and_the_lesson_one_is_the_default_schedule() {
 /// pictures) and `evaluate` on them.
 #[test]
 fn ssd_run_predicts_and_evaluates() {
+    let _rng = crate::common::torch_rng();
     let mut cfg = fastdet::train::TrainConfig::from_file("examples/configs/ssd_quick.json").unwrap();
     cfg.sz = 64;
     cfg.data = Some(fastdet::data::sample_root());
@@ -258,6 +264,7 @@ fn ssd_run_predicts_and_evaluates() {
 /// `fastdet --help` gives each command its own line (predict once had train's doc comment).
 #[test]
 fn help_describes_each_command() {
+    let _rng = crate::common::torch_rng();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_fastdet")).arg("--help").output().unwrap();
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
@@ -271,6 +278,7 @@ fn help_describes_each_command() {
 /// A user's mistake gets its message alone, even with RUST_BACKTRACE=1 in the environment.
 #[test]
 fn user_errors_print_no_backtrace() {
+    let _rng = crate::common::torch_rng();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_fastdet"))
         .args(["info", "--data", "/nonexistent/pascal"])
         .env("RUST_BACKTRACE", "1")

@@ -1,7 +1,7 @@
 //! mAP against pycocotools and a port of voc_eval.py (tests/golden/gen_map.py writes
 //! tests/golden/map.json), the COCO results reader, and the edge cases.
 
-mod common;
+use crate::common;
 use fastdet::boxes::BBox;
 use fastdet::data::{sample_root, Dataset, ImageRecord, Pascal};
 use fastdet::metrics::{evaluate, load_coco_results, save_coco_results, voc_ap, ApMetric, Detection};

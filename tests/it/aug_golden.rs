@@ -14,7 +14,7 @@
 //! from the reflected tiles; the JSON lists them as `reflect_copies`) are not objects and are left
 //! out of `expected`; fastdet never returns more boxes than it was given.
 
-mod common;
+use crate::common;
 use fastdet::boxes::BBox;
 use fastdet::data::{sample_root, Dataset, Pascal};
 use fastdet::transforms::{move_boxes, scale_to, CropType, Plan, Step, TfmY, Tfms};

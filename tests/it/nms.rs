@@ -1,7 +1,7 @@
 //! NMS against torchvision (tests/golden/gen_nms.py writes tests/golden/nms.json), the plain
 //! reference loop, the lesson's variants and the edge cases.
 
-mod common;
+use crate::common;
 use fastdet::boxes::{iou_matrix, jaccard, BBox};
 use fastdet::nms::{
     batched_nms, nms, nms_bboxes, nms_detections, nms_lesson, nms_reference, nms_topk, score_order, NmfOpts,

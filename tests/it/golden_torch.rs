@@ -13,7 +13,6 @@
 //! - Learning-rate schedules: `tests/golden/schedules.json` (`gen_schedules.py`, a verbatim copy
 //!   of fastai 0.7's `CosAnneal`, `CircularLR` and `LR_Finder` driven as fastai's fit loop does).
 
-mod common;
 use fastdet::loss::{detn_loss, Loss};
 use fastdet::model::{load_backbone, Arch, ConvModel, HeadKind, ResNetBody};
 use serde_json::Value;
@@ -22,7 +21,7 @@ use std::process::Command;
 use tch::nn::{self, OptimizerConfig};
 use tch::{Device, Kind, Tensor};
 
-use common::{f64s, golden, tensor};
+use crate::common::{f64s, golden, tensor};
 
 fn to_vec(t: &Tensor) -> Vec<f64> {
     Vec::<f64>::try_from(t.to_kind(Kind::Double).flatten(0, -1)).unwrap()
@@ -145,16 +144,19 @@ fn resnet_value_check(arch: Arch, size: i64) {
 
 #[test]
 fn resnet34_body_matches_torchvision() {
+    let _rng = crate::common::torch_rng();
     resnet_value_check(Arch::ResNet34, 128);
 }
 
 #[test]
 fn resnet18_body_matches_torchvision() {
+    let _rng = crate::common::torch_rng();
     resnet_value_check(Arch::ResNet18, 128);
 }
 
 #[test]
 fn resnet50_body_matches_torchvision() {
+    let _rng = crate::common::torch_rng();
     // Bottleneck blocks, downsample in layer1.0; a small input keeps it cheap.
     resnet_value_check(Arch::ResNet50, 64);
 }
@@ -165,6 +167,7 @@ fn resnet50_body_matches_torchvision() {
 /// shows gives the same features.
 #[test]
 fn an_ordered_dict_pth_gets_an_error_saying_how_to_convert_it() {
+    let _rng = crate::common::torch_rng();
     let Some(g) = torchvision_golden(Arch::ResNet18, 64) else { return };
     let mut vs = nn::VarStore::new(Device::Cpu);
     let _body = ResNetBody::new(&vs.root(), Arch::ResNet18);
@@ -174,6 +177,7 @@ fn an_ordered_dict_pth_gets_an_error_saying_how_to_convert_it() {
 
 #[test]
 fn resnet_body_shapes() {
+    let _rng = crate::common::torch_rng();
     for (arch, c) in [(Arch::ResNet18, 512), (Arch::ResNet34, 512), (Arch::ResNet50, 2048)] {
         let vs = nn::VarStore::new(Device::Cpu);
         let body = ResNetBody::new(&vs.root(), arch);
@@ -200,6 +204,7 @@ fn resnet_body_shapes() {
 
 #[test]
 fn detn_loss_value_and_gradient_match_pytorch() {
+    let _rng = crate::common::torch_rng();
     let g = golden("detn_loss.json");
     for c in g["cases"].as_array().unwrap() {
         let out = tensor(&c["out"], &[4, 24]).set_requires_grad(true);
@@ -235,6 +240,7 @@ fn detn_loss_value_and_gradient_match_pytorch() {
 
 #[test]
 fn adam_steps_match_torch_optim_adam() {
+    let _rng = crate::common::torch_rng();
     let g = golden("adam.json");
     // tch's defaults against the ones the generator recorded from torch.optim.Adam.
     let d = &g["defaults"];
@@ -279,6 +285,7 @@ fn adam_steps_match_torch_optim_adam() {
 
 #[test]
 fn schedules_match_fastai_0_7() {
+    let _rng = crate::common::torch_rng();
     use fastdet::learner::Schedule;
     let g = golden("schedules.json");
     let mut n = 0;
@@ -319,6 +326,7 @@ fn brief(c: &Value) -> String {
 /// puts the peak one iteration in (cut_pt = 1) and comes down linearly.
 #[test]
 fn circular_schedule_with_fewer_batches_than_cut_div() {
+    let _rng = crate::common::torch_rng();
     let mut s = fastdet::learner::Schedule::circular(7, 32.0, 10);
     let m: Vec<f64> = (0..7).map(|_| s.next_mult()).collect();
     assert!(m.iter().all(|v| v.is_finite()), "multipliers {m:?}");
@@ -329,6 +337,7 @@ fn circular_schedule_with_fewer_batches_than_cut_div() {
 
 #[test]
 fn lr_find_matches_fastai_0_7() {
+    let _rng = crate::common::torch_rng();
     use fastdet::data::{sample_root, DataOpts, ImageData, Pascal, TargetKind};
     use fastdet::learner::{Learner, LearnerOpts};
     use fastdet::task::TaskParts;
@@ -370,6 +379,7 @@ fn lr_find_matches_fastai_0_7() {
 /// spike before iteration 10 (which must not stop it).
 #[test]
 fn lr_finder_losses_and_stop_rule_match_fastai_0_7() {
+    let _rng = crate::common::torch_rng();
     use fastdet::learner::LrFinder;
     let g = golden("schedules.json");
     let cases: Vec<&serde_json::Value> =
@@ -410,6 +420,7 @@ fn lr_finder_losses_and_stop_rule_match_fastai_0_7() {
 
 #[test]
 fn detection_head_variable_names() {
+    let _rng = crate::common::torch_rng();
     let vs = nn::VarStore::new(Device::Cpu);
     let _m = ConvModel::new(&vs, Arch::ResNet34, HeadKind::detection(20), 224);
     let mut head: Vec<(String, Vec<i64>)> =

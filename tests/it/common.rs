@@ -57,3 +57,20 @@ pub fn detections_from_truth(ds: &fastdet::data::Dataset) -> Vec<fastdet::metric
     }
     dets
 }
+
+/// libtorch's random generator is global and every test of this binary shares it: tests that
+/// seed it and then draw (initialise a model, sample a tensor) hold this lock while they do.
+pub static TORCH_RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Seed libtorch's generator and hold [`TORCH_RNG`] until the guard drops.
+pub fn seed(s: i64) -> std::sync::MutexGuard<'static, ()> {
+    let guard = TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner());
+    tch::manual_seed(s);
+    guard
+}
+
+/// Hold [`TORCH_RNG`] without seeding (a test that draws from libtorch's generator, or seeds it
+/// through the code under test).
+pub fn torch_rng() -> std::sync::MutexGuard<'static, ()> {
+    TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner())
+}

@@ -1,7 +1,7 @@
 //! The gradient scaler against `torch.amp.GradScaler` (tests/golden/gen_amp.py): the same
 //! gradients with infs and NaNs give the same scales, the same skipped steps and the same weights.
 
-mod common;
+use crate::common;
 use fastdet::learner::{GradScaler, ScalerOpts};
 use tch::nn::{self, OptimizerConfig};
 use tch::{Device, Kind, Tensor};

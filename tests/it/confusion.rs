@@ -1,7 +1,7 @@
 //! The detection confusion matrix and per-detection outcomes on hand-made detections whose
 //! answer is known, and against the voc_eval.py port's true positives on the golden data.
 
-mod common;
+use crate::common;
 use fastdet::boxes::BBox;
 use fastdet::data::{sample_root, Dataset, ImageRecord, Object, Pascal};
 use fastdet::metrics::{confusion, evaluate, ApMetric, Detection, Outcome};

@@ -1,7 +1,7 @@
 //! The evaluation report: every section is there with its numbers and pictures, empty inputs
 //! give documented empty sections, bad inputs a named error; `fastdet eval --report` writes it.
 
-mod common;
+use crate::common;
 use base64::Engine;
 use fastdet::boxes::BBox;
 use fastdet::data::{sample_root, Dataset, Pascal};

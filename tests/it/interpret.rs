@@ -14,11 +14,10 @@ use fastdet::show::mistakes::{RIGHT, WRONG, WRONG_CLASS};
 use fastdet::show::show_image_errors;
 use fastdet::task::{Task, TaskParts};
 use fastdet::transforms::{tfms_from_model, CropType, TfmY};
-use std::sync::Mutex;
 use tch::{Device, Kind, Tensor};
 
 /// libtorch's random generator is global: build learners one at a time.
-static LEARNERS: Mutex<()> = Mutex::new(());
+use crate::common::TORCH_RNG as LEARNERS;
 
 fn close(a: f64, b: f64, what: &str) {
     assert!((a - b).abs() <= 1e-4 * b.abs().max(1.0), "{what}: {a} vs {b}");
@@ -26,7 +25,7 @@ fn close(a: f64, b: f64, what: &str) {
 
 #[test]
 fn per_image_parts_add_up_to_the_loss() {
-    tch::manual_seed(1);
+    let _rng = crate::common::seed(1);
     let b = 5;
     let c = 4;
     let class = Tensor::from_slice(&[0i64, 3, 1, 2, 3]);

@@ -9,7 +9,7 @@ use tch::{Device, Tensor};
 
 /// Tests of this file build their learners one at a time: libtorch's random generator is
 /// global, and a fit running in another test thread would change the initial weights.
-static SEQUENTIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+use crate::common::TORCH_RNG as SEQUENTIAL;
 
 fn learner(sz: u32, bs: usize) -> (std::sync::MutexGuard<'static, ()>, Learner) {
     let guard = SEQUENTIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -325,7 +325,7 @@ fn losses_and_metrics_check_the_output_shape() {
 
 /// Mixed precision through `fit`: on the CPU autocast does nothing and the scale is a power of
 /// two, so scaling the loss and unscaling the gradients is exact: the same weights as without,
-/// every step taken, and the report says so. (The scaler's rule itself: tests/amp.rs.)
+/// every step taken, and the report says so. (The scaler's rule itself: tests/it/amp.rs.)
 #[test]
 fn amp_fit_on_the_cpu_equals_the_fp32_fit() {
     let fit = |amp: bool| {
