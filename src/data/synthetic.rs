@@ -8,9 +8,8 @@ use super::{Dataset, ImageRecord, Object, Pascal};
 use crate::boxes::BBox;
 use crate::error::{Error, Result};
 use image::{Rgb, RgbImage};
-use imageproc::drawing::{draw_filled_circle_mut, draw_filled_rect_mut, draw_polygon_mut};
-use imageproc::point::Point;
-use imageproc::rect::Rect;
+use plotters::backend::{BitMapBackend, DrawingBackend};
+use plotters::style::RGBColor;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::path::Path;
@@ -39,6 +38,10 @@ impl Default for SyntheticConfig {
     }
 }
 
+/// Bumped whenever the same config and seed would draw other pixels (a cached set made by an
+/// older fastdet is then written again instead of being reused).
+pub const DRAWING_VERSION: u32 = 2;
+
 /// Shapes of one image overlap at most this much (IoU of their boxes, VOC's `+1` areas).
 const MAX_OVERLAP: f64 = 0.1;
 
@@ -61,26 +64,27 @@ fn background(rng: &mut ChaCha8Rng, size: u32) -> RgbImage {
 }
 
 /// Draw one shape filling (as far as the shape allows) the box; returns the shape's exact box.
+/// plotters draws it (the crate fastdet plots with), straight into the image's pixels.
 fn draw_shape(img: &mut RgbImage, class: usize, left: i32, top: i32, side: i32, color: Rgb<u8>) -> BBox {
+    let (w, h) = img.dimensions();
+    let mut canvas = BitMapBackend::with_buffer(img.as_mut(), (w, h));
+    let c = RGBColor(color[0], color[1], color[2]);
+    // Drawing into a buffer of the right size cannot fail; the box is the shape's either way.
+    let (right, bottom) = (left + side - 1, top + side - 1);
     match class {
         0 => {
             let r = (side - 1) / 2; // the disc covers 2r + 1 <= side pixels
             let (cx, cy) = (left + r, top + r);
-            draw_filled_circle_mut(img, (cx, cy), r, color);
+            let _ = canvas.draw_circle((cx, cy), r as u32, &c, true);
             BBox::new((cy - r) as f32, (cx - r) as f32, (cy + r) as f32, (cx + r) as f32)
         }
         1 => {
-            draw_filled_rect_mut(img, Rect::at(left, top).of_size(side as u32, side as u32), color);
-            BBox::new(top as f32, left as f32, (top + side - 1) as f32, (left + side - 1) as f32)
+            let _ = canvas.draw_rect((left, top), (right, bottom), &c, true);
+            BBox::new(top as f32, left as f32, bottom as f32, right as f32)
         }
         _ => {
-            let pts = [
-                Point::new(left + side / 2, top),
-                Point::new(left + side - 1, top + side - 1),
-                Point::new(left, top + side - 1),
-            ];
-            draw_polygon_mut(img, &pts, color);
-            BBox::new(top as f32, left as f32, (top + side - 1) as f32, (left + side - 1) as f32)
+            let _ = canvas.fill_polygon([(left + side / 2, top), (right, bottom), (left, bottom)], &c);
+            BBox::new(top as f32, left as f32, bottom as f32, right as f32)
         }
     }
 }
@@ -177,7 +181,7 @@ pub fn write(root: impl AsRef<Path>, cfg: &SyntheticConfig) -> Result<Pascal> {
 pub fn cached(cfg: &SyntheticConfig) -> Result<Pascal> {
     let c = cfg;
     let name = format!(
-        "shapes-{}px-{}-{}-max{}-{}-{}-seed{}",
+        "shapes-v{DRAWING_VERSION}-{}px-{}-{}-max{}-{}-{}-seed{}",
         c.size, c.n_train, c.n_val, c.max_objects, c.min_frac, c.max_frac, c.seed
     );
     let dir = crate::util::cache_dir().join(name);
