@@ -14,6 +14,7 @@
 #      compile folder from a pool of warm ones and turns Jupyter's interrupt into a gentle stop
 #      ("interrupt_mode": "signal"); it carries LIBTORCH_USE_PYTORCH=1, the environment's bin on
 #      PATH and torch/lib on LD_LIBRARY_PATH;
+#   4b. the kernel's cargo settings (scripts/kernel-cargo.toml) in the pool, above every slot;
 #   5. one warm compile folder in that pool (fastdet and its dependencies compiled for the
 #      kernel, ~4 minutes once), so a new machine's first notebook cell takes seconds.
 set -euo pipefail
@@ -123,6 +124,9 @@ old_tmp="$cache/evcxr-tmp-$EVCXR_VERSION"
 if [ -d "$old_tmp" ] && [ ! -e "$pool/slot-0" ]; then
   mkdir -p "$pool" && mv "$old_tmp" "$pool/slot-0"
 fi
+# The kernel's cargo settings (opt-levels, codegen units), read by every build in the pool.
+mkdir -p "$pool/.cargo"
+cmp -s scripts/kernel-cargo.toml "$pool/.cargo/config.toml" || cp scripts/kernel-cargo.toml "$pool/.cargo/config.toml"
 "$env_dir/bin/python" - "$kernel_dir/kernel.json" <<PY
 import json, sys
 spec = {

@@ -1,117 +1,31 @@
 """The interactive session, driven cell by cell through jupyter_client as a user would drive it:
-`make lab` starts, two kernels work at once, how long rebuilds take, and a fit stopped with the
-stop button (a real interrupt) keeps the learner; after a kernel restart one cell restores it.
+`make lab` starts, two kernels work at once, the notebooks' first cells and two drawing cells
+work in a warm kernel, and a fit stopped with the stop button (a real interrupt) keeps the
+learner; after a kernel restart one cell restores it.
 
-Run by `make test` after the notebook test (which warms the compile folders). Times are printed
-in a table at the end, beside the numbers measured before this work; they are never asserted.
+Run by `make test` after the notebook test. How long these take is measured by
+`make bench-kernel` (benches/kernel.py), not here.
 """
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 import urllib.request
 from pathlib import Path
 
-import pytest
 from jupyter_client.kernelspec import KernelSpecManager
-from jupyter_client.manager import KernelManager
 
 ROOT = Path(__file__).resolve().parent.parent
-KERNEL = "fastdet-rust"
-NOTEBOOKS = ROOT / "notebooks"
+sys.path.insert(0, str(ROOT / "scripts"))
+from kernel_session import KERNEL, NOTEBOOKS, Kernel  # noqa: E402
+
 DEP = ':dep fastdet = { path = ".." }'
 PRELUDE = "use fastdet::prelude::*;"
-
-# name -> (seconds now, what was measured before this work)
-TIMES = {}
-BEFORE = {
-    "new machine: first cell (make setup warmed the kernel)": "278 s",
-    "compiling the kernel from nothing (make setup, once)": "in cell 1",
-    "warm kernel: first cell": "12-13 s",
-    "warm kernel: the prelude cell": "11-12 s",
-    "a lesson cell without training (draw_idx)": "-",
-    "a lesson cell without training (show_batch)": "-",
-    "after a one-line change in src/: first cell": "63 s",
-    "after a one-line change in src/: next cell": "12 s",
-    "two kernels at once: first kernel's first cell": "failed",
-    "two kernels at once: second kernel's first cell": "failed",
-}
-GOALS = {
-    "new machine: first cell (make setup warmed the kernel)": 150,
-    "warm kernel: first cell": 10,
-    "after a one-line change in src/: first cell": 30,
-    "warm kernel: the prelude cell": 2,
-    "a lesson cell without training (draw_idx)": 2,
-    "a lesson cell without training (show_batch)": 2,
-}
-
-
-class Cell:
-    def __init__(self, text, error, seconds, images):
-        self.text, self.error, self.seconds, self.images = text, error, seconds, images
-
-    def ok(self):
-        assert self.error is None, self.error
-        return self
-
-
-class Kernel:
-    """One kernel of the Rust (fastdet) kernelspec, driven cell by cell."""
-
-    def __init__(self, cwd=NOTEBOOKS, kernel_name=KERNEL, ksm=None):
-        kw = {"kernel_name": kernel_name}
-        if ksm is not None:
-            kw["kernel_spec_manager"] = ksm
-        self.km = KernelManager(**kw)
-        self.km.start_kernel(cwd=str(cwd))
-        self.kc = self.km.client()
-        self.kc.start_channels()
-        self.kc.wait_for_ready(timeout=120)
-
-    def run(self, code, timeout=1200, when=None, then=None):
-        """Execute `code`; when `when(text so far)` first holds, call `then()` (an interrupt)."""
-        msg_id = self.kc.execute(code)
-        out, err, images, fired = [], None, 0, False
-        t = time.time()
-        while True:
-            left = timeout - (time.time() - t)
-            assert left > 0, f"cell timed out after {timeout} s: {code[:80]}\n{''.join(out)[-2000:]}"
-            try:
-                msg = self.kc.get_iopub_msg(timeout=min(left, 5))
-            except Exception:  # queue.Empty: no message for 5 s
-                if when and not fired and when("".join(out)):
-                    fired = True
-                    then()
-                continue
-            if msg["parent_header"].get("msg_id") != msg_id:
-                continue
-            kind, c = msg["msg_type"], msg["content"]
-            if kind == "stream":
-                out.append(c["text"])
-            elif kind in ("execute_result", "display_data"):
-                out.append(c["data"].get("text/plain", ""))
-                images += "image/png" in c["data"]
-            elif kind == "error":
-                err = f"{c['ename']}: {c['evalue']}\n" + "\n".join(c.get("traceback", []))
-            elif kind == "status" and c["execution_state"] == "idle":
-                break
-            if when and not fired and when("".join(out)):
-                fired = True
-                then()
-        return Cell("".join(out), err, time.time() - t, images)
-
-    def restart(self):
-        self.km.restart_kernel(now=True)
-        self.kc.wait_for_ready(timeout=120)
-
-    def shutdown(self):
-        self.kc.stop_channels()
-        self.km.shutdown_kernel(now=True)
 
 
 def free_port():
@@ -195,72 +109,27 @@ def test_two_kernels_at_once_each_get_their_own_compile_folder():
             c.ok()
         assert check.ok().text.strip() == "3", check.text
         assert "quick mode" in cells[1].text, cells[1].text
-    firsts = sorted(results[n][0][0].seconds for n in results)
-    TIMES["two kernels at once: first kernel's first cell"] = firsts[0]
-    TIMES["two kernels at once: second kernel's first cell"] = firsts[1]
     pool = Path(KernelSpecManager().get_kernel_spec(KERNEL).env["FASTDET_EVCXR_POOL"])
     assert len(list(pool.glob("slot-*/target"))) >= 2, "two kernels, two compile folders"
 
 
 # ---------------------------------------------------------------------------------------------
-# 2. Rebuild times
+# 2. A warm kernel: the notebook's real first cells, and lesson cells that draw
 
 
-def test_rebuild_times():
+def test_first_cells_and_drawing_cells_in_a_warm_kernel():
     k = Kernel()
     try:
-        TIMES["warm kernel: first cell"] = k.run(DEP).ok().seconds
-        # A new machine's kernel is this warm one: make setup compiled it (scripts/warm_kernel.py).
-        TIMES["new machine: first cell (make setup warmed the kernel)"] = TIMES["warm kernel: first cell"]
-        TIMES["warm kernel: the prelude cell"] = k.run(PRELUDE).ok().seconds
-        k.run('let trn = Pascal::open(fastdet::data::sample_root())?.json("train")?;').ok()
+        for c in first_cells("01_pascal.ipynb", 3):
+            k.run(c).ok()
         c = k.run("draw_idx(&trn, 0)?").ok()
-        assert c.images == 1
-        TIMES["a lesson cell without training (draw_idx)"] = c.seconds
+        assert c.images == 1, c.text
         k.run("let md = ImageData::from_dataset(trn.clone(), TargetKind::AllBoxes, tfms_from_model(224, lesson_augmentations(), "
               "CropType::No, TfmY::Coord)?, DataOpts::new(8, default_device()))?;").ok()
         c = k.run("show_batch(&md.trn_dl.one_batch()?, &md.classes, 4)?").ok()
-        assert c.images == 1
-        TIMES["a lesson cell without training (show_batch)"] = c.seconds
+        assert c.images == 1, c.text
     finally:
         k.shutdown()
-
-    # A one-line change, in a copy of the crate (the working tree is left alone).
-    tmp = Path(os.environ.get("TMPDIR", "/tmp")) / f"fastdet-kernel-test-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        for d in ("src", "assets", "data", "notebooks"):
-            shutil.copytree(ROOT / d, tmp / d, symlinks=True)
-        for f in ("Cargo.toml", "Cargo.lock"):
-            shutil.copy2(ROOT / f, tmp / f)
-        k = Kernel(cwd=tmp / "notebooks")
-        k.run(DEP).ok()  # the copy compiles once
-        k.shutdown()
-        with open(tmp / "src" / "util.rs", "a") as f:
-            f.write("\n/// A line added by the kernel test.\npub fn kernel_test_stamp() -> u64 { 1 }\n")
-        k = Kernel(cwd=tmp / "notebooks")
-        TIMES["after a one-line change in src/: first cell"] = k.run(DEP).ok().seconds
-        TIMES["after a one-line change in src/: next cell"] = k.run(PRELUDE).ok().seconds
-        k.shutdown()
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-    # Compiling from nothing, as make setup does once on a new machine: a kernelspec whose pool
-    # is empty.
-    spec = KernelSpecManager().get_kernel_spec(KERNEL)
-    kdir = Path(os.environ.get("TMPDIR", "/tmp")) / f"fastdet-cold-{os.getpid()}"
-    shutil.rmtree(kdir, ignore_errors=True)
-    try:
-        (kdir / "kernels" / "fastdet-cold").mkdir(parents=True)
-        env = dict(spec.env, FASTDET_EVCXR_POOL=str(kdir / "pool"))
-        (kdir / "kernels" / "fastdet-cold" / "kernel.json").write_text(json.dumps(
-            {"argv": spec.argv, "display_name": "cold", "language": "rust", "interrupt_mode": "signal", "env": env}))
-        ksm = KernelSpecManager(kernel_dirs=[str(kdir / "kernels")])
-        k = Kernel(kernel_name="fastdet-cold", ksm=ksm)
-        TIMES["compiling the kernel from nothing (make setup, once)"] = k.run(DEP, timeout=1800).ok().seconds
-        k.shutdown()
-    finally:
-        shutil.rmtree(kdir, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -314,16 +183,3 @@ learn.vs.variables().iter().all(|(n, t)| saved.get(n).is_some_and(|s| t.equal(s)
         assert cont.text.strip().endswith("1"), cont.text
     finally:
         k.shutdown()
-
-
-def test_print_times():
-    """The table of times (run last): the numbers of this run beside those before this work."""
-    print("\n\nkernel timings (printed, never asserted)")
-    print(f"{'what':<52} {'before':>10} {'now':>10} {'goal':>8}  met?")
-    for name, before in BEFORE.items():
-        now = TIMES.get(name)
-        goal = GOALS.get(name)
-        met = "-" if now is None or goal is None else ("yes" if now <= goal else "NO")
-        now_s = "-" if now is None else f"{now:.1f} s"
-        goal_s = "-" if goal is None else f"<= {goal} s"
-        print(f"{name:<52} {before:>10} {now_s:>10} {goal_s:>8}  {met}")
