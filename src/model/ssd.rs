@@ -394,17 +394,17 @@ impl SsdMultiHead {
 /// The SSD head a config asks for: [`SsdHead`] for one grid, [`SsdMultiHead`] for several.
 #[derive(Debug)]
 pub enum SsdHeadNet {
-    Single(SsdHead),
-    Multi(SsdMultiHead),
+    Single(Box<SsdHead>),
+    Multi(Box<SsdMultiHead>),
 }
 
 impl SsdHeadNet {
     /// Variables under `p` (the model puts them under `head.`); `nin` = the body's channels.
     pub fn new(p: &nn::Path, cfg: &SsdConfig, nin: i64) -> Self {
         if cfg.anchors.grids.len() == 1 {
-            SsdHeadNet::Single(SsdHead::new(p, cfg, nin))
+            SsdHeadNet::Single(Box::new(SsdHead::new(p, cfg, nin)))
         } else {
-            SsdHeadNet::Multi(SsdMultiHead::new(p, cfg, nin))
+            SsdHeadNet::Multi(Box::new(SsdMultiHead::new(p, cfg, nin)))
         }
     }
 

@@ -340,8 +340,8 @@ pub fn show_receptive_field(im: &RgbImage, heat: &Tensor, anchor: BBox) -> Resul
         // Black -> red -> yellow ("hot"), blended over the image at a third of its brightness.
         let t = t.clamp(0.0, 1.0).sqrt();
         let hot = [(t * 2.0).min(1.0), (t * 2.0 - 1.0).max(0.0), 0.0];
-        for c in 0..3 {
-            p.0[c] = (p.0[c] as f32 / 3.0 + hot[c] * 255.0 * 2.0 / 3.0).min(255.0) as u8;
+        for (ch, h) in p.0.iter_mut().zip(hot) {
+            *ch = (*ch as f32 / 3.0 + h * 255.0 * 2.0 / 3.0).min(255.0) as u8;
         }
     }
     let mut fig = Figure::grid(1, 2, w, h)?;

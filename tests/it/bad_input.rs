@@ -18,6 +18,9 @@ fn odd(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)
 }
 
+/// An image's stem, width, height and objects: (name, xmin, ymin, xmax, ymax).
+type VocEntry<'a> = (&'a str, u32, u32, &'a [(&'a str, i32, i32, i32, i32)]);
+
 struct Fixture {
     dir: TempDir,
 }
@@ -58,7 +61,7 @@ impl Fixture {
         self.voc().join("Annotations").join(format!("{stem}.xml"))
     }
     /// Write `train.txt` listing `stems` and one XML per stem with `objects` = (name, xmin, ymin, xmax, ymax).
-    fn write_voc(&self, entries: &[(&str, u32, u32, &[(&str, i32, i32, i32, i32)])]) {
+    fn write_voc(&self, entries: &[VocEntry]) {
         let list: String = entries.iter().map(|(s, ..)| format!("{s}\n")).collect();
         std::fs::write(self.voc().join("ImageSets/Main/train.txt"), list).unwrap();
         for (stem, w, h, objs) in entries {
@@ -127,8 +130,8 @@ fn the_fixture_itself_loads() {
     let ds = f.pascal().json("train").unwrap();
     assert_eq!((ds.len(), ds.num_objects()), (3, 3));
     assert!(ds.warnings.is_empty());
-    for i in 0..3 {
-        assert_eq!(ds.image(i).unwrap().dimensions(), (IMAGES[i].1, IMAGES[i].2));
+    for (i, (_, w, h)) in IMAGES.iter().enumerate() {
+        assert_eq!(ds.image(i).unwrap().dimensions(), (*w, *h));
     }
     f.write_voc(&[(IMAGES[0].0, 640, 428, &[("person", 11, 21, 40, 60)])]);
     let v = f.pascal().voc("train").unwrap();

@@ -86,7 +86,8 @@ fn known_boxes_match_the_raw_json_and_xml() {
     let val_xml = p.voc("val").unwrap();
     // (dataset, image id, object index, JSON bbox [x, y, w, h], category_id, XML xmin ymin xmax ymax)
     // taken from pascal_train2007.json / pascal_val2007.json and Annotations/<id>.xml.
-    let cases: [(&Dataset, &Dataset, u64, usize, [f32; 4], usize, [f32; 4]); 3] = [
+    type Case<'a> = (&'a Dataset, &'a Dataset, u64, usize, [f32; 4], usize, [f32; 4]);
+    let cases: [Case; 3] = [
         (&trn, &trn_xml, 30, 0, [205., 31., 255., 324.], 16, [206., 32., 460., 355.]),
         (&trn, &trn_xml, 36, 0, [168., 163., 310., 465.], 15, [169., 164., 478., 628.]),
         (&val, &val_xml, 71, 1, [523., 223., 24., 12.], 7, [524., 224., 547., 235.]),

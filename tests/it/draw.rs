@@ -157,7 +157,7 @@ fn boxes_never_spill_into_the_next_panel() {
     // The whole of panel 0 and the gaps (black outline would reach columns 60-61 and 112-113,
     // rows 4-5 and 46-47) are untouched white background.
     for (x, y, p) in c.enumerate_pixels() {
-        if x < 62 || x > 111 || y < 6 || y > 45 {
+        if !(62..=111).contains(&x) || !(6..=45).contains(&y) {
             assert_eq!(*p, WHITE, "({x},{y}) outside panel 1 changed");
         }
     }
@@ -180,7 +180,7 @@ fn text_never_leaves_its_panel() {
     let c = fig.image();
     // Panel 0 is x 6..=65, y 6..=45; everything outside it stays white.
     for (x, y, p) in c.enumerate_pixels() {
-        if x < 6 || x > 65 || y < 6 || y > 45 {
+        if !(6..=65).contains(&x) || !(6..=45).contains(&y) {
             assert_eq!(*p, WHITE, "({x},{y}) outside panel 0 changed");
         }
     }

@@ -367,8 +367,7 @@ fn lr_find_matches_fastai_0_7() {
     // fastai stops on divergence before recording that batch; compare what both ran.
     let k = want.len().min(found.lrs.len());
     assert!(k >= 10.min(nb), "lr_find ran {} batches", found.lrs.len());
-    for i in 0..k {
-        let (a, b) = (found.lrs[i], want[i]);
+    for (i, (&a, &b)) in found.lrs.iter().zip(&want).take(k).enumerate() {
         assert!(((a - b) / b).abs() < 1e-12, "lr_find batch {i}: fastdet {a} vs fastai {b}");
     }
 }

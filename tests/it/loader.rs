@@ -141,7 +141,7 @@ fn batch_shapes_and_dtypes_per_target_kind() {
                 assert_eq!((m.size(), m.kind()), (vec![BS as i64, 20], Kind::Float));
                 let v = floats(m);
                 for (r, &idx) in batch.indices.iter().enumerate() {
-                    let mut want = vec![0f32; 20];
+                    let mut want = [0f32; 20];
                     objects_of(ds, idx).iter().for_each(|o| want[o.1] = 1.0);
                     assert_eq!(&v[r * 20..(r + 1) * 20], &want[..], "row {r} (image {idx})");
                 }
@@ -562,7 +562,7 @@ fn check_corrupt_epoch(md: &ImageData, file: &str, victim: usize) {
     // batch(e, k) reports it too, for the batch holding the image.
     let pos = md.trn_dl.dataset.indices.iter().position(|&i| i == victim).unwrap();
     let k = md.trn_dl.order(0).iter().position(|&p| p == pos).unwrap() / BS;
-    let err = md.trn_dl.batch(0, k).err().expect("batch with the broken image succeeded");
+    let err = md.trn_dl.batch(0, k).expect_err("batch with the broken image succeeded");
     assert!(err.to_string().contains(file), "{err}");
     // The validation loader does not touch it.
     assert!(md.val_dl.iter(0).all(|b| b.is_ok()));
