@@ -28,12 +28,12 @@ pub fn ssd_config(learn: &Learner) -> Result<SsdConfig> {
     }
 }
 
+/// A batch's box targets: boxes, classes and objects per image.
+type BoxTargets<'a> = (&'a tch::Tensor, &'a tch::Tensor, &'a tch::Tensor);
+
 /// An SSD learner's configuration, input size and output on `batch`, with the batch's box
 /// targets.
-fn ssd_parts<'a>(
-    learn: &Learner,
-    batch: &'a Batch,
-) -> Result<(SsdConfig, f64, SsdOutput, (&'a tch::Tensor, &'a tch::Tensor, &'a tch::Tensor))> {
+fn ssd_parts<'a>(learn: &Learner, batch: &'a Batch) -> Result<(SsdConfig, f64, SsdOutput, BoxTargets<'a>)> {
     let (cfg, sz) = match &learn.loss {
         Loss::Ssd { cfg, sz } => (cfg.clone(), *sz),
         other => return Err(Error::Invalid(format!("an SSD learner is needed, this one trains with {other:?}"))),
@@ -223,15 +223,48 @@ pub struct SyntheticSsd {
 /// Where the synthetic SSD keeps its data and weights: a per-user cache every clone reuses
 /// (`$FASTDET_CACHE`, else `$XDG_CACHE_HOME/fastdet`, else `~/.cache/fastdet`).
 pub fn synthetic_dir() -> PathBuf {
-    crate::util::cache_dir().join("ssd-synthetic-v2")
+    crate::util::cache_dir().join(format!("ssd-synthetic-v{}", synthetic::DRAWING_VERSION + 1))
 }
 
-/// The trained synthetic SSD's weights file, when `make ssd-synthetic` has made it: its ResNet18
-/// body (torchvision's names) is a backbone trained on shapes, which the notebooks' shape models
-/// start from as the lesson's start from ImageNet.
+/// The trained synthetic SSD shipped with fastdet (`assets/models/ssd_synthetic.safetensors`,
+/// fp16): `make ssd-synthetic` trains it from its seed and writes it, so nobody waits for the
+/// training. Its ResNet18 body (torchvision's names) is a backbone trained on shapes, which the
+/// notebooks' shape models start from as the lesson's start from ImageNet. `None` when the file
+/// is missing (a build outside the source tree).
 pub fn synthetic_body() -> Option<PathBuf> {
-    let p = synthetic_dir().join("models").join(format!("{}.safetensors", SyntheticSsd::WEIGHTS));
+    let p = shipped_synthetic_weights();
     p.is_file().then_some(p)
+}
+
+/// Where the trained synthetic SSD is shipped: `assets/models/ssd_synthetic.safetensors` in the
+/// source tree (weights in fp16), with what it scored beside it (`ssd_synthetic.json`).
+pub fn shipped_synthetic_weights() -> PathBuf {
+    crate::util::crate_root().join("assets").join("models").join("ssd_synthetic.safetensors")
+}
+
+/// What the shipped synthetic SSD scored when `make ssd-synthetic` wrote it (the `.json` beside
+/// the weights): its VOC07 mAP on the validation split, and how it was trained.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ShippedSsd {
+    /// VOC07 mAP on the synthetic validation split, detections scoring at least 0.01, computed
+    /// with the fp16 weights as shipped.
+    pub voc07_map: f64,
+    pub epochs: usize,
+    pub lr: f64,
+    pub seed: u64,
+    pub opts: String,
+    /// The libtorch version and CPU threads of the training (bit-for-bit retraining needs both).
+    pub torch: String,
+    pub threads: i32,
+}
+
+impl ShippedSsd {
+    /// The statement beside `weights` (`ssd_synthetic.json`).
+    pub fn read(weights: &Path) -> Result<Self> {
+        let path = weights.with_extension("json");
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        serde_json::from_str(&text).map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))
+    }
 }
 
 /// The synthetic SSD's settings.
@@ -301,7 +334,7 @@ impl SyntheticSsd {
         Ok(Self { learn, val, val_dl, dir: dir.to_path_buf() })
     }
 
-    /// The trained weights' file (it exists once [`SyntheticSsd::train`] has run).
+    /// The weights file [`SyntheticSsd::train`] writes (fp32, in the per-user cache).
     pub fn weights(&self) -> PathBuf {
         self.learn.models_dir().join(format!("{}.safetensors", Self::WEIGHTS))
     }
@@ -313,9 +346,30 @@ impl SyntheticSsd {
         Ok(())
     }
 
-    /// Load the weights of an earlier [`SyntheticSsd::train`].
+    /// Load the trained weights shipped with fastdet ([`shipped_synthetic_weights`]).
     pub fn load_trained(&mut self) -> Result<()> {
-        self.learn.load(Self::WEIGHTS)
+        crate::model::load_all_converting(&mut self.learn.vs, &shipped_synthetic_weights())
+    }
+
+    /// Write the weights in fp16 to `path` (safetensors; what fastdet ships) and load them back,
+    /// so that what is evaluated next is exactly what the file holds.
+    pub fn ship(&mut self, path: &Path) -> Result<()> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        }
+        let mut named: Vec<(String, tch::Tensor)> = self
+            .learn
+            .vs
+            .variables()
+            .into_iter()
+            .map(|(n, t)| (n, t.detach().to_kind(tch::Kind::Half).to_device(tch::Device::Cpu)))
+            .collect();
+        named.sort_by(|a, b| a.0.cmp(&b.0));
+        let tmp = path.with_extension("tmp.safetensors");
+        tch::Tensor::write_safetensors(&named, &tmp)
+            .map_err(|e| Error::checkpoint(&tmp, format!("cannot save weights: {e}")))?;
+        std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
+        crate::model::load_all_converting(&mut self.learn.vs, path)
     }
 
     /// Detections on the validation split with scores over `thresh` (boxes in image pixels).

@@ -1,5 +1,7 @@
 """Notebook test: every notebook in notebooks/ executes with the Rust (fastdet) kernel without a
-cell error and draws pictures. Run by `make test` (after `cargo test`)."""
+cell error and draws pictures. Run by `make test` (after `cargo test`); it shares the executed
+notebooks in out/ with `make lesson` (scripts/run_notebooks.py runs only those whose sources
+changed)."""
 import json
 import sys
 from pathlib import Path
@@ -15,8 +17,10 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 
 
 @pytest.fixture(scope="module")
-def executed(tmp_path_factory):
-    out = tmp_path_factory.mktemp("executed")
+def executed():
+    """The notebooks executed into out/, as `make lesson` writes them: those already executed
+    from the same sources (run_notebooks' stamps) are not run again."""
+    out = ROOT / "out"
     results = run_notebooks.main([str(ROOT / "notebooks"), "--out", str(out)])
     return {r["name"]: r for r in results}, out
 

@@ -310,6 +310,30 @@ pub fn load_backbone(vs: &mut nn::VarStore, path: &Path) -> Result<usize> {
     Ok(loaded)
 }
 
+/// Load every variable of `vs` from a state dict whose tensors may be of another float kind
+/// (fastdet ships weights in fp16; libtorch's `VarStore::load` keeps the file's kind). Strict:
+/// a variable missing from the file, or of another shape, is an error naming the file.
+pub fn load_all_converting(vs: &mut nn::VarStore, path: &Path) -> Result<()> {
+    let file: std::collections::HashMap<String, Tensor> = read_state_dict(path)?.into_iter().collect();
+    let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    tch::no_grad(|| -> Result<()> {
+        for (name, mut var) in vars {
+            let src = file
+                .get(&name)
+                .ok_or_else(|| Error::checkpoint(path, format!("{name} is missing (weights of another model?)")))?;
+            if src.size() != var.size() {
+                return Err(Error::checkpoint(
+                    path,
+                    format!("{name} has shape {:?}, the model expects {:?}", src.size(), var.size()),
+                ));
+            }
+            var.copy_(&src.to_kind(var.kind()).to_device(var.device()));
+        }
+        Ok(())
+    })
+}
+
 /// Parameter count of the variables whose names start with `prefix`.
 pub fn count_params(vs: &nn::VarStore, prefix: &str) -> i64 {
     vs.variables()

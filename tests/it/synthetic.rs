@@ -41,3 +41,23 @@ fn nonsense_configs_are_errors() {
     assert!(write(dir.path(), &SyntheticConfig { min_frac: 0.6, max_frac: 0.5, ..cfg(0) }).is_err());
     assert!(write(dir.path(), &SyntheticConfig { n_train: 0, ..cfg(0) }).is_err());
 }
+
+/// The synthetic SSD fastdet ships (`assets/models/ssd_synthetic.safetensors`, fp16, written by
+/// `make ssd-synthetic`) loads and scores on the validation split the VOC07 mAP its statement
+/// beside it gives; a file from another recipe, or weights that do not load, fail here.
+#[test]
+fn the_shipped_synthetic_ssd_reproduces_its_stated_map() {
+    use fastdet::detect::{shipped_synthetic_weights, synthetic_dir, ShippedSsd, SyntheticSsd};
+    use fastdet::metrics::ApMetric;
+    let _rng = crate::common::torch_rng();
+    let weights = shipped_synthetic_weights();
+    let stated = ShippedSsd::read(&weights).unwrap();
+    assert!(stated.voc07_map >= 0.82, "the shipped SSD states {}", stated.voc07_map);
+    let mut ssd = SyntheticSsd::new(&synthetic_dir(), tch::Device::Cpu).unwrap();
+    let untrained = ssd.evaluate(0.01, ApMetric::Voc07).unwrap().map;
+    ssd.load_trained().unwrap();
+    let map = ssd.evaluate(0.01, ApMetric::Voc07).unwrap().map;
+    // Another CPU may pick other libtorch kernels: the same detections up to rounding.
+    assert!((map - stated.voc07_map).abs() < 2e-3, "mAP {map}, stated {}", stated.voc07_map);
+    assert!(untrained < 0.1, "untrained weights already score {untrained}");
+}
