@@ -50,8 +50,9 @@ def seed(slot: Path, pool: Path):
     try:
         # The source may be compiling at this moment: cargo rebuilds whatever was half-written
         # (its fingerprints are written after the artefacts), so a copy is never wrong, at worst
-        # less warm.
-        shutil.copytree(src, tmp, symlinks=True, ignore=shutil.ignore_patterns("*.lock", ".seed-*"))
+        # less warm. The slot's Cargo.lock comes too: without it cargo resolves the versions
+        # again and rebuilds every dependency (cargo's own `.cargo-lock` files stay behind).
+        shutil.copytree(src, tmp, symlinks=True, ignore=shutil.ignore_patterns(".cargo-lock", ".seed-*"))
         tmp.rename(slot)
         log(f"seeded {slot.name} from {src.name} in {time.time() - t:.1f} s")
     except OSError as e:

@@ -37,12 +37,12 @@ STAMPS = ".stamps.json"
 # Seconds each notebook took in `make lesson` on a 2-core x86-64 machine with a warm kernel
 # (quick mode): the plan's estimate until this machine has run it once.
 TYPICAL = {
-    "01_pascal.ipynb": 45,
-    "02_bbox_augmentation.ipynb": 35,
-    "03_largest_object.ipynb": 150,
-    "04_single_object_detection.ipynb": 100,
-    "05_multilabel.ipynb": 80,
-    "06_ssd.ipynb": 170,
+    "01_pascal.ipynb": 25,
+    "02_bbox_augmentation.ipynb": 20,
+    "03_largest_object.ipynb": 90,
+    "04_single_object_detection.ipynb": 45,
+    "05_multilabel.ipynb": 40,
+    "06_ssd.ipynb": 100,
 }
 
 
