@@ -66,7 +66,7 @@ pub fn quick_mode() -> bool {
     std::env::var("FASTDET_QUICK").is_ok_and(|v| !v.is_empty() && v != "0")
 }
 
-/// What a notebook needs in one `use`: the notebook API (see the README's contracts).
+/// What a notebook needs in one `use`: the notebook API (see docs/contracts.md).
 pub mod prelude {
     pub use crate::anchors::{AnchorConfig, Anchors};
     pub use crate::boxes::{bb_hw, hw_bb, iou_matrix, BBox};

@@ -156,7 +156,7 @@ impl Learner {
                 println!("loaded {n} backbone tensors of {} from {}", arch.name(), w.display());
             }
             None if announce => println!(
-                "{}: no pretrained weights given, the backbone is randomly initialised (see the README for ImageNet weights)",
+                "{}: no pretrained weights given, the backbone is randomly initialised (ImageNet weights: docs/notebooks.md)",
                 arch.name()
             ),
             None => {}
