@@ -348,7 +348,7 @@ impl SyntheticSsd {
 
     /// Load the trained weights shipped with fastdet ([`shipped_synthetic_weights`]).
     pub fn load_trained(&mut self) -> Result<()> {
-        crate::model::load_all_converting(&mut self.learn.vs, &shipped_synthetic_weights())
+        self.learn.load(&shipped_synthetic_weights().to_string_lossy())
     }
 
     /// Write the weights in fp16 to `path` (safetensors; what fastdet ships) and load them back,
@@ -369,7 +369,7 @@ impl SyntheticSsd {
         tch::Tensor::write_safetensors(&named, &tmp)
             .map_err(|e| Error::checkpoint(&tmp, format!("cannot save weights: {e}")))?;
         std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
-        crate::model::load_all_converting(&mut self.learn.vs, path)
+        self.learn.load(&path.to_string_lossy())
     }
 
     /// Detections on the validation split with scores over `thresh` (boxes in image pixels).

@@ -424,9 +424,10 @@ impl Learner {
                 source: std::io::Error::new(std::io::ErrorKind::NotFound, "checkpoint not found"),
             });
         }
-        self.vs.load(&path).map_err(|e| {
-            Error::checkpoint(&path, format!("not a checkpoint of this model (corrupt, or another architecture): {e}"))
-        })?;
-        Ok(())
+        let file: std::collections::HashMap<String, Tensor> = Tensor::read_safetensors(&path)
+            .map_err(|e| Error::checkpoint(&path, format!("not a checkpoint (corrupt, or not safetensors): {e}")))?
+            .into_iter()
+            .collect();
+        crate::model::copy_all_converting(&mut self.vs, &file, &path)
     }
 }

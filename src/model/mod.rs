@@ -310,11 +310,15 @@ pub fn load_backbone(vs: &mut nn::VarStore, path: &Path) -> Result<usize> {
     Ok(loaded)
 }
 
-/// Load every variable of `vs` from a state dict whose tensors may be of another float kind
-/// (fastdet ships weights in fp16; libtorch's `VarStore::load` keeps the file's kind). Strict:
-/// a variable missing from the file, or of another shape, is an error naming the file.
-pub fn load_all_converting(vs: &mut nn::VarStore, path: &Path) -> Result<()> {
-    let file: std::collections::HashMap<String, Tensor> = read_state_dict(path)?.into_iter().collect();
+/// Copy every variable of `vs` from the tensors of a checkpoint (`path` names it in errors),
+/// converting their float kind (fastdet ships weights in fp16; libtorch's `VarStore::load` would
+/// leave the variables in the file's kind). Strict: a variable missing from the file, or of
+/// another shape, is an error naming the file.
+pub fn copy_all_converting(
+    vs: &mut nn::VarStore,
+    file: &std::collections::HashMap<String, Tensor>,
+    path: &Path,
+) -> Result<()> {
     let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
     vars.sort_by(|a, b| a.0.cmp(&b.0));
     tch::no_grad(|| -> Result<()> {

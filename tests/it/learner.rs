@@ -89,6 +89,14 @@ fn save_load_round_trip_and_corrupt_checkpoint() {
     l.load("ckpt").unwrap();
     assert_eq!(f64::try_from((l.predict_batch(&x) - &before).abs().max()).unwrap(), 0.0);
 
+    // A checkpoint in fp16 (as fastdet ships weights) loads into the fp32 variables.
+    let half: Vec<(String, Tensor)> =
+        l.vs.variables().into_iter().map(|(n, t)| (n, t.to_kind(tch::Kind::Half))).collect();
+    Tensor::write_safetensors(&half, l.models_dir().join("half.safetensors")).unwrap();
+    l.load("half").unwrap();
+    assert!(l.vs.variables().values().all(|t| t.kind() == tch::Kind::Float));
+    assert!(f64::try_from((l.predict_batch(&x) - &before).abs().max()).unwrap() < 0.05);
+
     std::fs::write(l.models_dir().join("bad.safetensors"), b"not a checkpoint").unwrap();
     let e = l.load("bad").unwrap_err().to_string();
     assert!(e.contains("bad.safetensors"), "{e}");
