@@ -12,8 +12,21 @@ NOTEBOOKS = ROOT / "notebooks"
 
 
 class Cell:
-    def __init__(self, text, error, seconds, images):
-        self.text, self.error, self.seconds, self.images = text, error, seconds, images
+    """What a cell showed, as a notebook shows it: `outputs` in order (stream text, displays with
+    each display's newest content after its updates, the cell's value), and every display
+    message with its arrival time (`messages`: (seconds since the cell began, msg_type,
+    display_id or None, data))."""
+
+    def __init__(self, outputs, error, seconds, messages):
+        self.outputs, self.error, self.seconds, self.messages = outputs, error, seconds, messages
+        self.text = "".join(o["text"] if o["type"] == "stream" else o["data"].get("text/plain", "") for o in outputs)
+        self.images = sum(o["type"] != "stream" and "image/png" in o["data"] for o in outputs)
+
+    def displays(self):
+        return [o for o in self.outputs if o["type"] != "stream"]
+
+    def updates(self, display_id=None):
+        return [m for m in self.messages if m[1] == "update_display_data" and display_id in (None, m[2])]
 
     def ok(self):
         assert self.error is None, self.error
@@ -34,36 +47,46 @@ class Kernel:
         self.kc.wait_for_ready(timeout=120)
 
     def run(self, code, timeout=1200, when=None, then=None):
-        """Execute `code`; when `when(text so far)` first holds, call `then()` (an interrupt)."""
+        """Execute `code`; when `when(text so far)` first holds, call `then()` (an interrupt).
+        Updates of a display (update_display_data) replace it in place wherever they come from,
+        as in JupyterLab; other messages count when they belong to this cell."""
         msg_id = self.kc.execute(code)
-        out, err, images, fired = [], None, 0, False
+        outputs, messages, err, fired = [], [], None, False
+        text = lambda: Cell(outputs, None, 0, []).text
         t = time.time()
         while True:
             left = timeout - (time.time() - t)
-            assert left > 0, f"cell timed out after {timeout} s: {code[:80]}\n{''.join(out)[-2000:]}"
+            assert left > 0, f"cell timed out after {timeout} s: {code[:80]}\n{text()[-2000:]}"
             try:
                 msg = self.kc.get_iopub_msg(timeout=min(left, 5))
             except Exception:  # queue.Empty: no message for 5 s
-                if when and not fired and when("".join(out)):
+                if when and not fired and when(text()):
                     fired = True
                     then()
                 continue
+            kind, c = msg["msg_type"], msg["content"]
+            did = (c.get("transient") or {}).get("display_id") if isinstance(c, dict) else None
+            if kind == "update_display_data":
+                messages.append((time.time() - t, kind, did, c["data"]))
+                for o in outputs:
+                    if o.get("id") == did:
+                        o["data"] = c["data"]
+                continue
             if msg["parent_header"].get("msg_id") != msg_id:
                 continue
-            kind, c = msg["msg_type"], msg["content"]
             if kind == "stream":
-                out.append(c["text"])
+                outputs.append({"type": "stream", "text": c["text"]})
             elif kind in ("execute_result", "display_data"):
-                out.append(c["data"].get("text/plain", ""))
-                images += "image/png" in c["data"]
+                messages.append((time.time() - t, kind, did, c["data"]))
+                outputs.append({"type": kind, "id": did, "data": c["data"]})
             elif kind == "error":
                 err = f"{c['ename']}: {c['evalue']}\n" + "\n".join(c.get("traceback", []))
             elif kind == "status" and c["execution_state"] == "idle":
                 break
-            if when and not fired and when("".join(out)):
+            if when and not fired and when(text()):
                 fired = True
                 then()
-        return Cell("".join(out), err, time.time() - t, images)
+        return Cell(outputs, err, time.time() - t, messages)
 
     def restart(self):
         self.km.restart_kernel(now=True)

@@ -199,6 +199,19 @@ impl Figure {
         evcxr_show(&Display::Png(self.to_png()));
     }
 
+    /// The figure as `<img>` HTML with the PNG inline (or the error that kept it from being
+    /// drawn), for HTML outputs that hold pictures.
+    pub fn to_html_img(&self, alt: &str) -> String {
+        use base64::Engine;
+        match self.to_png() {
+            Ok(png) => format!(
+                "<img alt=\"{alt}\" src=\"data:image/png;base64,{}\">",
+                base64::engine::general_purpose::STANDARD.encode(png)
+            ),
+            Err(e) => format!("<p>{alt}: {e}</p>"),
+        }
+    }
+
     /// Run plotters drawing on the canvas, remembering the first error.
     fn plot(&mut self, f: impl FnOnce(&DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>) -> Result<(), String>) {
         let (w, h) = self.canvas.dimensions();
@@ -233,6 +246,18 @@ pub struct Mark {
     pub y: f64,
     pub label: String,
     pub color: Color,
+}
+
+/// One series of a chart ([`Ax::series_plot`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    pub xs: Vec<f64>,
+    pub ys: Vec<f64>,
+    pub color: Color,
+    /// Its name in the legend (shown when two or more series have one).
+    pub label: String,
+    /// Dots instead of a line.
+    pub dots: bool,
 }
 
 /// One panel of a [`Figure`]; coordinates are pixels of the image shown in it.
@@ -443,6 +468,13 @@ impl Ax<'_> {
         self.chart(xs, ys, xlabel, ylabel, false, &[], Some((x, y)))
     }
 
+    /// Several series on one chart (a line, or dots for a series with `dots`), with a legend
+    /// when more than one has a label: a fit's training loss per batch beside its validation loss
+    /// per epoch.
+    pub fn series_plot(&mut self, series: &[Series], xlabel: &str, ylabel: &str) -> &mut Self {
+        self.chart_series(series, xlabel, ylabel, false, &[], None)
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn chart(
         &mut self,
@@ -454,12 +486,25 @@ impl Ax<'_> {
         marks: &[Mark],
         fixed: Option<((f64, f64), (f64, f64))>,
     ) -> &mut Self {
-        let pts: Vec<(f64, f64)> = xs
+        let line = Series { xs: xs.to_vec(), ys: ys.to_vec(), color: Color(31, 119, 180), label: String::new(), dots: false };
+        self.chart_series(&[line], xlabel, ylabel, log_x, marks, fixed)
+    }
+
+    fn chart_series(
+        &mut self,
+        series: &[Series],
+        xlabel: &str,
+        ylabel: &str,
+        log_x: bool,
+        marks: &[Mark],
+        fixed: Option<((f64, f64), (f64, f64))>,
+    ) -> &mut Self {
+        let keep = |x: f64, y: f64| x.is_finite() && y.is_finite() && (!log_x || x > 0.0);
+        let sets: Vec<(Vec<(f64, f64)>, &Series)> = series
             .iter()
-            .zip(ys)
-            .map(|(&x, &y)| (x, y))
-            .filter(|&(x, y)| x.is_finite() && y.is_finite() && (!log_x || x > 0.0))
+            .map(|s| (s.xs.iter().zip(&s.ys).map(|(&x, &y)| (x, y)).filter(|&(x, y)| keep(x, y)).collect(), s))
             .collect();
+        let pts: Vec<(f64, f64)> = sets.iter().flat_map(|(p, _)| p.iter().copied()).collect();
         if pts.is_empty() || !register_font() {
             return self.draw_text(4.0, 4.0, "no data", 14, Color::BLACK);
         }
@@ -476,11 +521,11 @@ impl Ax<'_> {
             let pad = (y1 - y0) * 0.05;
             (range(&mut pts.iter().map(|p| p.0)), (y0 - pad, y1 + pad))
         });
+        let legend = series.iter().filter(|s| !s.label.is_empty()).count() > 1;
         let Some(p) = self.panel() else { return self };
         // The chart draws in panel pixels; the image placement no longer applies.
         self.fig.panels[self.i].placement = Placement { x0: p.x as f32, y0: p.y as f32, scale: 1.0 };
         let (xlabel, ylabel) = (xlabel.to_string(), ylabel.to_string());
-        let line = RGBColor(31, 119, 180);
         self.fig.plot(|root| {
             let area = root.clone().shrink((p.x as i32, p.y as i32), (p.w, p.h));
             area.fill(&WHITE).map_err(|e| e.to_string())?;
@@ -499,15 +544,35 @@ impl Ax<'_> {
                         .y_labels(6)
                         .draw()
                         .map_err(|e| e.to_string())?;
-                    chart
-                        .draw_series(LineSeries::new(pts.iter().copied(), line.stroke_width(2)))
+                    for (pts, s) in &sets {
+                        let color = s.color.rgb();
+                        let drawn = if s.dots {
+                            chart.draw_series(pts.iter().map(|&p| Circle::new(p, 4, color.filled())))
+                        } else {
+                            chart.draw_series(LineSeries::new(pts.iter().copied(), color.stroke_width(2)))
+                        }
                         .map_err(|e| e.to_string())?;
-                    for m in marks.iter().filter(|m| m.x.is_finite() && m.y.is_finite() && (!log_x || m.x > 0.0)) {
+                        if legend && !s.label.is_empty() {
+                            drawn.label(s.label.clone()).legend(move |(x, y)| {
+                                PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
+                            });
+                        }
+                    }
+                    for m in marks.iter().filter(|m| keep(m.x, m.y)) {
                         let style = ("sans-serif", 13).into_font().color(&m.color.rgb());
                         chart
                             .draw_series([EmptyElement::at((m.x, m.y))
                                 + Circle::new((0, 0), 5, m.color.rgb().filled())
                                 + Text::new(m.label.clone(), (8, -16), style)])
+                            .map_err(|e| e.to_string())?;
+                    }
+                    if legend {
+                        chart
+                            .configure_series_labels()
+                            .label_font(("sans-serif", 12))
+                            .background_style(WHITE.mix(0.8))
+                            .border_style(BLACK.mix(0.3))
+                            .draw()
                             .map_err(|e| e.to_string())?;
                     }
                 }};

@@ -17,6 +17,8 @@
 //! - [`task`], [`learner`], [`stop`]: a task's target, head, loss and metrics; the fastai-style
 //!   learner (fit you can stop, watch and restore); the stop flag and SIGINT guard;
 //! - [`detect`], [`train`]: detections of a trained SSD; `fastdet train`'s runs;
+//! - [`notebook`]: outputs shown while a cell runs and updated in place (fastdet's kernel
+//!   launcher), with evcxr's and a terminal's fallbacks;
 //! - [`draw`], [`show`]: drawing boxes and text on figures, and the pictures of everything
 //!   above (the display layer, which nothing below imports);
 //! - [`ssd`]: lesson 9's SSD names, mapped to the modules above.
@@ -46,6 +48,7 @@ pub mod loss;
 pub mod metrics;
 pub mod model;
 pub mod nms;
+pub mod notebook;
 pub mod show;
 pub mod ssd;
 pub mod stop;
@@ -77,6 +80,7 @@ pub mod prelude {
     pub use crate::error::{Error, Result};
     pub use crate::interpret::Interpretation;
     pub use crate::learner::{FitOpts, Learner, LearnerOpts, Lrs};
+    pub use crate::notebook::{display, display_live, Live, Output, Show};
     pub use crate::loss::Loss;
     pub use crate::metrics::{confusion, evaluate, ApMetric, ApTable, Confusion, Metric};
     pub use crate::model::ssd::{ClassLoss, Matching, SsdConfig, SsdOutput};

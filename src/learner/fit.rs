@@ -2,7 +2,7 @@
 //! Ctrl-C, or [`FitHandle::stop`] for a fit running in the background), with progress while
 //! they run and the learner's state written to `models_dir/last` after every epoch.
 
-use super::progress::BatchProgress;
+use super::progress::{BatchProgress, Bar, LiveView};
 use super::record::{
     table_header, table_line, EpochRow, FitPreview, FitReport, LrFind, LrFinder, SmoothedLoss, PREVIEW_IMAGES,
 };
@@ -110,12 +110,23 @@ impl Learner {
         let quiet = self.live.is_some();
         // fastai restarts the smoothed training loss at every fit.
         let mut smoother = SmoothedLoss::default();
-        let mut report = FitReport { metric_names: self.recorder.metric_names.clone(), ..Default::default() };
-        if !quiet {
+        let mut report = FitReport {
+            metric_names: self.recorder.metric_names.clone(),
+            batches_per_epoch: nb,
+            ..Default::default()
+        };
+        let start = Instant::now();
+        let fit_view = |bar: Bar, report: &FitReport| LiveView::Fit {
+            bar,
+            report: FitReport { secs: start.elapsed().as_secs_f64(), preview: None, ..report.clone() },
+        };
+        let mut progress =
+            BatchProgress::new(nb * n_epochs.saturating_sub(first), "fit", quiet, |bar| fit_view(bar, &report));
+        // In fastdet's kernel the live output holds the table; elsewhere it is printed.
+        let print = !quiet && !progress.is_live();
+        if print {
             println!("{}", table_header(&self.recorder.metric_names, false));
         }
-        let start = Instant::now();
-        let mut progress = BatchProgress::new(nb * n_epochs.saturating_sub(first), "fit", quiet);
         'epochs: for e in first..n_epochs {
             let epoch_start = Instant::now();
             let epoch = self.epochs_done;
@@ -171,6 +182,10 @@ impl Learner {
                     });
                     progress.batch(bs, smoothed);
                 }
+                if progress.live_due() {
+                    let view = fit_view(progress.bar_now(), &report);
+                    progress.show(&view);
+                }
                 if stop_now {
                     report.stopped = Some(Stopped { epoch: e, batches: k + 1 });
                     break 'epochs;
@@ -187,11 +202,15 @@ impl Learner {
             }
             let row =
                 EpochRow { epoch: e, trn_loss: smoothed, val_loss, metrics, secs: epoch_start.elapsed().as_secs_f64() };
-            if !quiet {
+            if print {
                 println!("{}", table_line(None, &row));
             }
             self.recorder.epochs.push(row.clone());
             report.epochs.push(row.clone());
+            if progress.is_live() {
+                let view = fit_view(progress.bar_now(), &report);
+                progress.show(&view);
+            }
             self.publish(|live| live.epochs.push(row));
             self.epochs_done += 1;
             let plan = FitInProgress { epochs_done: e + 1, ..plan.clone() };
@@ -199,7 +218,6 @@ impl Learner {
                 eprintln!("warning: the learner's state after epoch {e} was not saved: {err}");
             }
         }
-        progress.finish();
         report.secs = start.elapsed().as_secs_f64();
         report.preview = self.preview().ok().map(|p| Arc::new(Mutex::new(p)));
         if let Some(sc) = self.amp() {
@@ -216,17 +234,20 @@ impl Learner {
                 crate::device::gpu_memory_used().unwrap_or_else(|| "unknown (no nvidia-smi)".into())
             ));
         }
-        if !quiet {
+        if print {
             for n in &report.notes {
                 println!("{n}");
             }
         }
-        if let (Some(st), false) = (report.stopped, quiet) {
+        if let (Some(st), true) = (report.stopped, print) {
             println!(
                 "stopped during epoch {} after {} batches; the learner keeps the weights trained so far",
                 st.epoch, st.batches
             );
         }
+        // The live output becomes the report (summary, table, curves, preview).
+        report.shown_live = progress.is_live();
+        progress.finish(&report);
         self.publish(|live| live.stopped = report.stopped);
         Ok(report)
     }
@@ -257,7 +278,11 @@ impl Learner {
         let mut finder = LrFinder::new(&start, end, nb);
         let mut opt = self.optimizer(&start)?;
         let _sigint = SigintGuard::install();
-        let mut progress = BatchProgress::new(nb, "lr_find", false);
+        let view = |bar: Bar, finder: &LrFinder| {
+            let f = finder.so_far();
+            LiveView::LrFind { bar, lrs: f.lrs, losses: f.losses }
+        };
+        let mut progress = BatchProgress::new(nb, "lr_find", false, |bar| view(bar, &finder));
         // As in `fit`: on CUDA the losses are read LOSS_READ_EVERY batches at a time (the
         // learning rates follow the batch count, not the losses), so a divergence is seen up to
         // that many batches late: those extra steps are undone with the rest when the weights
@@ -291,6 +316,10 @@ impl Learner {
                     }
                     progress.batch(bs, smoothed);
                 }
+                if progress.live_due() {
+                    let v = view(progress.bar_now(), &finder);
+                    progress.show(&v);
+                }
                 if stop_now {
                     println!("lr_find stopped after {} batches", i + 1);
                     break;
@@ -298,10 +327,14 @@ impl Learner {
             }
             Ok(())
         })();
-        progress.finish();
         self.restore_vars(&snap);
-        result?;
-        let found = finder.finish();
+        if let Err(e) = result {
+            progress.finish(&LiveView::LrFind { bar: progress.bar_now(), lrs: vec![], losses: vec![] });
+            return Err(e);
+        }
+        let mut found = finder.finish();
+        found.shown_live = progress.is_live();
+        progress.finish(&found);
         if let Some(s) = found.suggestion() {
             println!("lr_find: suggested learning rates {:.2e} (valley), {:.2e} (steepest descent)", s.valley, s.steep);
         }
@@ -312,19 +345,29 @@ impl Learner {
     /// `progress()` shows the epoch table and loss curve so far, `stop()` ends the fit after the
     /// current batch, and `wait()` gives the learner back. (Nothing is printed while it runs.)
     pub fn fit_background(mut self, lrs: impl Into<Lrs>, n_cycle: usize, opts: FitOpts) -> FitHandle {
-        let live =
-            Arc::new(Mutex::new(FitReport { metric_names: self.recorder.metric_names.clone(), ..Default::default() }));
+        let nb = self.data.trn_dl.len();
+        let (total, bs) = (nb * opts.epochs(n_cycle), self.data.trn_dl.bs);
+        let live = Arc::new(Mutex::new(FitReport {
+            metric_names: self.recorder.metric_names.clone(),
+            batches_per_epoch: nb,
+            ..Default::default()
+        }));
         self.live = Some(live.clone());
         let stop = self.stop_flag();
         stop.clear();
         let lrs = lrs.into();
         let started = Instant::now();
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let finished = done.clone();
+        let (published, t0) = (live.clone(), started);
         let thread = std::thread::spawn(move || {
             let result = self.fit(lrs, n_cycle, opts);
             self.live = None;
+            published.lock().unwrap_or_else(|e| e.into_inner()).secs = t0.elapsed().as_secs_f64();
+            finished.store(true, std::sync::atomic::Ordering::Release);
             (self, result)
         });
-        FitHandle { stop, live, thread, started }
+        FitHandle { stop, live, thread, started, total, bs, done }
     }
 }
 
@@ -334,6 +377,25 @@ pub struct FitHandle {
     live: Arc<Mutex<FitReport>>,
     thread: JoinHandle<(Learner, Result<FitReport>)>,
     started: Instant,
+    /// Batches of the whole fit, and images per batch (for the progress bar).
+    total: usize,
+    bs: usize,
+    /// Set by the fit's thread when the fit has ended.
+    done: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// The bar of a fit in the background from what it published.
+fn background_bar(r: &FitReport, started: Instant, total: usize, bs: usize, finished: bool) -> Bar {
+    let n = r.losses.len();
+    let elapsed = if finished { r.secs } else { started.elapsed().as_secs_f64() };
+    Bar {
+        label: if finished { "finished".into() } else { format!("in the background, epoch {}", r.epochs.len()) },
+        done: n,
+        total,
+        images_per_s: (n * bs) as f64 / elapsed.max(1e-9),
+        elapsed,
+        left: if n == 0 { f64::NAN } else { elapsed / n as f64 * total.saturating_sub(n) as f64 },
+    }
 }
 
 impl FitHandle {
@@ -351,6 +413,36 @@ impl FitHandle {
         let mut r = self.live.lock().unwrap_or_else(|e| e.into_inner()).clone();
         r.secs = self.started.elapsed().as_secs_f64();
         r
+    }
+
+    /// The progress bar's numbers now (batches done of all, images/s, elapsed, time left).
+    pub fn bar(&self) -> Bar {
+        let r = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        background_bar(&r, self.started, self.total, self.bs, !self.is_running())
+    }
+
+    /// In fastdet's kernel: a live output of this fit in the running cell (bar, table, curve),
+    /// redrawn about every 2 s by a thread of its own until the fit ends, when it becomes the
+    /// fit's table and curves; the cell returns at once, and the output goes on updating while
+    /// other cells run. Elsewhere it shows the progress so far, once.
+    pub fn show_live(&self) {
+        let live = crate::notebook::display_live(&LiveView::Fit { bar: self.bar(), report: self.progress() });
+        if !crate::notebook::is_live() {
+            return;
+        }
+        let (report, started, total, bs, done) = (self.live.clone(), self.started, self.total, self.bs, self.done.clone());
+        std::thread::spawn(move || loop {
+            std::thread::sleep(super::progress::LIVE_EVERY);
+            let finished = done.load(std::sync::atomic::Ordering::Acquire);
+            let mut r = report.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            let bar = background_bar(&r, started, total, bs, finished);
+            if finished {
+                live.update(&r);
+                break;
+            }
+            r.secs = bar.elapsed;
+            live.update(&LiveView::Fit { bar, report: r });
+        });
     }
 
     /// Wait for the fit to end; the learner, and what the fit returned.

@@ -133,6 +133,11 @@ pub struct FitReport {
     /// Where it ran, when worth saying: the gradient scaler's state with mixed precision, the
     /// GPU memory in use after a fit on CUDA.
     pub notes: Vec<String>,
+    /// Training batches per epoch (where each epoch's validation loss sits on the curve).
+    pub batches_per_epoch: usize,
+    /// Set when the fit's live output already shows this report (fastdet's kernel): the cell's
+    /// value then adds one line instead of a second copy.
+    pub shown_live: bool,
 }
 
 impl FitReport {
@@ -186,6 +191,8 @@ pub struct LrFind {
     /// `sched.plot(n_skip, n_skip_end)`: 10 and 5 by default).
     pub n_skip: usize,
     pub n_skip_end: usize,
+    /// Set when the run's live output already shows this plot (fastdet's kernel).
+    pub shown_live: bool,
 }
 
 /// fastai 0.7's `LR_Finder` as `lr_find` runs it, one batch at a time, without the model: the
@@ -262,6 +269,11 @@ impl LrFinder {
 
     pub fn finish(self) -> LrFind {
         self.found
+    }
+
+    /// The learning rates and losses recorded so far.
+    pub fn so_far(&self) -> LrFind {
+        self.found.clone()
     }
 }
 
@@ -340,17 +352,17 @@ mod tests {
         let lrs: Vec<f64> = (0..10).map(|i| 10f64.powi(i - 6)).collect();
         let losses = vec![3.0, 3.0, 2.9, 2.8, 2.6, 1.5, 1.2, 1.1, 4.0, 9.0];
         // n_skip_end 0 still drops the last point (fastai's `[n_skip:-(n_skip_end+1)]`).
-        let f = LrFind { lrs: lrs.clone(), losses, n_skip: 0, n_skip_end: 0 };
+        let f = LrFind { lrs: lrs.clone(), losses, n_skip: 0, n_skip_end: 0, ..Default::default() };
         assert_eq!(f.shown().0.len(), 9);
         let s = f.suggestion().unwrap();
         assert_eq!(s.steep, lrs[4]);
         // Longest decreasing run: indices 1..=7 (lds 7 at index 7, start = 7 - 7 = 0):
         // sections = 7/3 = 2.33 -> idx = 0 + 2 + 1 = 3.
         assert_eq!(s.valley, lrs[3]);
-        assert!(LrFind { lrs: vec![1.0], losses: vec![1.0], n_skip: 0, n_skip_end: 0 }.suggestion().is_none());
+        assert!(LrFind { lrs: vec![1.0], losses: vec![1.0], n_skip: 0, n_skip_end: 0, ..Default::default() }.suggestion().is_none());
         // Falling from the first point: fastai's max_start is -1 there.
         let f =
-            LrFind { lrs: lrs.clone(), losses: (0..10).map(|i| 10.0 - i as f64).collect(), n_skip: 0, n_skip_end: 0 };
+            LrFind { lrs: lrs.clone(), losses: (0..10).map(|i| 10.0 - i as f64).collect(), n_skip: 0, n_skip_end: 0, ..Default::default() };
         // 9 points shown: lds[8] = 9, max_start = 8 - 9 = -1, sections = 9/3 = 3 -> idx = -1 + 3 + 1 = 3.
         assert_eq!(f.suggestion().unwrap().valley, lrs[3]);
     }

@@ -5,6 +5,7 @@
 //! the domain types (`Anchors::show`, `Recorder::plot`, `LrFind::plot`, `ApTable::pr_figure`,
 //! `evcxr_display`). No domain module imports this one; it imports them.
 
+pub mod live;
 pub mod mistakes;
 pub mod report;
 
@@ -14,7 +15,7 @@ pub use report::{detection_report, Report, ReportOpts};
 use crate::anchors::Anchors;
 use crate::boxes::BBox;
 use crate::data::{Batch, BatchTarget, Dataset};
-use crate::draw::{draw_im, evcxr_show, Color, Display, Figure, Mark, LESSON_TICKS};
+use crate::draw::{draw_im, evcxr_show, Color, Display, Figure, Mark, Series, LESSON_TICKS};
 use crate::error::{Error, Result};
 use crate::learner::{FitReport, LrFind, Recorder, Summary};
 use crate::loss::ssd::{lost_objects, match_anchors};
@@ -422,9 +423,28 @@ fn curves(losses: &[f64], lrs: &[f64]) -> Result<Figure> {
 }
 
 impl FitReport {
-    /// This fit's loss and learning-rate curves.
+    /// This fit's curves: the smoothed training loss per batch with the validation loss at the
+    /// end of each epoch, and the learning rate.
     pub fn plot(&self) -> Result<Figure> {
-        curves(&self.losses, &self.lrs)
+        let mut fig = Figure::grid(1, 2, CURVE_PANEL.0, CURVE_PANEL.1)?;
+        let it: Vec<f64> = (0..self.losses.len()).map(|i| i as f64).collect();
+        let nb = self.batches_per_epoch;
+        // Epoch k of this fit ends after (k + 1) * nb iterations (its last one is k * nb + nb - 1).
+        let val_x: Vec<f64> = (0..self.epochs.len()).map(|k| ((k + 1) * nb) as f64 - 1.0).collect();
+        let val_y: Vec<f64> = self.epochs.iter().map(|r| r.val_loss).collect();
+        let mut series = vec![Series {
+            xs: it.clone(),
+            ys: self.losses.clone(),
+            color: Color(31, 119, 180),
+            label: "training (smoothed)".into(),
+            dots: false,
+        }];
+        if nb > 0 && !val_y.is_empty() {
+            series.push(Series { xs: val_x, ys: val_y, color: Color(255, 127, 14), label: "validation".into(), dots: true });
+        }
+        fig.ax(0).series_plot(&series, "iterations", "loss");
+        fig.ax(1).line_plot(&it, &self.lrs, "iterations", "learning rate", false);
+        Ok(fig)
     }
 
     /// The validation images of the preview, ground truth beside prediction.
@@ -462,9 +482,15 @@ impl FitReport {
         h + "</div>"
     }
 
-    /// In a notebook: [`FitReport::to_html`], one output.
+    /// In a notebook: [`FitReport::to_html`], one output; in fastdet's kernel, where the fit's
+    /// live output has become this report, one line pointing to it (`display(&report)` shows
+    /// the whole report again).
     pub fn evcxr_display(&self) {
-        evcxr_show(&Display::Html(self.to_html()));
+        if self.shown_live {
+            evcxr_show(&Display::Html(live::pointer_line(&self.summary(), "report")));
+        } else {
+            evcxr_show(&Display::Html(self.to_html()));
+        }
     }
 }
 
@@ -504,7 +530,16 @@ impl LrFind {
         self.with_skip(n_skip, n_skip_end).plot()
     }
 
+    /// In a notebook: [`LrFind::plot`]; in fastdet's kernel, where the run's live output has
+    /// become that plot, one line pointing to it.
     pub fn evcxr_display(&self) {
+        if self.shown_live {
+            let s = match self.suggestion() {
+                Some(s) => format!("lr_find: suggested {:.2e} (valley), {:.2e} (steepest)", s.valley, s.steep),
+                None => format!("lr_find: {} learning rates", self.lrs.len()),
+            };
+            return evcxr_show(&Display::Html(live::pointer_line(&s, "plot")));
+        }
         match self.plot() {
             Ok(f) => f.evcxr_display(),
             Err(e) => evcxr_show(&Display::Text(e.to_string())),
