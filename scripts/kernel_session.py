@@ -71,10 +71,9 @@ class Kernel:
                 for o in outputs:
                     if o.get("id") == did:
                         o["data"] = c["data"]
+            elif msg["parent_header"].get("msg_id") != msg_id:
                 continue
-            if msg["parent_header"].get("msg_id") != msg_id:
-                continue
-            if kind == "stream":
+            elif kind == "stream":
                 outputs.append({"type": "stream", "text": c["text"]})
             elif kind in ("execute_result", "display_data"):
                 messages.append((time.time() - t, kind, did, c["data"]))

@@ -122,7 +122,9 @@ def _fmt(seconds):
     return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
 
 
-def run_one(path, out_dir, timeout, tag):
+def run_one(path, out_dir, timeout, tag, km=None):
+    """Execute one notebook into out_dir (.ipynb and .html); `km`: a kernel manager of another
+    kernel than "Rust (fastdet)" (the fallback test runs plain evcxr)."""
     nb = nbformat.read(path, as_version=4)
     code = [c for c in nb.cells if c.cell_type == "code"]
     started = time.time()
@@ -135,7 +137,8 @@ def run_one(path, out_dir, timeout, tag):
 
     client = NotebookClient(
         nb,
-        kernel_name=KERNEL,
+        km=km,
+        kernel_name=KERNEL if km is None else km.kernel_name,
         timeout=timeout,
         resources={"metadata": {"path": str(path.parent.resolve())}},
         on_cell_execute=on_cell_execute,
