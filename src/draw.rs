@@ -486,7 +486,8 @@ impl Ax<'_> {
         marks: &[Mark],
         fixed: Option<((f64, f64), (f64, f64))>,
     ) -> &mut Self {
-        let line = Series { xs: xs.to_vec(), ys: ys.to_vec(), color: Color(31, 119, 180), label: String::new(), dots: false };
+        let line =
+            Series { xs: xs.to_vec(), ys: ys.to_vec(), color: Color(31, 119, 180), label: String::new(), dots: false };
         self.chart_series(&[line], xlabel, ylabel, log_x, marks, fixed)
     }
 
@@ -510,11 +511,7 @@ impl Ax<'_> {
         }
         let range = |v: &mut dyn Iterator<Item = f64>| {
             let (lo, hi) = v.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| (a.min(x), b.max(x)));
-            if hi > lo {
-                (lo, hi)
-            } else {
-                (lo - 0.5_f64.max(lo.abs() * 0.1), hi + 0.5_f64.max(hi.abs() * 0.1))
-            }
+            axis_range(lo, hi)
         };
         let ((x0, x1), (y0, y1)) = fixed.unwrap_or_else(|| {
             let (y0, y1) = range(&mut pts.iter().map(|p| p.1));
@@ -569,6 +566,7 @@ impl Ax<'_> {
                     if legend {
                         chart
                             .configure_series_labels()
+                            .position(SeriesLabelPosition::UpperRight)
                             .label_font(("sans-serif", 12))
                             .background_style(WHITE.mix(0.8))
                             .border_style(BLACK.mix(0.3))
@@ -731,4 +729,28 @@ pub fn evcxr_show(content: &Display) {
         Display::Text(t) => ("text/plain", t.clone()),
     };
     println!("EVCXR_BEGIN_CONTENT {mime}\n{body}\nEVCXR_END_CONTENT");
+}
+
+/// The axis range for data from `lo` to `hi`: the data's own, or for one value (a constant
+/// learning rate) 10% either side of it, so that the line shows where it is even at 1e-3.
+fn axis_range(lo: f64, hi: f64) -> (f64, f64) {
+    if hi > lo {
+        (lo, hi)
+    } else {
+        let pad = if lo == 0.0 { 0.5 } else { lo.abs() * 0.1 };
+        (lo - pad, hi + pad)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::axis_range;
+
+    #[test]
+    fn a_constant_series_gets_an_axis_around_its_value() {
+        let (lo, hi) = axis_range(1e-3, 1e-3);
+        assert!((lo - 0.9e-3).abs() < 1e-12 && (hi - 1.1e-3).abs() < 1e-12, "{lo} {hi}");
+        assert_eq!(axis_range(0.0, 0.0), (-0.5, 0.5));
+        assert_eq!(axis_range(2.0, 5.0), (2.0, 5.0));
+    }
 }

@@ -80,17 +80,17 @@ pub mod prelude {
     pub use crate::error::{Error, Result};
     pub use crate::interpret::Interpretation;
     pub use crate::learner::{FitOpts, Learner, LearnerOpts, Lrs};
-    pub use crate::notebook::{display, display_live, Live, Output, Show};
     pub use crate::loss::Loss;
     pub use crate::metrics::{confusion, evaluate, ApMetric, ApTable, Confusion, Metric};
     pub use crate::model::ssd::{ClassLoss, Matching, SsdConfig, SsdOutput};
     pub use crate::model::{find_weights, Arch, HeadKind};
     pub use crate::nms::NmfOpts;
+    pub use crate::notebook::{display, display_live, Live, Output, Show};
     pub use crate::quick_mode;
     pub use crate::show::{
-        detection_report, draw_idx, show_anchor_predictions, show_augmented, show_batch, show_image_errors,
-        show_matchings, show_nmf, show_predictions, show_receptive_field, show_results, show_ssd_errors,
-        show_truth_vs_prediction, Report, ReportOpts, Threshold,
+        anchor_prediction_steps, detection_report, draw_idx, show_anchor_predictions, show_augmented, show_batch,
+        show_image_errors, show_matchings, show_nmf, show_predictions, show_receptive_field, show_results,
+        show_ssd_errors, show_truth_vs_prediction, Report, ReportOpts, Threshold,
     };
     pub use crate::task::{Task, TaskParts};
     pub use crate::transforms::{

@@ -153,10 +153,9 @@ fn emit(channel: Channel, id: &str, update: bool, out: &Output) {
     // A failed write to stdout has nowhere to be reported; the output is lost, nothing else.
     let _ = match channel {
         Channel::Live => writeln!(stdout, "{}", marked_line(id, update, out)),
-        Channel::Evcxr => out
-            .data
-            .iter()
-            .try_for_each(|(m, b)| writeln!(stdout, "EVCXR_BEGIN_CONTENT {m}\n{b}\nEVCXR_END_CONTENT")),
+        Channel::Evcxr => {
+            out.data.iter().try_for_each(|(m, b)| writeln!(stdout, "EVCXR_BEGIN_CONTENT {m}\n{b}\nEVCXR_END_CONTENT"))
+        }
         Channel::Terminal if !update => match out.get("text/plain") {
             Some(t) => writeln!(stdout, "{t}"),
             None => Ok(()),

@@ -63,12 +63,55 @@ def test_pascal_notebook_content(executed):
 
 
 def cell_texts(nb, needle):
-    """The printed text of the code cells whose source contains `needle`."""
+    """The text of the code cells whose source contains `needle`: printed lines and the text of
+    their displays (a fit's live output, final state, holds its epoch table)."""
     out = []
     for c in nb.cells:
         if c.cell_type == "code" and needle in c.source:
-            out.append("".join(o.get("text", "") for o in c.get("outputs", []) if o.get("output_type") == "stream"))
+            out.append("".join(o.get("text", "") if o.get("output_type") == "stream" else o.get("data", {}).get("text/plain", "")
+                               for o in c.get("outputs", []) if o.get("output_type") in ("stream", "display_data")))
     return out
+
+
+def cell_outputs(nb, needle):
+    (cell,) = [c for c in nb.cells if c.cell_type == "code" and needle in c.source]
+    return cell.get("outputs", [])
+
+
+def test_cells_that_draw_several_pictures_show_them_all(executed):
+    _, out = executed
+    nb = nbformat.read(out / "02_bbox_augmentation.ipynb", as_version=4)
+    for needle in ["display(&show_augmented(&big, 6)?);", "display(&show_batch(&a, &md.classes, 12)?);"]:
+        pngs = [o for o in cell_outputs(nb, needle) if "image/png" in o.get("data", {})]
+        assert len(pngs) == 2, needle
+    nb = nbformat.read(out / "06_ssd.ipynb", as_version=4)
+    walk = cell_outputs(nb, "anchor_prediction_steps(")
+    kinds = ["png" if "image/png" in o.get("data", {}) else o.get("text", "").strip()[:20] for o in walk]
+    assert kinds == ["the ground truth of ", "png", "the 16 anchors, each", "png", "the boxes the activa", "png"], kinds
+
+
+def test_no_cell_shows_a_bare_unit(executed):
+    """A cell ending in a `for` loop without `;` shows `Out[n]: ()` under evcxr: noise for a reader."""
+    _, out = executed
+    for path in sorted(out.glob("*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        for c in nb.cells:
+            for o in c.get("outputs", []):
+                assert o.get("data", {}).get("text/plain", "").strip() != "()", (path.name, c.source[-80:])
+
+
+def test_a_fit_shows_one_output_in_its_final_state(executed):
+    """make lesson runs the notebooks through the launcher: each fit's live output is kept in the
+    executed notebook as it ended, the report (summary, table, curves), with no progress bar."""
+    _, out = executed
+    nb = nbformat.read(out / "04_single_object_detection.ipynb", as_version=4)
+    fits = [c for c in nb.cells if c.cell_type == "code" and "learn.fit(" in c.source]
+    assert fits
+    for c in fits:
+        shown = [o for o in c.outputs if o.get("output_type") == "display_data"]
+        assert len(shown) == 1, [o.get("output_type") for o in c.outputs]
+        html = shown[0]["data"]["text/html"]
+        assert "fit: " in html and "trn_loss" in html and "<img" in html and "<progress" not in html
 
 
 def test_augmentation_notebook_shows_the_bug_and_the_fix(executed):

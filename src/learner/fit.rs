@@ -2,7 +2,7 @@
 //! Ctrl-C, or [`FitHandle::stop`] for a fit running in the background), with progress while
 //! they run and the learner's state written to `models_dir/last` after every epoch.
 
-use super::progress::{BatchProgress, Bar, LiveView};
+use super::progress::{Bar, BatchProgress, LiveView};
 use super::record::{
     table_header, table_line, EpochRow, FitPreview, FitReport, LrFind, LrFinder, SmoothedLoss, PREVIEW_IMAGES,
 };
@@ -110,11 +110,8 @@ impl Learner {
         let quiet = self.live.is_some();
         // fastai restarts the smoothed training loss at every fit.
         let mut smoother = SmoothedLoss::default();
-        let mut report = FitReport {
-            metric_names: self.recorder.metric_names.clone(),
-            batches_per_epoch: nb,
-            ..Default::default()
-        };
+        let mut report =
+            FitReport { metric_names: self.recorder.metric_names.clone(), batches_per_epoch: nb, ..Default::default() };
         let start = Instant::now();
         let fit_view = |bar: Bar, report: &FitReport| LiveView::Fit {
             bar,
@@ -430,7 +427,8 @@ impl FitHandle {
         if !crate::notebook::is_live() {
             return;
         }
-        let (report, started, total, bs, done) = (self.live.clone(), self.started, self.total, self.bs, self.done.clone());
+        let (report, started, total, bs, done) =
+            (self.live.clone(), self.started, self.total, self.bs, self.done.clone());
         std::thread::spawn(move || loop {
             std::thread::sleep(super::progress::LIVE_EVERY);
             let finished = done.load(std::sync::atomic::Ordering::Acquire);

@@ -142,7 +142,11 @@ impl BatchProgress {
                 b.set_position(self.done as u64);
                 b.set_prefix(format!("loss {loss:.4}, {ips:.1} img/s"));
             }
-            None if !self.quiet && self.live.is_none() && self.last.elapsed() >= LINE_EVERY && self.done < self.total => {
+            None if !self.quiet
+                && self.live.is_none()
+                && self.last.elapsed() >= LINE_EVERY
+                && self.done < self.total =>
+            {
                 println!(
                     "  {}, {}/{} batches: loss {loss:.4}, {ips:.1} img/s, {} elapsed, {} left",
                     self.label,

@@ -359,10 +359,17 @@ mod tests {
         // Longest decreasing run: indices 1..=7 (lds 7 at index 7, start = 7 - 7 = 0):
         // sections = 7/3 = 2.33 -> idx = 0 + 2 + 1 = 3.
         assert_eq!(s.valley, lrs[3]);
-        assert!(LrFind { lrs: vec![1.0], losses: vec![1.0], n_skip: 0, n_skip_end: 0, ..Default::default() }.suggestion().is_none());
+        assert!(LrFind { lrs: vec![1.0], losses: vec![1.0], n_skip: 0, n_skip_end: 0, ..Default::default() }
+            .suggestion()
+            .is_none());
         // Falling from the first point: fastai's max_start is -1 there.
-        let f =
-            LrFind { lrs: lrs.clone(), losses: (0..10).map(|i| 10.0 - i as f64).collect(), n_skip: 0, n_skip_end: 0, ..Default::default() };
+        let f = LrFind {
+            lrs: lrs.clone(),
+            losses: (0..10).map(|i| 10.0 - i as f64).collect(),
+            n_skip: 0,
+            n_skip_end: 0,
+            ..Default::default()
+        };
         // 9 points shown: lds[8] = 9, max_start = 8 - 9 = -1, sections = 9/3 = 3 -> idx = -1 + 3 + 1 = 3.
         assert_eq!(f.suggestion().unwrap().valley, lrs[3]);
     }

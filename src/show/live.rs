@@ -33,7 +33,10 @@ impl Show for LrFind {
     /// [`LrFind::plot`] as a PNG, with the suggested rates as text.
     fn output(&self) -> Output {
         let text = match self.suggestion() {
-            Some(s) => format!("lr_find: suggested learning rates {:.2e} (valley), {:.2e} (steepest descent)", s.valley, s.steep),
+            Some(s) => format!(
+                "lr_find: suggested learning rates {:.2e} (valley), {:.2e} (steepest descent)",
+                s.valley, s.steep
+            ),
             None => format!("lr_find: {} learning rates", self.lrs.len()),
         };
         match self.plot() {
@@ -70,7 +73,10 @@ impl Show for LiveView {
                 let mut h = bar_html(bar);
                 h += &format!("<pre>{}</pre>", esc(&report.table()));
                 if !report.losses.is_empty() {
-                    h += &report.plot().map(|f| f.to_html_img("loss and learning rate")).unwrap_or_else(|e| esc(&e.to_string()));
+                    h += &report
+                        .plot()
+                        .map(|f| f.to_html_img("loss and learning rate"))
+                        .unwrap_or_else(|e| esc(&e.to_string()));
                 }
                 Output::html(h).with("text/plain", format!("{}\n{}", bar.line(), report.table()))
             }
@@ -78,7 +84,10 @@ impl Show for LiveView {
                 let mut h = bar_html(bar);
                 if !losses.is_empty() {
                     let so_far = LrFind { lrs: lrs.clone(), losses: losses.clone(), ..Default::default() };
-                    h += &so_far.plot().map(|f| f.to_html_img("loss against learning rate")).unwrap_or_else(|e| esc(&e.to_string()));
+                    h += &so_far
+                        .plot()
+                        .map(|f| f.to_html_img("loss against learning rate"))
+                        .unwrap_or_else(|e| esc(&e.to_string()));
                 }
                 Output::html(h).with("text/plain", bar.line())
             }

@@ -199,7 +199,7 @@ pub fn show_results(
 /// Lesson 9's "testing" pictures of image `idx` of a batch, side by side: its ground truth;
 /// the anchors labelled with the model's most likely class (`b_clasi.max(1)[1]`, `bg` included);
 /// the boxes the model moves the anchors to ([`crate::anchors::actn_to_bb`]) with that class and
-/// its probability, all of them (threshold 0).
+/// its probability, all of them (threshold 0). [`anchor_prediction_steps`] gives them one by one.
 pub fn show_anchor_predictions(
     batch: &Batch,
     out: &Tensor,
@@ -207,27 +207,91 @@ pub fn show_anchor_predictions(
     classes: &[String],
     idx: usize,
 ) -> Result<Figure> {
-    let out = SsdOutput::unpack(out, cfg.n_classes)?;
-    let anchors = Anchors::new(&cfg.anchors, out.box_offsets.device());
-    let images = batch.images()?;
-    let im = images.get(idx).ok_or_else(|| {
-        Error::Invalid(format!("show_anchor_predictions: image {idx} of a batch of {}", images.len()))
-    })?;
-    let sz = im.width() as f32;
-    let d = out
-        .decode(&anchors)
-        .into_iter()
-        .nth(idx)
-        .ok_or_else(|| Error::Invalid(format!("no output for image {idx}")))?;
-    let (clas, prs) = d.best()?;
-    let objects = batch.objects(idx)?;
-    let gt: Vec<BBox> = objects.iter().map(|o| o.0).collect();
-    let gt_clas: Vec<usize> = objects.iter().map(|o| o.1.unwrap_or(classes.len())).collect();
-    let mut fig = Figure::grid(1, 3, im.width(), im.height())?;
-    fig.ax(0).show_ground_truth(im, &gt, Some(&gt_clas), None, 0.0, classes);
-    fig.ax(1).show_ground_truth(im, &anchors.to_bboxes(sz)?, Some(&clas), None, 0.0, classes);
-    fig.ax(2).show_ground_truth(im, &d.bboxes(sz)?, Some(&clas), Some(&prs), 0.0, classes);
+    let steps = AnchorSteps::of(batch, out, cfg, classes, idx)?;
+    let mut fig = Figure::grid(1, 3, steps.im.width(), steps.im.height())?;
+    for k in 0..3 {
+        steps.draw(&mut fig, k, k, classes);
+    }
     Ok(fig)
+}
+
+/// [`show_anchor_predictions`]'s three pictures as the lesson shows them, one after another,
+/// each with its caption: `for (caption, fig) in anchor_prediction_steps(..)? { println!("{caption}"); display(&fig); }`.
+pub fn anchor_prediction_steps(
+    batch: &Batch,
+    out: &Tensor,
+    cfg: &SsdConfig,
+    classes: &[String],
+    idx: usize,
+) -> Result<Vec<(String, Figure)>> {
+    let steps = AnchorSteps::of(batch, out, cfg, classes, idx)?;
+    let captions = [
+        format!("the ground truth of image {idx}"),
+        format!(
+            "the {} anchors, each labelled with the model's most likely class (bg: background)",
+            steps.anchors.len()
+        ),
+        "the boxes the activations move the anchors to (actn_to_bb), with that class and its probability".to_string(),
+    ];
+    captions
+        .into_iter()
+        .enumerate()
+        .map(|(k, caption)| {
+            let mut fig = Figure::grid(1, 1, steps.im.width(), steps.im.height())?;
+            steps.draw(&mut fig, 0, k, classes);
+            Ok((caption, fig))
+        })
+        .collect()
+}
+
+/// What [`show_anchor_predictions`] draws, computed once.
+struct AnchorSteps {
+    im: RgbImage,
+    gt: Vec<BBox>,
+    gt_clas: Vec<usize>,
+    anchors: Vec<BBox>,
+    boxes: Vec<BBox>,
+    clas: Vec<usize>,
+    prs: Vec<f32>,
+}
+
+impl AnchorSteps {
+    fn of(batch: &Batch, out: &Tensor, cfg: &SsdConfig, classes: &[String], idx: usize) -> Result<Self> {
+        let out = SsdOutput::unpack(out, cfg.n_classes)?;
+        let anchors = Anchors::new(&cfg.anchors, out.box_offsets.device());
+        let mut images = batch.images()?;
+        if idx >= images.len() {
+            return Err(Error::Invalid(format!("show_anchor_predictions: image {idx} of a batch of {}", images.len())));
+        }
+        let im = images.swap_remove(idx);
+        let sz = im.width() as f32;
+        let d = out
+            .decode(&anchors)
+            .into_iter()
+            .nth(idx)
+            .ok_or_else(|| Error::Invalid(format!("no output for image {idx}")))?;
+        let (clas, prs) = d.best()?;
+        let objects = batch.objects(idx)?;
+        Ok(AnchorSteps {
+            gt: objects.iter().map(|o| o.0).collect(),
+            gt_clas: objects.iter().map(|o| o.1.unwrap_or(classes.len())).collect(),
+            anchors: anchors.to_bboxes(sz)?,
+            boxes: d.bboxes(sz)?,
+            clas,
+            prs,
+            im,
+        })
+    }
+
+    /// Step `k` (0 ground truth, 1 anchors, 2 moved boxes) into panel `panel` of `fig`.
+    fn draw(&self, fig: &mut Figure, panel: usize, k: usize, classes: &[String]) {
+        let (boxes, clas, prs) = match k {
+            0 => (&self.gt, &self.gt_clas, None),
+            1 => (&self.anchors, &self.clas, None),
+            _ => (&self.boxes, &self.clas, Some(&self.prs[..])),
+        };
+        fig.ax(panel).show_ground_truth(&self.im, boxes, Some(clas), prs, 0.0, classes);
+    }
 }
 
 /// The lesson's `show_nmf` for the first `n` images of a batch: each image with its detections
@@ -440,7 +504,13 @@ impl FitReport {
             dots: false,
         }];
         if nb > 0 && !val_y.is_empty() {
-            series.push(Series { xs: val_x, ys: val_y, color: Color(255, 127, 14), label: "validation".into(), dots: true });
+            series.push(Series {
+                xs: val_x,
+                ys: val_y,
+                color: Color(255, 127, 14),
+                label: "validation".into(),
+                dots: true,
+            });
         }
         fig.ax(0).series_plot(&series, "iterations", "loss");
         fig.ax(1).line_plot(&it, &self.lrs, "iterations", "learning rate", false);
