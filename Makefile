@@ -7,7 +7,7 @@ WITH_ENV := source scripts/env.sh &&
 export FASTDET_DATA ?= $(CURDIR)/data/coco128-voc
 VOC_URL ?= http://host.robots.ox.ac.uk/pascal/VOC/voc2007
 
-.PHONY: ssd-synthetic setup build gpu-bundle test-bundle lesson test lint test-rust test-notebooks bench-aug bench-train bench-post bench-kernel lab data-voc clean
+.PHONY: ssd-synthetic setup build gpu-bundle test-bundle lesson test lint test-rust test-notebooks bench-aug bench-train bench-post bench-kernel bench-live lab data-voc clean
 
 setup:
 	@bash scripts/setup.sh
@@ -42,7 +42,7 @@ lesson: setup
 	@$(WITH_ENV) python scripts/run_notebooks.py notebooks --out out $(if $(FORCE),--force)
 
 ## The notebooks run first: they warm the kernels' compile folders the kernel tests then use.
-PYTESTS := tests/test_notebooks.py tests/test_kernel.py
+PYTESTS := tests/test_notebooks.py tests/test_proxy.py tests/test_kernel.py tests/test_browser.py
 
 ## Style first (seconds once compiled), then the crate's tests (one integration-test binary,
 ## tests/it/), then the notebooks (shared with `make lesson` through out/) and the kernel.
@@ -61,6 +61,7 @@ test-rust: setup
 	@$(WITH_ENV) FASTDET_REQUIRE_REFERENCES=1 cargo test
 
 test-notebooks: setup
+	@bash scripts/test_deps.sh
 	@$(WITH_ENV) python -m pytest $(PYTESTS) -q -s
 
 ## Augmentation throughput with boxes: fastdet (1 thread, all threads) next to albumentations
@@ -86,19 +87,25 @@ bench-post: setup
 bench-kernel: setup
 	@$(WITH_ENV) python benches/kernel.py
 
+## What a fit's live output costs: the same fit of the sample with and without it, alternating, in
+## one kernel; a table and a verdict against the goal (at most 2% of the fit's time).
+bench-live: setup
+	@$(WITH_ENV) python benches/live_cost.py
+
 ## The synthetic SSD retrained from its seed (CPU, ~15 minutes on 2 cores): the weights go to the
 ## per-user cache and, in fp16, to assets/models/ssd_synthetic.safetensors, which git then shows
 ## unchanged when the retraining reproduced the shipped file bit for bit. Prints the VOC07 mAP.
 ssd-synthetic: setup
 	@$(WITH_ENV) cargo run --release --example ssd_synthetic -- --ship assets/models/ssd_synthetic.safetensors
 
-## Jupyter Lab on notebooks/ with the "Rust (fastdet)" kernel, on http://127.0.0.1:$(LAB_PORT)
-## (LAB_PORT=8888 by default); as root it passes --allow-root, and it opens a browser only where
-## there is a display.
+## Jupyter Lab on notebooks/ (LAB_DIR) with the "Rust (fastdet)" kernel, on
+## http://127.0.0.1:$(LAB_PORT) (LAB_PORT=8888 by default); as root it passes --allow-root, and it
+## opens a browser only where there is a display.
 LAB_PORT ?= 8888
+LAB_DIR ?= notebooks
 lab: setup
-	@echo "Jupyter Lab on notebooks/: open the http://127.0.0.1:$(LAB_PORT)/lab?token=... address printed below"
-	@$(WITH_ENV) exec jupyter lab --notebook-dir=notebooks --ip=127.0.0.1 --port=$(LAB_PORT) --ServerApp.port_retries=0 \
+	@echo "Jupyter Lab on $(LAB_DIR)/: open the http://127.0.0.1:$(LAB_PORT)/lab?token=... address printed below"
+	@$(WITH_ENV) exec jupyter lab --notebook-dir=$(LAB_DIR) --ip=127.0.0.1 --port=$(LAB_PORT) --ServerApp.port_retries=0 \
 	  $$([ "$$(id -u)" = 0 ] && echo --allow-root) $$([ -n "$${DISPLAY:-}$${WAYLAND_DISPLAY:-}" ] || echo --no-browser)
 
 ## The full Pascal VOC 2007 into data/pascal (needs internet), with the lesson's JSON files

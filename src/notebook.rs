@@ -98,8 +98,31 @@ pub enum Channel {
     Terminal,
 }
 
-/// The channel of this process (read from the environment each time: cheap).
+/// [`set_channel`]'s choice: 0 none, else 1 + the channel's index.
+static CHOSEN: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
+/// Sends this process's outputs to `channel` from now on (`None`: back to the one the
+/// environment gives). `set_channel(Some(Channel::Evcxr))` in a cell of the "Rust (fastdet)"
+/// kernel turns the live outputs off: printed progress lines, the report when the cell ends.
+pub fn set_channel(channel: Option<Channel>) {
+    let v = match channel {
+        None => 0,
+        Some(Channel::Live) => 1,
+        Some(Channel::Evcxr) => 2,
+        Some(Channel::Terminal) => 3,
+    };
+    CHOSEN.store(v, Ordering::Relaxed);
+}
+
+/// The channel of this process: [`set_channel`]'s choice, else read from the environment (each
+/// time: cheap).
 pub fn channel() -> Channel {
+    match CHOSEN.load(Ordering::Relaxed) {
+        1 => return Channel::Live,
+        2 => return Channel::Evcxr,
+        3 => return Channel::Terminal,
+        _ => {}
+    }
     if std::env::var(ENV).is_ok_and(|v| v == ENV_VALUE) {
         Channel::Live
     } else if std::env::var_os("EVCXR_IS_RUNTIME").is_some() {
@@ -276,6 +299,17 @@ impl Drop for Live {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_chosen_channel_wins_over_the_environment_until_it_is_cleared() {
+        let from_env = channel();
+        for c in [Channel::Live, Channel::Evcxr, Channel::Terminal] {
+            set_channel(Some(c));
+            assert_eq!(channel(), c);
+        }
+        set_channel(None);
+        assert_eq!(channel(), from_env);
+    }
 
     #[test]
     fn a_marked_line_is_one_line_of_json_the_launcher_reads() {

@@ -245,6 +245,7 @@ impl Learner {
         // The live output becomes the report (summary, table, curves, preview).
         report.shown_live = progress.is_live();
         progress.finish(&report);
+        report.live_draw_secs = progress.drawing_secs();
         self.publish(|live| live.stopped = report.stopped);
         Ok(report)
     }

@@ -65,6 +65,8 @@ pub(crate) struct BatchProgress {
     total: usize,
     done: usize,
     images: usize,
+    /// Time spent drawing and sending the live output (on the training thread).
+    drawing: Duration,
 }
 
 impl BatchProgress {
@@ -87,7 +89,18 @@ impl BatchProgress {
             b.set_message(label.to_string());
             b
         });
-        Self { bar, live, quiet, start: now, last: now, label: label.to_string(), total, done: 0, images: 0 }
+        Self {
+            bar,
+            live,
+            quiet,
+            start: now,
+            last: now,
+            label: label.to_string(),
+            total,
+            done: 0,
+            images: 0,
+            drawing: Duration::ZERO,
+        }
     }
 
     /// Whether the live output is there and due for a redraw ([`BatchProgress::show`]).
@@ -117,8 +130,10 @@ impl BatchProgress {
     /// Redraw the live output (if any) with `view`.
     pub(crate) fn show(&mut self, view: &(impl Show + ?Sized)) {
         if let Some((live, t)) = &mut self.live {
+            let t0 = Instant::now();
             live.update(view);
             *t = Instant::now();
+            self.drawing += *t - t0;
         }
     }
 
@@ -167,8 +182,15 @@ impl BatchProgress {
             b.finish_and_clear();
         }
         if let Some((live, _)) = self.live.take() {
+            let t0 = Instant::now();
             live.update(last);
             live.flush();
+            self.drawing += t0.elapsed();
         }
+    }
+
+    /// Seconds spent drawing and sending the live output so far (0 without one).
+    pub(crate) fn drawing_secs(&self) -> f64 {
+        self.drawing.as_secs_f64()
     }
 }

@@ -138,6 +138,8 @@ pub struct FitReport {
     /// Set when the fit's live output already shows this report (fastdet's kernel): the cell's
     /// value then adds one line instead of a second copy.
     pub shown_live: bool,
+    /// Seconds of the fit spent drawing and sending its live output (0 without one).
+    pub live_draw_secs: f64,
 }
 
 impl FitReport {
