@@ -79,7 +79,7 @@ pub mod prelude {
     pub use crate::draw::{draw_im, show_img, Color, Figure};
     pub use crate::error::{Error, Result};
     pub use crate::interpret::Interpretation;
-    pub use crate::learner::{FitOpts, Learner, LearnerOpts, Lrs};
+    pub use crate::learner::{Callback, ClipGradNorm, FitOpts, Flow, Learner, LearnerOpts, Lrs};
     pub use crate::loss::Loss;
     pub use crate::metrics::{confusion, evaluate, ApMetric, ApTable, Confusion, Metric};
     pub use crate::model::ssd::{ClassLoss, Matching, SsdConfig, SsdOutput};
