@@ -187,6 +187,21 @@ impl Learner {
         Ok(learner)
     }
 
+    /// What this learner's model is, as its checkpoints record it ([`crate::checkpoint`]):
+    /// [`crate::checkpoint::Model::load`] rebuilds the model from a checkpoint alone.
+    pub fn spec(&self) -> crate::checkpoint::ModelSpec {
+        crate::checkpoint::ModelSpec {
+            version: crate::checkpoint::SPEC_VERSION,
+            target: self.data.trn_dl.dataset.target,
+            classes: self.data.classes.clone(),
+            sz: self.model.sz as u32,
+            crop: self.data.val_dl.dataset.tfms.crop,
+            arch: self.model.body.arch,
+            head: self.model.head.kind.clone(),
+            loss: self.loss.clone(),
+        }
+    }
+
     /// Where `save` and `load` put weights.
     pub fn models_dir(&self) -> &Path {
         &self.models_dir
@@ -389,7 +404,7 @@ impl Learner {
         let path = self.path_of(name);
         std::fs::create_dir_all(&self.models_dir).map_err(|e| Error::io(&self.models_dir, e))?;
         let tmp = self.models_dir.join(format!(".{name}.{}.tmp.safetensors", std::process::id()));
-        self.vs.save(&tmp).map_err(|e| Error::checkpoint(&tmp, format!("cannot save weights: {e}")))?;
+        crate::checkpoint::write(&tmp, &self.vs, &self.spec())?;
         std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
         Ok(path)
     }
@@ -397,16 +412,7 @@ impl Learner {
     /// Load `models/<name>.safetensors` (or a path ending in `.safetensors`).
     pub fn load(&mut self, name: &str) -> Result<()> {
         let path = if name.ends_with(".safetensors") { PathBuf::from(name) } else { self.path_of(name) };
-        if !path.is_file() {
-            return Err(Error::Io {
-                path,
-                source: std::io::Error::new(std::io::ErrorKind::NotFound, "checkpoint not found"),
-            });
-        }
-        let file: std::collections::HashMap<String, Tensor> = Tensor::read_safetensors(&path)
-            .map_err(|e| Error::checkpoint(&path, format!("not a checkpoint (corrupt, or not safetensors): {e}")))?
-            .into_iter()
-            .collect();
+        let file = crate::checkpoint::read(&path)?;
         crate::model::copy_all_converting(&mut self.vs, &file, &path)
     }
 }

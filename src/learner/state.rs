@@ -104,7 +104,7 @@ impl Learner {
         let weights = format!("weights-{}.safetensors", self.epochs_done);
         // The extension says the format (safetensors), so it stays last.
         let tmp = dir.join(format!(".tmp-{}-{weights}", std::process::id()));
-        self.vs.save(&tmp).map_err(|e| Error::checkpoint(&tmp, format!("cannot save weights: {e}")))?;
+        crate::checkpoint::write(&tmp, &self.vs, &self.spec())?;
         std::fs::rename(&tmp, dir.join(&weights)).map_err(|e| Error::io(dir.join(&weights), e))?;
         let parts = self.parts();
         let state = LastState {
