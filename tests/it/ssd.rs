@@ -826,3 +826,27 @@ fn batched_ssd_loss_is_the_host_loss() {
         }
     }
 }
+
+/// A training step's SSD loss reads nothing back from the device (on CUDA each read is a wait
+/// for the GPU): the functions on its path hold no host read and no op whose output shape
+/// depends on the data (which waits too). Read from the source, so that a read added later fails
+/// here.
+#[test]
+fn the_ssd_loss_path_makes_no_host_read() {
+    let src =
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/loss/ssd.rs")).unwrap();
+    let body = |name: &str| -> String {
+        let start = src.find(&format!("fn {name}(")).unwrap_or_else(|| panic!("no fn {name}"));
+        let rest = &src[start..];
+        let end = rest.find("\n}\n").expect("end of fn");
+        rest[..end].to_string()
+    };
+    for f in
+        ["ssd_loss", "ssd_loss_per_image", "ssd_loss_images", "batch_loss", "match_batch", "first_true", "real_rows"]
+    {
+        let b = body(f);
+        for read in ["try_from", "int64_value", "double_value", "Device::Cpu", "nonzero", "masked_select", "Vec::<"] {
+            assert!(!b.contains(read), "{f} in src/loss/ssd.rs has `{read}`: a host read on the training step's path");
+        }
+    }
+}
