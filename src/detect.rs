@@ -4,6 +4,7 @@
 //! notebook 06 and `make ssd-synthetic` train.
 
 use crate::anchors::{actn_to_bb, Anchors};
+use crate::checkpoint::Model;
 use crate::data::synthetic::{self, SyntheticConfig};
 use crate::data::{Batch, BatchTarget, DataLoader, DataOpts, Dataset, DetDataset, ImageData, Pascal, TargetKind};
 use crate::error::{Error, Result};
@@ -12,7 +13,7 @@ use crate::loss::ssd::{print_ssd_loss as print_loss, trace_ssd_1_loss, SsdTrace}
 use crate::loss::Loss;
 use crate::metrics::{evaluate, ApMetric, ApTable, Detection};
 use crate::model::ssd::{Matching, SsdConfig, SsdOutput};
-use crate::model::Arch;
+use crate::model::{Arch, HeadKind};
 use crate::nms::{nms_detections, NmfOpts, ScoredBox};
 use crate::task::TaskParts;
 use crate::train::{RunProgress, TrainConfig, CONFIG_FILE, PROGRESS_FILE};
@@ -88,12 +89,23 @@ pub fn trace_image(learn: &Learner, batch: &Batch, idx: usize, pos_iou: f64) -> 
 /// each image's own size (the loader squashes: `CropType::No`).
 pub fn detections(learn: &Learner, dl: &DataLoader, opts: NmfOpts) -> Result<Vec<Detection>> {
     let cfg = ssd_config(learn)?;
+    detections_with(&cfg, learn.device(), |x| learn.predict_batch(x), dl, opts)
+}
+
+/// [`detections`] of an SSD's config and forward pass.
+fn detections_with(
+    cfg: &SsdConfig,
+    device: tch::Device,
+    forward: impl Fn(&tch::Tensor) -> tch::Tensor,
+    dl: &DataLoader,
+    opts: NmfOpts,
+) -> Result<Vec<Detection>> {
     let sz = dl.dataset.tfms.sz as f32;
-    let anchors = Anchors::new(&cfg.anchors, learn.device());
+    let anchors = Anchors::new(&cfg.anchors, device);
     let mut dets = vec![];
     for batch in dl.iter(0) {
         let batch = batch?;
-        let out = SsdOutput::unpack(&learn.predict_batch(&batch.x), cfg.n_classes)?;
+        let out = SsdOutput::unpack(&forward(&batch.x), cfg.n_classes)?;
         dets.extend(to_image_detections(
             &dl.dataset.data,
             &batch.indices,
@@ -186,7 +198,9 @@ pub fn receptive_field(learn: &Learner, x: &tch::Tensor, grid: usize, row: usize
 
 /// `fastdet predict`: the detections of a trained SSD run (a `fastdet train` folder) on every
 /// image of `data`, written to `out` in the COCO results format. Returns the detections (the
-/// pictures are [`crate::show::save_detections`]).
+/// pictures are [`crate::show::save_detections`]). The model comes from the last finished stage's
+/// checkpoint alone ([`Model::load`]); the training data is opened only for a checkpoint written
+/// before checkpoints described their model.
 pub fn predict_run(run_dir: &Path, data: &Dataset, out: &Path, opts: NmfOpts) -> Result<Vec<Detection>> {
     let cfg = TrainConfig::from_file(run_dir.join(CONFIG_FILE))?;
     let progress = RunProgress::read(&run_dir.join(PROGRESS_FILE))?;
@@ -194,6 +208,29 @@ pub fn predict_run(run_dir: &Path, data: &Dataset, out: &Path, opts: NmfOpts) ->
         .completed
         .last()
         .ok_or_else(|| Error::run(run_dir, "no stage is finished, so there are no weights to predict with"))?;
+    let path = run_dir.join(&last.checkpoint);
+    if crate::checkpoint::ModelSpec::from_tensors(&crate::checkpoint::read(&path)?, &path)?.is_some() {
+        let m = Model::load_on(&path, cfg.device()?)?;
+        let HeadKind::Ssd(ssd) = &m.spec.head else {
+            return Err(Error::run(
+                run_dir,
+                format!("detections need an SSD, this run trains a {}", m.spec.describe()),
+            ));
+        };
+        if m.spec.classes != data.classes {
+            return Err(Error::run(
+                run_dir,
+                format!("the run was trained on classes {:?}, the data has {:?}", m.spec.classes, data.classes),
+            ));
+        }
+        let (_, val_tfms) = tfms_from_model(m.spec.sz, vec![], m.spec.crop, TfmY::Coord)?;
+        let ds =
+            DetDataset::new(Arc::new(data.clone()), (0..data.len()).collect(), val_tfms, TargetKind::AllBoxes, false)?;
+        let dl = DataLoader::new(ds, cfg.bs, false, 0, m.vs.device())?;
+        let dets = detections_with(ssd, m.vs.device(), |x| m.forward(x), &dl, opts)?;
+        crate::metrics::save_coco_results(out, &dets)?;
+        return Ok(dets);
+    }
     let mut learn = cfg.learner(run_dir)?;
     ssd_config(&learn)?;
     if learn.data.classes != data.classes {

@@ -41,7 +41,7 @@ use crate::data::{Batch, DataLoader, ImageData};
 use crate::error::{Error, Result};
 use crate::loss::Loss;
 use crate::metrics::Metric;
-use crate::model::{count_params, group_of, load_backbone, Arch, ConvModel, N_GROUPS};
+use crate::model::{count_params, group_of, load_backbone, Arch, ConvModel, HeadKind, N_GROUPS};
 use crate::stop::StopFlag;
 use crate::task::{Task, TaskParts};
 use std::path::{Path, PathBuf};
@@ -185,6 +185,18 @@ impl Learner {
         };
         learner.freeze_to(-1);
         Ok(learner)
+    }
+
+    /// Change an SSD learner's config where it trains and where it is recorded (the head's copy,
+    /// which checkpoints and `last/` save, and the loss's): the matching rule or the class loss,
+    /// which change no layer. Nothing for other learners.
+    pub fn configure_ssd(&mut self, f: impl Fn(&mut crate::model::ssd::SsdConfig)) {
+        if let Loss::Ssd { cfg, .. } = &mut self.loss {
+            f(cfg);
+        }
+        if let HeadKind::Ssd(cfg) = &mut self.model.head.kind {
+            f(cfg);
+        }
     }
 
     /// What this learner's model is, as its checkpoints record it ([`crate::checkpoint`]):

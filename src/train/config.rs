@@ -425,7 +425,7 @@ impl TrainConfig {
             .collect()
     }
 
-    fn device(&self) -> Result<Device> {
+    pub(crate) fn device(&self) -> Result<Device> {
         Ok(match self.device {
             DeviceChoice::Auto => crate::device::default_device(),
             DeviceChoice::Cpu => Device::Cpu,
@@ -467,9 +467,7 @@ impl TrainConfig {
         tch::manual_seed(self.seed as i64);
         let opts = LearnerOpts { arch: self.arch, weights: self.weights.clone(), models_dir: models_dir.into() };
         let mut learn = Learner::for_task(data, self.task, opts)?;
-        if let crate::loss::Loss::Ssd { cfg, .. } = &mut learn.loss {
-            cfg.matching = self.matching;
-        }
+        learn.configure_ssd(|cfg| cfg.matching = self.matching);
         Ok(learn)
     }
 }

@@ -7,7 +7,6 @@ use super::folder::{
 };
 use crate::error::{Error, Result};
 use crate::learner::Learner;
-use crate::loss::Loss;
 use std::path::{Path, PathBuf};
 
 /// What [`run`] did.
@@ -162,8 +161,8 @@ impl Trainer {
 
 /// An SSD stage's class loss: the learner keeps its model and continues with this loss.
 fn apply_class_loss(learner: &mut Learner, l: Option<StageLoss>) {
-    if let (Some(l), Loss::Ssd { cfg, .. }) = (l, &mut learner.loss) {
-        cfg.class_loss = l.into();
+    if let Some(l) = l {
+        learner.configure_ssd(|cfg| cfg.class_loss = l.into());
     }
 }
 

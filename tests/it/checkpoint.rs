@@ -106,3 +106,25 @@ fn a_checkpoint_without_a_spec_says_how_to_load_it() {
     let err = Model::load_on(&path, Device::Cpu).err().expect("an error").to_string();
     assert!(err.contains("old.safetensors") && err.contains("learn.load"), "{err}");
 }
+
+/// `fastdet train` changes an SSD's matching and class loss through `configure_ssd`: the head's
+/// copy of the config, which checkpoints record, changes with the loss's.
+#[test]
+fn an_ssd_config_changed_for_training_is_the_one_its_checkpoint_records() {
+    use fastdet::loss::Loss;
+    use fastdet::model::ssd::{ClassLoss, Matching};
+    use fastdet::model::HeadKind;
+    let _rng = crate::common::torch_rng();
+    let dir = tempfile::tempdir().unwrap();
+    let mut learn = learner(Task::Ssd, CropType::No, dir.path());
+    learn.configure_ssd(|cfg| {
+        cfg.matching = Matching::NoGtLost;
+        cfg.class_loss = ClassLoss::focal();
+    });
+    let Loss::Ssd { cfg: trained, .. } = &learn.loss else { panic!("an SSD loss") };
+    let spec = Model::load_on(learn.save("ssd").unwrap(), Device::Cpu).unwrap().spec;
+    let HeadKind::Ssd(recorded) = &spec.head else { panic!("an SSD head") };
+    assert_eq!(recorded, trained);
+    assert_eq!(recorded.matching, Matching::NoGtLost);
+    assert_eq!(spec.loss, learn.loss);
+}
