@@ -354,9 +354,6 @@ impl SyntheticSsd {
     /// Write the weights in fp16 to `path` (safetensors; what fastdet ships) and load them back,
     /// so that what is evaluated next is exactly what the file holds.
     pub fn ship(&mut self, path: &Path) -> Result<()> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        }
         let mut named: Vec<(String, tch::Tensor)> = self
             .learn
             .vs
@@ -365,10 +362,10 @@ impl SyntheticSsd {
             .map(|(n, t)| (n, t.detach().to_kind(tch::Kind::Half).to_device(tch::Device::Cpu)))
             .collect();
         named.sort_by(|a, b| a.0.cmp(&b.0));
-        let tmp = path.with_extension("tmp.safetensors");
-        tch::Tensor::write_safetensors(&named, &tmp)
-            .map_err(|e| Error::checkpoint(&tmp, format!("cannot save weights: {e}")))?;
-        std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
+        crate::util::write_atomic_with(path, |tmp| {
+            tch::Tensor::write_safetensors(&named, tmp)
+                .map_err(|e| Error::checkpoint(tmp, format!("cannot save weights: {e}")))
+        })?;
         self.learn.load(&path.to_string_lossy())
     }
 

@@ -13,7 +13,7 @@
 //! - [`Learner::freeze_to`] / [`Learner::unfreeze`]: frozen groups get no gradient and their
 //!   BatchNorm layers stay in eval mode; a new learner is frozen up to the head;
 //! - [`Learner::lr_find`] restores the weights afterwards and suggests learning rates;
-//! - [`Learner::save`] / [`Learner::load`] (atomic: temp file + rename), [`Learner::predict`],
+//! - [`Learner::save`] / [`Learner::load`] (atomic: [`crate::util::write_atomic_with`]), [`Learner::predict`],
 //!   [`Learner::summary`].
 //!
 //! A NaN or infinite loss or validation number stops training with an error naming the epoch
@@ -408,10 +408,9 @@ impl Learner {
     /// Save every variable to `models/<name>.safetensors`, atomically.
     pub fn save(&self, name: &str) -> Result<PathBuf> {
         let path = self.path_of(name);
-        std::fs::create_dir_all(&self.models_dir).map_err(|e| Error::io(&self.models_dir, e))?;
-        let tmp = self.models_dir.join(format!(".{name}.{}.tmp.safetensors", std::process::id()));
-        self.vs.save(&tmp).map_err(|e| Error::checkpoint(&tmp, format!("cannot save weights: {e}")))?;
-        std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
+        crate::util::write_atomic_with(&path, |tmp| {
+            self.vs.save(tmp).map_err(|e| Error::checkpoint(tmp, format!("cannot save weights: {e}")))
+        })?;
         Ok(path)
     }
 

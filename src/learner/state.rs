@@ -100,12 +100,10 @@ impl Learner {
     /// Write the state after an epoch to `models_dir/last` (see the module docs).
     pub(crate) fn write_last(&self, fit: Option<&FitInProgress>) -> Result<PathBuf> {
         let dir = self.models_dir.join(LAST_DIR);
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         let weights = format!("weights-{}.safetensors", self.epochs_done);
-        // The extension says the format (safetensors), so it stays last.
-        let tmp = dir.join(format!(".tmp-{}-{weights}", std::process::id()));
-        self.vs.save(&tmp).map_err(|e| Error::checkpoint(&tmp, format!("cannot save weights: {e}")))?;
-        std::fs::rename(&tmp, dir.join(&weights)).map_err(|e| Error::io(dir.join(&weights), e))?;
+        crate::util::write_atomic_with(&dir.join(&weights), |tmp| {
+            self.vs.save(tmp).map_err(|e| Error::checkpoint(tmp, format!("cannot save weights: {e}")))
+        })?;
         let parts = self.parts();
         let state = LastState {
             version: STATE_VERSION,
