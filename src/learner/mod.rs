@@ -420,7 +420,7 @@ impl Learner {
         if !path.is_file() {
             return Err(Error::Io {
                 path,
-                source: std::io::Error::new(std::io::ErrorKind::NotFound, "checkpoint not found"),
+                error: std::io::Error::new(std::io::ErrorKind::NotFound, "checkpoint not found"),
             });
         }
         let file: std::collections::HashMap<String, Tensor> = Tensor::read_safetensors(&path)

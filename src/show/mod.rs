@@ -338,7 +338,7 @@ pub fn show_detections(ds: &Dataset, i: usize, dets: &[Detection]) -> Result<Fig
 
 /// [`show_detections`] for every image of `ds`, saved as `<dir>/<image file stem>.png`.
 pub fn save_detections(ds: &Dataset, dets: &[Detection], dir: &Path) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|e| crate::Error::Io { path: dir.into(), source: e })?;
+    std::fs::create_dir_all(dir).map_err(|e| crate::Error::io(dir, e))?;
     for (i, rec) in ds.images.iter().enumerate() {
         let stem = Path::new(&rec.file_name)
             .file_stem()

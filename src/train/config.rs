@@ -3,6 +3,7 @@
 
 use crate::data::{DataOpts, ImageData, Pascal};
 use crate::error::{Error, Result};
+use crate::learner::schedule::check_lr;
 use crate::learner::{FitOpts, Learner, LearnerOpts};
 use crate::model::ssd::{ClassLoss, Matching};
 use crate::model::{Arch, N_GROUPS};
@@ -305,7 +306,7 @@ impl TrainConfig {
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let mut config = Self::from_json_str(&text).map_err(|source| Error::Json { path: path.into(), source })?;
+        let mut config = Self::from_json_str(&text).map_err(|e| Error::json(path, e))?;
         config.source = Some(path.to_path_buf());
         config.validate()?;
         Ok(config)
@@ -379,8 +380,8 @@ impl TrainConfig {
                     ),
                 ));
             }
-            if let Some(bad) = s.lrs.iter().find(|l| !(l.is_finite() && **l >= 0.0)) {
-                return Err(self.invalid(&field("lrs"), format!("{bad} is not a finite non-negative learning rate")));
+            if let Some(problem) = s.lrs.iter().find_map(|&l| check_lr(l).err()) {
+                return Err(self.invalid(&field("lrs"), problem));
             }
             s.opts().validate(s.n_cycle, None).map_err(|(name, problem)| self.invalid(&field(name), problem))?;
             if let Some(FreezeTo::Group(n)) = s.freeze_to {

@@ -79,7 +79,7 @@ pub struct RunProgress {
 impl RunProgress {
     pub fn read(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        serde_json::from_str(&text).map_err(|source| Error::Json { path: path.into(), source })
+        serde_json::from_str(&text).map_err(|e| Error::json(path, e))
     }
 
     /// The epoch table, as the learner prints it, with a stage column.
@@ -104,7 +104,7 @@ pub fn checkpoint_name(stage: usize) -> String {
 }
 
 pub(crate) fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
-    let mut text = serde_json::to_string_pretty(value).map_err(|source| Error::Json { path: path.into(), source })?;
+    let mut text = serde_json::to_string_pretty(value).map_err(|e| Error::json(path, e))?;
     text.push('\n');
     crate::util::write_atomic(path, text.as_bytes())
 }

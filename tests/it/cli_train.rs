@@ -163,6 +163,24 @@ fn bad_configs_name_the_file_and_the_field() {
     let e = TrainConfig::from_file(&p).unwrap_err().to_string();
     assert!(e.contains("lrs.json") && e.contains("stages[1].lrs") && e.contains("2 learning rates"), "{e}");
 
+    // The command line says a wrapped error's message once, and a learning rate beyond f32 briefly.
+    let p = write("bogus.json", r#"{"task": "bogus"}"#);
+    let e = cli_error(&["train", "--config", &p.to_string_lossy()]);
+    assert_eq!(e.matches("unknown variant `bogus`").count(), 1, "{e}");
+    assert!(
+        e.starts_with(&format!("error: {}: malformed JSON: unknown variant `bogus`, expected one of", p.display())),
+        "{e}"
+    );
+    let p = write("huge.json", r#"{"stages": [{"lrs": [1e300]}]}"#);
+    let e = TrainConfig::from_file(&p).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        format!(
+            "{}: stages[0].lrs: learning rate 1e300 is not a number from 0 to 3.4028235e38 (f32's largest)",
+            p.display()
+        )
+    );
+
     let p = write("arch.json", r#"{"arch": "vgg16"}"#);
     let e = TrainConfig::from_file(&p).unwrap_err().to_string();
     assert!(e.contains("arch.json") && e.contains("vgg16") && e.contains("resnet34"), "{e}");
@@ -273,6 +291,13 @@ fn help_describes_each_command() {
     };
     assert!(line("predict").contains("Detections of a trained SSD run"), "{text}");
     assert!(line("train").contains("Train the stages of a JSON config"), "{text}");
+}
+
+/// What `fastdet args...` prints on stderr when it fails.
+fn cli_error(args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fastdet")).args(args).output().unwrap();
+    assert!(!out.status.success(), "fastdet {args:?} succeeded");
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// A user's mistake gets its message alone, even with RUST_BACKTRACE=1 in the environment.
