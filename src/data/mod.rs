@@ -369,13 +369,6 @@ pub fn sample_root() -> PathBuf {
     }
 }
 
-/// Whether the notebooks run on the bundled 52-image sample ([`default_root`] is
-/// [`sample_root`]), not on VOC2007.
-pub fn on_sample() -> bool {
-    let canon = |p: PathBuf| std::fs::canonicalize(&p).unwrap_or(p);
-    canon(default_root()) == canon(sample_root())
-}
-
 /// `$FASTDET_DATA` if set, else this crate's `data/pascal` if it exists, else [`sample_root`].
 pub fn default_root() -> PathBuf {
     if let Some(p) = std::env::var_os("FASTDET_DATA").filter(|p| !p.is_empty()) {

@@ -169,13 +169,6 @@ impl fmt::Display for ApTable {
     }
 }
 
-impl ApTable {
-    /// AP of a class by name.
-    pub fn ap_of(&self, name: &str) -> Option<f64> {
-        self.classes.iter().find(|c| c.name == name).and_then(|c| c.ap)
-    }
-}
-
 /// Check every detection's image id and class against the dataset; the image index of each.
 fn image_indices(ds: &Dataset, dets: &[Detection]) -> Result<Vec<usize>> {
     let index: HashMap<u64, usize> = ds.images.iter().enumerate().map(|(i, r)| (r.id, i)).collect();

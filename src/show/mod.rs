@@ -594,12 +594,6 @@ impl LrFind {
         Ok(fig)
     }
 
-    /// The plot without the first `n_skip` and last `n_skip_end` points (fastai's
-    /// `sched.plot(n_skip, n_skip_end)`).
-    pub fn plot_skip(&self, n_skip: usize, n_skip_end: usize) -> Result<Figure> {
-        self.with_skip(n_skip, n_skip_end).plot()
-    }
-
     /// In a notebook: [`LrFind::plot`]; in fastdet's kernel, where the run's live output has
     /// become that plot, one line pointing to it.
     pub fn evcxr_display(&self) {
