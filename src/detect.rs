@@ -8,7 +8,7 @@ use crate::data::synthetic::{self, SyntheticConfig};
 use crate::data::{Batch, BatchTarget, DataLoader, DataOpts, Dataset, DetDataset, ImageData, Pascal, TargetKind};
 use crate::error::{Error, Result};
 use crate::learner::{FitOpts, Learner, LearnerOpts};
-use crate::loss::ssd::{print_ssd_loss as print_loss, trace_ssd_1_loss, SsdTrace};
+use crate::loss::ssd::{print_ssd_loss, trace_ssd_1_loss, SsdTrace};
 use crate::loss::Loss;
 use crate::metrics::{evaluate, ApMetric, ApTable, Detection};
 use crate::model::ssd::{Matching, SsdConfig, SsdOutput};
@@ -48,13 +48,13 @@ fn ssd_parts<'a>(learn: &Learner, batch: &'a Batch) -> Result<(SsdConfig, f64, S
     Ok((cfg, sz, out, (bbox, class, n_objects)))
 }
 
-/// Lesson 9's `ssd_loss(batch, y, print_it=True)` on a learner's predictions for `batch`:
-/// prints each image's best-anchor overlaps and the batch's `loc` and `clas` losses, and
-/// returns them.
-pub fn print_ssd_loss(learn: &Learner, batch: &Batch) -> Result<(f64, f64)> {
+/// Lesson 9's `ssd_loss(batch, y, print_it=True)` on a learner's predictions for `batch`
+/// ([`print_ssd_loss`] on the learner's outputs): prints each image's best-anchor overlaps and
+/// the batch's `loc` and `clas` losses, and returns them.
+pub fn print_batch_loss(learn: &Learner, batch: &Batch) -> Result<(f64, f64)> {
     let (cfg, sz, out, (bbox, class, n_objects)) = ssd_parts(learn, batch)?;
     let anchors = Anchors::new(&cfg.anchors, out.class_logits.device());
-    let parts = print_loss(
+    let parts = print_ssd_loss(
         &out,
         &bbox.to_device(anchors.device()),
         &class.to_device(anchors.device()),
