@@ -168,7 +168,7 @@ impl std::fmt::Display for Stage {
 /// `fit(lr, 1, cycle_len=3, use_clr=(32,5))`; `freeze_to(-2)`, `fit(lrs/5, 1, cycle_len=5,
 /// use_clr=(32,10))`; `unfreeze()`, `fit(lrs/10, 1, cycle_len=10, use_clr=(32,10))`.
 pub fn lesson_stages() -> Vec<Stage> {
-    task_stages(Task::Detection)
+    task_stages(Task::SingleObject)
 }
 
 /// Each task's stages as its lesson runs them (`pascal.ipynb`, `pascal-multi.ipynb`):
@@ -177,7 +177,7 @@ pub fn lesson_stages() -> Vec<Stage> {
 /// - regression (`head_reg4`): `lr = 2e-3`, `fit(lr, 2, cycle_len=1, cycle_mult=2)`;
 ///   `freeze_to(-2)`, `fit(lrs, 2, cycle_len=1, cycle_mult=2)`; `freeze_to(-3)`, `fit(lrs, 1,
 ///   cycle_len=2)` with `lrs = [lr/100, lr/10, lr]`;
-/// - detection: [`lesson_stages`]'s;
+/// - single_object: [`lesson_stages`]'s;
 /// - multilabel: `lr = 2e-2`, `fit(lr, 1, cycle_len=3, use_clr=(32,5))`; `freeze_to(-2)`,
 ///   `fit(lrs/10, 1, cycle_len=5, use_clr=(32,5))` with `lrs = [lr/100, lr/10, lr]`;
 /// - ssd (189 anchors): `lr = 1e-2`, `fit(lrs, 1, cycle_len=4, use_clr=(20,8))`;
@@ -208,7 +208,7 @@ pub fn task_stages(task: Task) -> Vec<Stage> {
             fit(fr(-2), lrs(2e-3, [100.0, 10.0, 1.0], 1.0), 2, 1, Some(2), None),
             fit(fr(-3), lrs(2e-3, [100.0, 10.0, 1.0], 1.0), 1, 2, None, None),
         ],
-        Task::Detection => vec![
+        Task::SingleObject => vec![
             fit(None, vec![1e-2], 1, 3, None, Some((32.0, 5))),
             fit(fr(-2), lrs(1e-2, [100.0, 10.0, 1.0], 5.0), 1, 5, None, Some((32.0, 10))),
             fit(Some(FreezeTo::Unfreeze), lrs(1e-2, [100.0, 10.0, 1.0], 10.0), 1, 10, None, Some((32.0, 10))),
@@ -279,7 +279,7 @@ impl Default for TrainConfig {
             data: None,
             split: "train".into(),
             format: DataFormat::Json,
-            task: Task::Detection,
+            task: Task::SingleObject,
             arch: Arch::ResNet34,
             weights: None,
             sz: 224,

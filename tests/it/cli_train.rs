@@ -215,6 +215,10 @@ fn example_configs_parse_and_the_lesson_one_is_the_default_schedule() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/configs");
     let quick = TrainConfig::from_file(root.join("detector_quick.json")).unwrap();
     assert_eq!((quick.sz, quick.bs, quick.stages.len()), (64, 8, 2));
+    // The task's older name still reads (run folders saved before the rename).
+    let old = TrainConfig::from_json_str(r#"{"task": "detection"}"#).unwrap();
+    assert_eq!(old.task, fastdet::task::Task::SingleObject);
+    assert_eq!(serde_json::to_value(old.task).unwrap(), "single_object");
     // The lesson's config names weights that may not be downloaded: parse without checking files.
     let lesson =
         TrainConfig::from_json_str(&std::fs::read_to_string(root.join("detector_lesson.json")).unwrap()).unwrap();
@@ -271,7 +275,7 @@ fn ssd_run_predicts_and_evaluates() {
         .all(|id| html.contains(&format!("<section id=\"{id}\">"))));
     // A run of another task cannot predict boxes.
     let mut det = cfg.clone();
-    det.task = fastdet::task::Task::Detection;
+    det.task = fastdet::task::Task::SingleObject;
     let run2 = dir.path().join("run2");
     det.stages.truncate(1);
     fastdet::train::run(&det, &run2, false).unwrap();
