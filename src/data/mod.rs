@@ -28,7 +28,8 @@ mod voc;
 
 pub use image_io::{decode_for_warp, decode_jpeg, decode_jpeg_reduced, decode_scaled, open_image};
 pub use loader::{
-    collate, Batch, BatchTarget, DataLoader, DataOpts, DetDataset, ImageData, Sample, Target, TargetKind,
+    collate, keep_freed_batches, Batch, BatchTarget, DataLoader, DataOpts, DetDataset, ImageData, Sample, Target,
+    TargetKind,
 };
 pub use split::get_cv_idxs;
 
