@@ -13,8 +13,8 @@
 //! - [`Learner::freeze_to`] / [`Learner::unfreeze`]: frozen groups get no gradient and their
 //!   BatchNorm layers stay in eval mode; a new learner is frozen up to the head;
 //! - [`Learner::lr_find`] restores the weights afterwards and suggests learning rates;
-//! - [`Learner::save`] / [`Learner::load`] (atomic: [`crate::util::write_atomic_with`]), [`Learner::predict`],
-//!   [`Learner::summary`].
+//! - [`Learner::save`] / [`Learner::load`] (atomic: a synced temporary file renamed over the
+//!   old one), [`Learner::predict`], [`Learner::summary`].
 //!
 //! A NaN or infinite loss or validation number stops training with an error naming the epoch
 //! (and batch); the weights are put back to what they were at the start of that epoch.

@@ -23,12 +23,13 @@
 //!                                    fit writes it to its models_dir; --resume does not read it
 //! ```
 //!
-//! Every file is written atomically ([`crate::util::write_atomic`]: a temporary file, synced,
-//! then renamed), checkpoint before progress, so an interrupted run leaves at worst a stage to
-//! redo. [`run`] with `resume` checks that the config is the run's (every field but `comment`,
-//! `device` and `amp`, which take the new config's values), loads the last completed stage's
-//! checkpoint, restores the freezing and class loss of the completed stages and the epoch
-//! count, and trains the remaining stages; a stage cut short starts again from its beginning.
+//! Every file is written atomically (`util::write_atomic`: a temporary file, synced, then
+//! renamed), checkpoint before progress, so an interrupted run leaves at worst a stage to redo.
+//! [`run`](fn@run) with `resume` checks that the config is the run's (every field but
+//! `comment`, `device` and `amp`, which take the new config's values), loads the last completed
+//! stage's checkpoint, restores the freezing and class loss of the completed stages and the
+//! epoch count, and trains the remaining stages; a stage cut short starts again from its
+//! beginning.
 //!
 //! What a resumed run reproduces: the optimiser is fresh at every stage anyway (fastai builds
 //! one per `fit`) and so is the smoothed loss; the epoch count (which seeds the loader's shuffle
