@@ -98,7 +98,8 @@ pub fn default_run_dir(config_path: &Path) -> PathBuf {
 pub const CONFIG_FILE: &str = "config.json";
 pub const PROGRESS_FILE: &str = "progress.json";
 
-/// The checkpoint name of stage `k` (1-based), for [`crate::learner::Learner::save`]/[`load`](crate::learner::Learner::load).
+/// The checkpoint name of stage `k` (1-based), for [`crate::learner::Learner::save`] and
+/// [`load`](crate::learner::Learner::load).
 pub fn checkpoint_name(stage: usize) -> String {
     format!("stage-{stage}")
 }
