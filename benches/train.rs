@@ -3,7 +3,12 @@
 //! `detn_loss` + backward + Adam (`nn::Adam::default()`, as the learner builds it). `make
 //! bench-train` runs this through benches/train_peer.py, which times the same model in PyTorch.
 //!
-//!   cargo bench --bench train -- --dir DIR [--warmup 2] [--steps 5] [--threads 2] [--lr 1e-4]
+//!   cargo bench --bench train -- --dir DIR [--model detector|ssd] [--warmup 2] [--steps 5] [--threads 2] [--lr 1e-4]
+//!
+//! With `--model ssd` the model is lesson 9's SSD (ResNet34 + `SsdMultiHead`, 189 anchors, the
+//! config's dropout set to DIR's `p`) and the step is the learner's: forward, `Loss::Ssd` (the
+//! batch matched on the device), backward, Adam; DIR then holds `bbox.npy` float32 [8, N, 4]
+//! padded pixel boxes, `class.npy` int64 [8, N] and `n_objects.npy` int64 [8].
 //!
 //! DIR (written by train_peer.py): `weights.pth` (every variable under fastdet's names: the
 //! torchvision body's `state_dict` names, and `head.lin1`, `head.bn`, `head.lin2` for the head),
@@ -11,8 +16,10 @@
 //! `config.json` (`{"p": dropout}`). Output: one line `RESULT {json}` on stdout with the loss of
 //! every step (warm-up included; step 0 runs before any update) and the timed steps' seconds.
 
-use fastdet::loss::detn_loss;
+use fastdet::data::BatchTarget;
+use fastdet::loss::{detn_loss, Loss};
 use fastdet::model::{read_state_dict, Arch, ConvModel, HeadKind};
+use fastdet::ssd::SsdConfig;
 use serde_json::json;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -38,6 +45,7 @@ fn main() {
     let steps: usize = arg(&args, "--steps", 5);
     let threads: i32 = arg(&args, "--threads", 2);
     let lr: f64 = arg(&args, "--lr", 1e-4);
+    let ssd = arg(&args, "--model", "detector".to_string()) == "ssd";
     tch::set_num_threads(threads);
 
     let config: serde_json::Value =
@@ -45,7 +53,11 @@ fn main() {
     let p = config["p"].as_f64().unwrap();
     let sz = 224;
     let vs = nn::VarStore::new(Device::Cpu);
-    let model = ConvModel::new(&vs, Arch::ResNet34, HeadKind::Detection { n_classes: 20, p }, sz);
+    let mut cfg = SsdConfig::lesson_189(20);
+    (cfg.drop, cfg.conv_drop) = (p, p);
+    let head = if ssd { HeadKind::Ssd(cfg.clone()) } else { HeadKind::Detection { n_classes: 20, p } };
+    let model = ConvModel::new(&vs, Arch::ResNet34, head, sz);
+    let ssd_loss = Loss::Ssd { cfg, sz: sz as f64 };
     // Every variable (body and head) from the one file, by name.
     let file: std::collections::HashMap<String, Tensor> =
         read_state_dict(&dir.join("weights.pth")).unwrap().into_iter().collect();
@@ -60,6 +72,11 @@ fn main() {
     let x = Tensor::read_npy(dir.join("x.npy")).unwrap();
     let bbox = Tensor::read_npy(dir.join("bbox.npy")).unwrap();
     let class = Tensor::read_npy(dir.join("class.npy")).unwrap();
+    let boxes = ssd.then(|| BatchTarget::Boxes {
+        bbox: bbox.shallow_clone(),
+        class: class.shallow_clone(),
+        n_objects: Tensor::read_npy(dir.join("n_objects.npy")).unwrap(),
+    });
     eprintln!("fastdet: {} variables loaded, x {:?}, {threads} threads, dropout {p}", vars.len(), x.size());
 
     let mut opt = nn::Adam::default().build(&vs, lr).unwrap();
@@ -68,7 +85,10 @@ fn main() {
         let t = Instant::now();
         opt.zero_grad();
         let out = model.forward(&x, true, 0);
-        let loss = detn_loss(&out, &bbox, &class, sz as f64, 20.0);
+        let loss = match &boxes {
+            Some(y) => ssd_loss.compute(&out, y).unwrap(),
+            None => detn_loss(&out, &bbox, &class, sz as f64, 20.0),
+        };
         let t_fwd = t.elapsed().as_secs_f64();
         loss.backward();
         let t_bwd = t.elapsed().as_secs_f64();

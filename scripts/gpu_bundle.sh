@@ -15,7 +15,7 @@ for b in fastdet; do cp "$build/target/release/$b" "$out/bin/"; done
 for e in ssd_synthetic train_step; do cp "$build/target/release/examples/$e" "$out/bin/"; done
 strip "$out"/bin/*
 cp -r "$root/data/coco128-voc" "$out/data/"
-cp "$root/scripts/gpu/run-checks.sh" "$root/scripts/gpu/train_step_peer.py" "$out/"
+cp "$root/scripts/gpu/run-checks.sh" "$root/scripts/gpu/train_step_peer.py" "$root/scripts/gpu/lesson_ssd.py" "$out/"
 cp "$root/scripts/gpu/bundle_ssd.json" "$out/configs/"
 basename "$build" | sed 's/^torch-//' > "$out/BUILT_FOR_TORCH"
 (cd "$root" && git describe --always --dirty 2>/dev/null || echo unknown) > "$out/VERSION"

@@ -175,13 +175,14 @@ impl Anchors {
 // ---------------------------------------------------------------------------------------------
 // From activations to boxes
 
-/// Lesson 9's `actn_to_bb`: activations `[A, 4]` -> corners `[A, 4]`. With `t = tanh(actn)`,
+/// Lesson 9's `actn_to_bb`: activations `[A, 4]` (or a batch's `[B, A, 4]`) -> corners of the
+/// same shape. With `t = tanh(actn)`,
 /// centre = `t[:2]/2 * grid_size + anchor_centre` (at most half a cell away), size =
 /// `(t[2:]/2 + 1) * anchor_size` (0.5x to 1.5x the anchor).
 pub fn actn_to_bb(actn: &Tensor, anchors: &Anchors) -> Tensor {
-    let t = actn.tanh(); // [A, 4]
-    let ctr = t.narrow(1, 0, 2) / 2.0 * &anchors.grid_sizes + &anchors.centers; // [A, 2]
-    let hw = (t.narrow(1, 2, 2) / 2.0 + 1.0) * &anchors.sizes; // [A, 2]
+    let t = actn.tanh(); // [.., A, 4]
+    let ctr = t.narrow(-1, 0, 2) / 2.0 * &anchors.grid_sizes + &anchors.centers; // [.., A, 2]
+    let hw = (t.narrow(-1, 2, 2) / 2.0 + 1.0) * &anchors.sizes; // [.., A, 2]
     hw2corners(&ctr, &hw)
 }
 

@@ -223,10 +223,10 @@ pub fn jaccard(box_a: &Tensor, box_b: &Tensor) -> Tensor {
 }
 
 /// The lesson's `hw2corners(ctr, hw) = cat([ctr - hw/2, ctr + hw/2], 1)`: centres `[A, 2]` and
-/// sizes `[A, 2]` -> corners `[A, 4]`.
+/// sizes `[A, 2]` -> corners `[A, 4]` (any leading dimensions: `[B, A, 2]` -> `[B, A, 4]`).
 pub fn hw2corners(ctr: &Tensor, hw: &Tensor) -> Tensor {
     let half = hw / 2.0;
-    Tensor::cat(&[ctr - &half, ctr + &half], 1) // [A, 4]
+    Tensor::cat(&[ctr - &half, ctr + &half], -1) // [.., A, 4]
 }
 
 /// `[N, 4]` unit corners -> pixel boxes of an `sz x sz` image ([`BBox::from_unit_corners`]).

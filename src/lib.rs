@@ -37,6 +37,7 @@
 
 pub mod anchors;
 pub mod boxes;
+pub mod checkpoint;
 pub mod data;
 pub mod detect;
 pub mod device;
@@ -73,13 +74,14 @@ pub fn quick_mode() -> bool {
 pub mod prelude {
     pub use crate::anchors::{AnchorConfig, Anchors};
     pub use crate::boxes::{bb_hw, hw_bb, iou_matrix, BBox};
+    pub use crate::checkpoint::{Model, ModelSpec, Prediction};
     pub use crate::data::{get_cv_idxs, open_image, Dataset, ImageRecord, Object, Pascal, VOC_CLASSES};
     pub use crate::data::{Batch, BatchTarget, DataLoader, DataOpts, DetDataset, ImageData, TargetKind};
     pub use crate::device::default_device;
     pub use crate::draw::{draw_im, show_img, Color, Figure};
     pub use crate::error::{Error, Result};
     pub use crate::interpret::Interpretation;
-    pub use crate::learner::{FitOpts, Learner, LearnerOpts, Lrs};
+    pub use crate::learner::{Callback, ClipGradNorm, FitOpts, Flow, Learner, LearnerOpts, Lrs};
     pub use crate::loss::Loss;
     pub use crate::metrics::{confusion, evaluate, ApMetric, ApTable, Confusion, Metric};
     pub use crate::model::ssd::{ClassLoss, Matching, SsdConfig, SsdOutput};

@@ -17,7 +17,7 @@
 //! | `[class_logits, box_actns]`    | [`SsdOutput`] (packed for the learner) |
 //! | `intersect`, `box_sz`, `jaccard` | [`intersect`], [`box_sz`], [`iou`]   |
 //! | `actn_to_bb`, `hw2corners`     | [`actn_to_bb`], [`hw2corners`]         |
-//! | `map_to_ground_truth`          | [`map_to_ground_truth`] + [`Matching`] |
+//! | `map_to_ground_truth`          | [`map_to_ground_truth`] + [`Matching`]; a batch on the device: [`match_batch`] |
 //! | `get_y`                        | [`get_y`] (or the batch's `n_objects`) |
 //! | `BCE_Loss`, `FocalLoss`        | [`class_loss`] + [`ClassLoss`]         |
 //! | `ssd_1_loss`, `ssd_loss`       | [`ssd_1_loss`], [`ssd_loss`] -> [`LossParts`] |
@@ -30,8 +30,8 @@
 pub use crate::anchors::{actn_to_bb, AnchorConfig, Anchors, Decoded};
 pub use crate::boxes::{box_sz, hw2corners, intersect, jaccard as iou};
 pub use crate::loss::ssd::{
-    class_loss, count_lost, get_y, lost_objects, map_to_ground_truth, match_anchors, print_ssd_loss, ssd_1_loss,
-    ssd_loss, trace_ssd_1_loss, LossParts, SsdTrace, FORCED_OVERLAP,
+    class_loss, count_lost, get_y, lost_objects, map_to_ground_truth, match_anchors, match_batch, print_ssd_loss,
+    ssd_1_loss, ssd_loss, trace_ssd_1_loss, LossParts, SsdTrace, FORCED_OVERLAP,
 };
 pub use crate::model::ssd::{
     flatten_conv, ClassLoss, Matching, OutConv, SsdConfig, SsdHead, SsdHeadNet, SsdMultiHead, SsdOutput, StdConv,

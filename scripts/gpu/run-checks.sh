@@ -9,7 +9,9 @@
 #   1. device: the device fastdet picks (CUDA must be chosen where torch sees a GPU) and a
 #      product computed there;
 #   2. training step of ResNet34 + the detection head, batch 64 at 224, fp32 and mixed
-#      precision, fastdet beside PyTorch on this machine: images/s and the ratio;
+#      precision, fastdet beside PyTorch on this machine: images/s and the ratio; then the same
+#      for lesson 9's SSD (ResNet34 + SSD_MultiHead, 189 anchors), PyTorch running the notebook's
+#      ssd_loss (a loop over the images, lesson_ssd.py) beside fastdet's batched loss;
 #   3. the synthetic SSD trained to its mAP: time per epoch and VOC07 mAP;
 #   4. `fastdet train` on the bundled sample (stage 1, then --resume for stage 2), `predict`
 #      with the report, and `eval`.
@@ -60,25 +62,32 @@ if [ "$gpu" = 1 ]; then sizes=(--bs 64 --sz 224 --warmup 5 --steps 30); modes=(f
 else sizes=(--bs 4 --sz 64 --warmup 1 --steps 2); modes=(fp32); say "no GPU: training step at batch 4, 64 px; mixed precision skipped (GPU-only: autocast is CUDA's)"; fi
 step_ok=1
 declare -A ips
-for mode in "${modes[@]}"; do
-  flag=(); [ "$mode" = amp ] && flag=(--amp)
-  for fw in fastdet pytorch; do
-    if [ $fw = fastdet ]; then cmd=("$bin/train_step" "${sizes[@]}" "${flag[@]}"); else cmd=("$py" "$here/train_step_peer.py" "${sizes[@]}" "${flag[@]}"); fi
-    res=$(timeout 180 "${cmd[@]}" 2>&1); rc=$?
-    line=$(grep '^RESULT ' <<<"$res" | tail -1)
-    if [ $rc -ne 0 ] || [ -z "$line" ]; then echo "$res" | tail -20; step_ok=0; say "$fw $mode failed (exit $rc)"; continue; fi
-    echo "$fw $mode: ${line#RESULT }"
-    ips[$fw-$mode]=$("$py" -c 'import json,sys; print(round(json.loads(sys.argv[1][7:])["img_per_s"], 1))' "$line")
+# The SSD's anchors are the lesson's 189 at 224 px: without a GPU, batch 2 at 224 instead.
+if [ "$gpu" = 1 ]; then ssd_sizes=("${sizes[@]}"); else ssd_sizes=(--bs 2 --sz 224 --warmup 1 --steps 1); fi
+for head in detection ssd; do
+  for mode in "${modes[@]}"; do
+    flag=(--head "$head"); [ "$mode" = amp ] && flag+=(--amp)
+    hs=("${sizes[@]}"); [ "$head" = ssd ] && hs=("${ssd_sizes[@]}")
+    for fw in fastdet pytorch; do
+      if [ $fw = fastdet ]; then cmd=("$bin/train_step" "${hs[@]}" "${flag[@]}"); else cmd=("$py" "$here/train_step_peer.py" "${hs[@]}" "${flag[@]}"); fi
+      res=$(timeout 180 "${cmd[@]}" 2>&1); rc=$?
+      line=$(grep '^RESULT ' <<<"$res" | tail -1)
+      if [ $rc -ne 0 ] || [ -z "$line" ]; then echo "$res" | tail -20; step_ok=0; say "$fw $head $mode failed (exit $rc)"; continue; fi
+      echo "$fw $head $mode: ${line#RESULT }"
+      ips[$fw-$head-$mode]=$("$py" -c 'import json,sys; print(round(json.loads(sys.argv[1][7:])["img_per_s"], 1))' "$line")
+    done
   done
 done
 echo
-printf '%-6s %14s %14s %8s\n' mode "fastdet img/s" "PyTorch img/s" ratio
-for mode in "${modes[@]}"; do
-  f=${ips[fastdet-$mode]:-nan}; p=${ips[pytorch-$mode]:-nan}
-  printf '%-6s %14s %14s %8s\n' "$mode" "$f" "$p" "$("$py" -c "import sys; f, p = sys.argv[1:]; print('-' if 'nan' in (f, p) else f'{float(f) / float(p):.2f}x')" "$f" "$p")"
+printf '%-10s %-6s %14s %14s %8s\n' head mode "fastdet img/s" "PyTorch img/s" ratio
+for head in detection ssd; do
+  for mode in "${modes[@]}"; do
+    f=${ips[fastdet-$head-$mode]:-nan}; p=${ips[pytorch-$head-$mode]:-nan}
+    printf '%-10s %-6s %14s %14s %8s\n' "$head" "$mode" "$f" "$p" "$("$py" -c "import sys; f, p = sys.argv[1:]; print('-' if 'nan' in (f, p) else f'{float(f) / float(p):.2f}x')" "$f" "$p")"
+  done
 done
 echo
-[ $step_ok = 1 ] && record PASS "training step" $(( $(date +%s) - t0 )) "fp32 fastdet ${ips[fastdet-fp32]:-?} vs PyTorch ${ips[pytorch-fp32]:-?} img/s${ips[fastdet-amp]:+; amp ${ips[fastdet-amp]} vs ${ips[pytorch-amp]:-?}}" \
+[ $step_ok = 1 ] && record PASS "training step" $(( $(date +%s) - t0 )) "fp32 fastdet ${ips[fastdet-detection-fp32]:-?} vs PyTorch ${ips[pytorch-detection-fp32]:-?} img/s${ips[fastdet-detection-amp]:+; amp ${ips[fastdet-detection-amp]} vs ${ips[pytorch-detection-amp]:-?}}; SSD fp32 ${ips[fastdet-ssd-fp32]:-?} vs ${ips[pytorch-ssd-fp32]:-?}${ips[fastdet-ssd-amp]:+; SSD amp ${ips[fastdet-ssd-amp]} vs ${ips[pytorch-ssd-amp]:-?}}" \
   || record FAIL "training step" $(( $(date +%s) - t0 ))
 
 # 3. synthetic SSD ------------------------------------------------------------------------------

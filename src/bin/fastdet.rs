@@ -114,16 +114,25 @@ enum Command {
         #[arg(long, default_value_t = 0.25)]
         score_thresh: f32,
     },
-    /// Detections of a trained SSD run on a split, as COCO results JSON (and pictures with --draw).
+    /// What a checkpoint of any task says about images (--model FILE --image a.jpg ...), or the
+    /// detections of a trained SSD run on a split as COCO results JSON (--weights RUN --out FILE,
+    /// pictures with --draw).
     Predict {
+        /// A checkpoint (any task: fastdet's checkpoints say what their model is): print what it
+        /// predicts for each --image
+        #[arg(long, conflicts_with = "weights", requires = "image")]
+        model: Option<PathBuf>,
+        /// Images for --model
+        #[arg(long, num_args = 1.., requires = "model")]
+        image: Vec<PathBuf>,
         /// A run folder of `fastdet train` (its config.json, progress.json and checkpoints)
-        #[arg(long)]
-        weights: PathBuf,
+        #[arg(long, required_unless_present = "model")]
+        weights: Option<PathBuf>,
         #[command(flatten)]
         source: Source,
-        /// The detections file to write
-        #[arg(long)]
-        out: PathBuf,
+        /// The detections file to write (with --weights)
+        #[arg(long, required_unless_present = "model")]
+        out: Option<PathBuf>,
         /// A folder for one picture per image with its detections
         #[arg(long)]
         draw: Option<PathBuf>,
@@ -244,7 +253,23 @@ fn run(cli: Cli) -> Result<()> {
                 println!("{table}");
             }
         }
-        Command::Predict { weights, source, out, draw, thresh, report } => {
+        Command::Predict { model: Some(model), image, thresh, .. } => {
+            let m = fastdet::checkpoint::Model::load(&model)?;
+            println!("{}: {}", model.display(), m.spec.describe());
+            let opts = fastdet::nms::NmfOpts { thresh, ..Default::default() };
+            for img in &image {
+                let p = m.predict_file(img, opts)?;
+                let text = p.to_string();
+                match text.lines().count() {
+                    0 | 1 => println!("{}: {text}", img.display()),
+                    _ => println!("{}:\n  {}", img.display(), text.replace('\n', "\n  ")),
+                }
+            }
+        }
+        Command::Predict { weights, source, out, draw, thresh, report, .. } => {
+            let (Some(weights), Some(out)) = (weights, out) else {
+                anyhow::bail!("predict: give --model FILE --image IMG, or --weights RUN_DIR --out FILE");
+            };
             let ds = source.load()?;
             let opts = fastdet::nms::NmfOpts { thresh, ..Default::default() };
             let dets = fastdet::detect::predict_run(&weights, &ds, &out, opts)?;

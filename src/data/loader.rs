@@ -485,6 +485,14 @@ fn make_batch(
         .zip(pixels.par_chunks_mut(per))
         .map(|(&i, out)| ds.get_into(i, seed_of(i), out))
         .collect::<Result<_>>()?;
+    // The targets' checks happen here, on the host, so that the loss reads nothing back.
+    let bad = done.iter().find_map(|(i, t)| match t {
+        Target::Boxes(_, cl) => cl.iter().find(|&&c| c >= ds.num_classes()).map(|&c| (*i, c)),
+        _ => None,
+    });
+    if let Some((i, c)) = bad {
+        return Err(Error::Invalid(format!("image {i}: class {c}, but the dataset has {} classes", ds.num_classes())));
+    }
     let targets: Vec<&Target> = done.iter().map(|d| &d.1).collect();
     let y = collate_targets(&targets, ds.target, ds.num_classes(), device);
     let x = if device.is_cuda() { x.to_device_(device, Kind::Float, true, false) } else { x };

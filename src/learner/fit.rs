@@ -2,15 +2,16 @@
 //! Ctrl-C, or [`FitHandle::stop`] for a fit running in the background), with progress while
 //! they run and the learner's state written to `models_dir/last` after every epoch.
 
-use super::progress::{Bar, BatchProgress, LiveView};
-use super::record::{
-    table_header, table_line, EpochRow, FitPreview, FitReport, LrFind, LrFinder, SmoothedLoss, PREVIEW_IMAGES,
+use super::callback::{
+    last_lr, AmpCb, BatchEnd, BatchInfo, Callback, FinderCb, FitProgressCb, Flow, NanGuard, PublishCb, RecordCb,
+    ScheduleCb, StepChoice, StopCb,
 };
+use super::progress::{Bar, BatchProgress, LiveView};
+use super::record::{EpochRow, FitPreview, FitReport, LrFind, LrFinder, SmoothedLoss, PREVIEW_IMAGES};
 use super::schedule::{FitOpts, Lrs, Schedule};
 use super::state::FitInProgress;
 use super::Learner;
 use crate::error::{Error, Result};
-use crate::model::N_GROUPS;
 use crate::stop::{SigintGuard, StopFlag, Stopped};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -74,13 +75,164 @@ impl<M> PendingLosses<M> {
     }
 }
 
+/// What one run of the training loop does ([`Learner::run`]).
+pub(crate) struct RunSpec {
+    /// The run's epochs (`fit`'s numbers: a resumed fit starts after the ones it had done).
+    pub epochs: std::ops::Range<usize>,
+    /// The base learning rate of each layer group (callbacks scale them per batch).
+    pub lrs: Vec<f64>,
+    /// Validate after each epoch, count it and call the epoch events (`fit`); `lr_find` does not.
+    pub epochs_count: bool,
+}
+
+/// How a run ended: where a callback stopped it, if one did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct RunEnd {
+    pub stopped: Option<Stopped>,
+}
+
+/// Call `f` on each callback in order until one says stop.
+fn each(cbs: &mut [&mut dyn Callback], mut f: impl FnMut(&mut dyn Callback) -> Result<Flow>) -> Result<Flow> {
+    for c in cbs.iter_mut() {
+        if f(&mut **c)? == Flow::Stop {
+            return Ok(Flow::Stop);
+        }
+    }
+    Ok(Flow::Continue)
+}
+
 impl Learner {
+    /// Add a callback to every later `fit`, `lr_find` and `fit_background` of this learner,
+    /// after the built-in ones (see [`Callback`] for the events): `learn.add_callback(ClipGradNorm(1.0));`.
+    pub fn add_callback(&mut self, cb: impl Callback + Send + 'static) {
+        self.callbacks.push(Box::new(cb));
+    }
+
+    /// Remove the callbacks added with [`Learner::add_callback`].
+    pub fn clear_callbacks(&mut self) {
+        self.callbacks.clear();
+    }
+
+    /// The one training loop: the epochs of `spec`, each batch through forward, loss, backward
+    /// and the optimiser's step with the events of [`Callback`] around them, `cbs` first, then
+    /// the learner's own ([`Learner::add_callback`]). On CUDA the batches' losses stay on the
+    /// GPU and are read [`LOSS_READ_EVERY`] at a time, so the host does not wait for the GPU at
+    /// every batch; on the CPU each is read at once, before its backward pass.
+    pub(crate) fn run(
+        &mut self,
+        spec: &RunSpec,
+        opt: &mut tch::nn::Optimizer,
+        cbs: &mut [&mut dyn Callback],
+    ) -> Result<RunEnd> {
+        let mut own = std::mem::take(&mut self.callbacks);
+        let result = {
+            let mut all: Vec<&mut dyn Callback> = Vec::with_capacity(cbs.len() + own.len());
+            for c in cbs.iter_mut() {
+                let c: &mut dyn Callback = &mut **c;
+                all.push(c);
+            }
+            for c in own.iter_mut() {
+                let c: &mut dyn Callback = &mut **c;
+                all.push(c);
+            }
+            self.run_with(spec, opt, &mut all)
+        };
+        own.append(&mut self.callbacks);
+        self.callbacks = own;
+        result
+    }
+
+    fn run_with(
+        &mut self,
+        spec: &RunSpec,
+        opt: &mut tch::nn::Optimizer,
+        cbs: &mut [&mut dyn Callback],
+    ) -> Result<RunEnd> {
+        // fastai restarts the smoothed training loss at every fit and lr_find.
+        let mut smoother = SmoothedLoss::default();
+        let read_every = self.loss_read_every();
+        for e in spec.epochs.clone() {
+            let epoch_start = Instant::now();
+            if each(cbs, |c| c.before_epoch(self, e))? == Flow::Stop {
+                return Ok(RunEnd { stopped: Some(Stopped { epoch: e, batches: 0 }) });
+            }
+            let mut smoothed = f64::NAN;
+            let mut pending = PendingLosses::new();
+            let mut batches = self.data.trn_dl.clone().iter(self.epochs_done as u64).enumerate().peekable();
+            while let Some((k, batch)) = batches.next() {
+                let batch = batch?;
+                let info = BatchInfo { epoch: e, batch: k, images: batch.indices.len() };
+                let mut lrs = spec.lrs.clone();
+                for c in cbs.iter_mut() {
+                    c.before_batch(self, &info, &mut lrs)?;
+                }
+                for (g, lr) in lrs.iter().enumerate() {
+                    opt.set_lr_group(g, *lr);
+                }
+                let loss = self.forward_loss(&batch)?;
+                let read = if read_every == 1 { Some(f64::try_from(&loss)?) } else { None };
+                if each(cbs, |c| c.after_loss(self, &info, read))? == Flow::Stop {
+                    return Ok(RunEnd { stopped: Some(Stopped { epoch: e, batches: k }) });
+                }
+                let meta = (info, last_lr(&lrs));
+                match read {
+                    Some(v) => pending.push_read(meta, v),
+                    None => pending.push(meta, &loss),
+                }
+                opt.zero_grad();
+                let mut to_backward = loss;
+                for c in cbs.iter_mut() {
+                    to_backward = c.before_backward(self, to_backward)?;
+                }
+                to_backward.backward();
+                let mut take = true;
+                for c in cbs.iter_mut() {
+                    if c.before_step(self, opt)? == StepChoice::Skip {
+                        take = false;
+                        break;
+                    }
+                }
+                if take {
+                    opt.step();
+                }
+                let stop_now = each(cbs, |c| c.after_step(self, &info, take))? == Flow::Stop;
+                if pending.len() < read_every && !stop_now && batches.peek().is_some() {
+                    continue;
+                }
+                for ((info, lr), loss) in pending.read()? {
+                    smoothed = smoother.add(loss);
+                    let end = BatchEnd { info, loss, smoothed, lr };
+                    if each(cbs, |c| c.after_batch(self, &end))? == Flow::Stop {
+                        return Ok(RunEnd { stopped: Some(Stopped { epoch: e, batches: info.batch + 1 }) });
+                    }
+                }
+                if stop_now {
+                    return Ok(RunEnd { stopped: Some(Stopped { epoch: e, batches: k + 1 }) });
+                }
+            }
+            if !spec.epochs_count {
+                continue;
+            }
+            let (val_loss, metrics) = self.validate(&self.data.val_dl)?;
+            let row =
+                EpochRow { epoch: e, trn_loss: smoothed, val_loss, metrics, secs: epoch_start.elapsed().as_secs_f64() };
+            for c in cbs.iter_mut() {
+                c.after_validate(self, &row)?;
+            }
+            self.epochs_done += 1;
+            if each(cbs, |c| c.after_epoch(self, &row))? == Flow::Stop {
+                return Ok(RunEnd { stopped: Some(Stopped { epoch: e + 1, batches: 0 }) });
+            }
+        }
+        Ok(RunEnd::default())
+    }
+
     /// fastai 0.7's `fit(lrs, n_cycle, cycle_len, cycle_mult, use_clr)`. Prints the epoch table
-    /// as it goes (and a progress line every few seconds), writes the learner's state to
-    /// `models_dir/last` after every epoch, and returns a [`FitReport`] (in a notebook: the table
-    /// and the loss and learning-rate curves). The stop button (or Ctrl-C, or
-    /// [`Learner::stop_flag`]) ends it after the current batch: the report then says where, and
-    /// the learner keeps what it learnt.
+    /// as it goes (in fastdet's kernel: one live output with a bar, the table and the curves),
+    /// writes the learner's state to `models_dir/last` after every epoch, and returns a
+    /// [`FitReport`] (in a notebook: the table and the loss and learning-rate curves). The stop
+    /// button (or Ctrl-C, or [`Learner::stop_flag`]) ends it after the current batch: the
+    /// report then says where, and the learner keeps what it learnt.
     pub fn fit(&mut self, lrs: impl Into<Lrs>, n_cycle: usize, opts: FitOpts) -> Result<FitReport> {
         self.fit_from(FitInProgress { lrs: lrs.into(), n_cycle, opts, epochs_done: 0 })
     }
@@ -108,113 +260,36 @@ impl Learner {
         let mut opt = self.optimizer(&lrs)?;
         let _sigint = SigintGuard::install();
         let quiet = self.live.is_some();
-        // fastai restarts the smoothed training loss at every fit.
-        let mut smoother = SmoothedLoss::default();
-        let mut report =
-            FitReport { metric_names: self.recorder.metric_names.clone(), batches_per_epoch: nb, ..Default::default() };
         let start = Instant::now();
-        let fit_view = |bar: Bar, report: &FitReport| LiveView::Fit {
-            bar,
-            report: FitReport { secs: start.elapsed().as_secs_f64(), preview: None, ..report.clone() },
+        let first_record = (self.recorder.lrs.len(), self.recorder.epochs.len());
+        let empty =
+            FitReport { metric_names: self.recorder.metric_names.clone(), batches_per_epoch: nb, ..Default::default() };
+        let mut progress = FitProgressCb {
+            progress: BatchProgress::new(nb * n_epochs.saturating_sub(first), "fit", quiet, |bar| LiveView::Fit {
+                bar,
+                report: empty,
+            }),
+            print: false,
+            n_epochs,
+            first: first_record,
+            start,
         };
-        let mut progress =
-            BatchProgress::new(nb * n_epochs.saturating_sub(first), "fit", quiet, |bar| fit_view(bar, &report));
         // In fastdet's kernel the live output holds the table; elsewhere it is printed.
-        let print = !quiet && !progress.is_live();
-        if print {
-            println!("{}", table_header(&self.recorder.metric_names, false));
+        progress.print = !quiet && !progress.progress.is_live();
+        progress.header(self);
+        let (mut schedule, mut stop, mut guard, mut amp) =
+            (ScheduleCb { sched }, StopCb, NanGuard::default(), AmpCb::default());
+        let mut record = RecordCb { plan: plan.clone() };
+        let mut publish = PublishCb;
+        let mut cbs: Vec<&mut dyn Callback> = vec![&mut schedule, &mut guard, &mut amp, &mut stop, &mut record];
+        if quiet {
+            cbs.push(&mut publish);
         }
-        'epochs: for e in first..n_epochs {
-            let epoch_start = Instant::now();
-            let epoch = self.epochs_done;
-            let snap = self.snapshot();
-            progress.set_label(format!("epoch {e}/{n_epochs}"));
-            let mut smoothed = f64::NAN;
-            if self.stop.take() {
-                report.stopped = Some(Stopped { epoch: e, batches: 0 });
-                break;
-            }
-            // On CUDA the batches' losses stay on the GPU and are read LOSS_READ_EVERY at a
-            // time, so the host does not wait for the GPU at every batch; on the CPU each is read
-            // at once (before its backward pass: a non-finite loss stops the fit untouched).
-            let read_every = self.loss_read_every();
-            let mut pending = PendingLosses::new();
-            let mut batches = self.data.trn_dl.clone().iter(epoch as u64).enumerate().peekable();
-            while let Some((k, batch)) = batches.next() {
-                let batch = batch?;
-                let mult = sched.next_mult();
-                for (g, lr) in lrs.iter().enumerate() {
-                    opt.set_lr_group(g, lr * mult);
-                }
-                let loss = self.forward_loss(&batch)?;
-                let meta = (k, batch.indices.len(), lrs[N_GROUPS - 1] * mult);
-                if read_every == 1 {
-                    let value = f64::try_from(&loss)?;
-                    if !value.is_finite() {
-                        self.restore_vars(&snap);
-                        return Err(Error::NonFinite { what: "loss".into(), value, epoch: e, batch: Some(k) });
-                    }
-                    pending.push_read(meta, value);
-                } else {
-                    pending.push(meta, &loss);
-                }
-                self.backward_step(&mut opt, &loss)?;
-                let stop_now = self.stop.take();
-                if pending.len() < read_every && !stop_now && batches.peek().is_some() {
-                    continue;
-                }
-                for ((k, bs, lr), loss) in pending.read()? {
-                    if !loss.is_finite() {
-                        self.restore_vars(&snap);
-                        return Err(Error::NonFinite { what: "loss".into(), value: loss, epoch: e, batch: Some(k) });
-                    }
-                    smoothed = smoother.add(loss);
-                    self.recorder.lrs.push(lr);
-                    self.recorder.losses.push(smoothed);
-                    report.lrs.push(lr);
-                    report.losses.push(smoothed);
-                    self.publish(|live| {
-                        live.lrs.push(lr);
-                        live.losses.push(smoothed);
-                    });
-                    progress.batch(bs, smoothed);
-                }
-                if progress.live_due() {
-                    let view = fit_view(progress.bar_now(), &report);
-                    progress.show(&view);
-                }
-                if stop_now {
-                    report.stopped = Some(Stopped { epoch: e, batches: k + 1 });
-                    break 'epochs;
-                }
-            }
-            let (val_loss, metrics) = self.validate(&self.data.val_dl)?;
-            let names =
-                std::iter::once("validation loss".to_string()).chain(self.recorder.metric_names.iter().cloned());
-            if let Some((what, &value)) =
-                names.zip(std::iter::once(&val_loss).chain(&metrics)).find(|(_, v)| !v.is_finite())
-            {
-                self.restore_vars(&snap);
-                return Err(Error::NonFinite { what, value, epoch: e, batch: None });
-            }
-            let row =
-                EpochRow { epoch: e, trn_loss: smoothed, val_loss, metrics, secs: epoch_start.elapsed().as_secs_f64() };
-            if print {
-                println!("{}", table_line(None, &row));
-            }
-            self.recorder.epochs.push(row.clone());
-            report.epochs.push(row.clone());
-            if progress.is_live() {
-                let view = fit_view(progress.bar_now(), &report);
-                progress.show(&view);
-            }
-            self.publish(|live| live.epochs.push(row));
-            self.epochs_done += 1;
-            let plan = FitInProgress { epochs_done: e + 1, ..plan.clone() };
-            if let Err(err) = self.write_last(Some(&plan)) {
-                eprintln!("warning: the learner's state after epoch {e} was not saved: {err}");
-            }
-        }
+        cbs.push(&mut progress);
+        let spec = RunSpec { epochs: first..n_epochs, lrs: lrs.clone(), epochs_count: true };
+        let end = self.run(&spec, &mut opt, &mut cbs)?;
+        let mut report = progress.report(self);
+        report.stopped = end.stopped;
         report.secs = start.elapsed().as_secs_f64();
         report.preview = self.preview().ok().map(|p| Arc::new(Mutex::new(p)));
         if let Some(sc) = self.amp() {
@@ -231,21 +306,21 @@ impl Learner {
                 crate::device::gpu_memory_used().unwrap_or_else(|| "unknown (no nvidia-smi)".into())
             ));
         }
-        if print {
+        if progress.print {
             for n in &report.notes {
                 println!("{n}");
             }
         }
-        if let (Some(st), true) = (report.stopped, print) {
+        if let (Some(st), true) = (report.stopped, progress.print) {
             println!(
                 "stopped during epoch {} after {} batches; the learner keeps the weights trained so far",
                 st.epoch, st.batches
             );
         }
         // The live output becomes the report (summary, table, curves, preview).
-        report.shown_live = progress.is_live();
-        progress.finish(&report);
-        report.live_draw_secs = progress.drawing_secs();
+        report.shown_live = progress.progress.is_live();
+        progress.progress.finish(&report);
+        report.live_draw_secs = progress.progress.drawing_secs();
         self.publish(|live| live.stopped = report.stopped);
         Ok(report)
     }
@@ -259,7 +334,7 @@ impl Learner {
     }
 
     /// Update what a fit in the background shows.
-    fn publish(&self, f: impl FnOnce(&mut FitReport)) {
+    pub(crate) fn publish(&self, f: impl FnOnce(&mut FitReport)) {
         if let Some(live) = &self.live {
             f(&mut live.lock().unwrap_or_else(|e| e.into_inner()));
         }
@@ -273,66 +348,34 @@ impl Learner {
         let start = start.into().per_group()?;
         let snap = self.snapshot();
         let nb = self.data.trn_dl.len().max(1);
-        let mut finder = LrFinder::new(&start, end, nb);
         let mut opt = self.optimizer(&start)?;
         let _sigint = SigintGuard::install();
-        let view = |bar: Bar, finder: &LrFinder| {
-            let f = finder.so_far();
-            LiveView::LrFind { bar, lrs: f.lrs, losses: f.losses }
-        };
-        let mut progress = BatchProgress::new(nb, "lr_find", false, |bar| view(bar, &finder));
+        let finder = LrFinder::new(&start, end, nb);
+        let progress =
+            BatchProgress::new(nb, "lr_find", false, |bar| LiveView::LrFind { bar, lrs: vec![], losses: vec![] });
+        let mut find = FinderCb { finder, diverged: false, progress };
+        let (mut stop, mut amp) = (StopCb, AmpCb::default());
         // As in `fit`: on CUDA the losses are read LOSS_READ_EVERY batches at a time (the
         // learning rates follow the batch count, not the losses), so a divergence is seen up to
         // that many batches late: those extra steps are undone with the rest when the weights
-        // are restored, and the record stops where fastai's would.
-        let read_every = self.loss_read_every();
-        let result = (|| -> Result<()> {
-            let mut pending = PendingLosses::new();
-            let mut batches = self.data.trn_dl.clone().iter(self.epochs_done as u64).enumerate().peekable();
-            while let Some((i, batch)) = batches.next() {
-                let batch = batch?;
-                // The rates of batch `i`: the finder has seen the losses of all but `pending`.
-                for (g, lr) in finder.lrs_after(pending.len()).into_iter().enumerate() {
-                    opt.set_lr_group(g, lr);
-                }
-                if read_every == 1 {
-                    pending.push_read(batch.indices.len(), self.step(&mut opt, &batch)?);
-                } else {
-                    let loss = self.forward_loss(&batch)?;
-                    self.backward_step(&mut opt, &loss)?;
-                    pending.push(batch.indices.len(), &loss);
-                }
-                let stop_now = self.stop.take();
-                if pending.len() < read_every && !stop_now && batches.peek().is_some() {
-                    continue;
-                }
-                for (bs, loss) in pending.read()? {
-                    let (smoothed, stop) = finder.on_batch_end(loss);
-                    if stop {
-                        // fastai stops before recording the batch that diverged.
-                        return Ok(());
-                    }
-                    progress.batch(bs, smoothed);
-                }
-                if progress.live_due() {
-                    let v = view(progress.bar_now(), &finder);
-                    progress.show(&v);
-                }
-                if stop_now {
-                    println!("lr_find stopped after {} batches", i + 1);
-                    break;
-                }
-            }
-            Ok(())
-        })();
+        // are restored, and the record stops where fastai's would. The learning rates the data
+        // epoch sees are those of the learner's epoch count (lr_find does not count one).
+        let spec = RunSpec { epochs: 0..1, lrs: start.clone(), epochs_count: false };
+        let result = self.run(&spec, &mut opt, &mut [&mut find, &mut amp, &mut stop]);
         self.restore_vars(&snap);
-        if let Err(e) = result {
-            progress.finish(&LiveView::LrFind { bar: progress.bar_now(), lrs: vec![], losses: vec![] });
-            return Err(e);
+        let end = match result {
+            Ok(end) => end,
+            Err(e) => {
+                find.progress.finish(&LiveView::LrFind { bar: find.progress.bar_now(), lrs: vec![], losses: vec![] });
+                return Err(e);
+            }
+        };
+        if let (Some(st), false) = (end.stopped, find.diverged) {
+            println!("lr_find stopped after {} batches", st.batches);
         }
-        let mut found = finder.finish();
-        found.shown_live = progress.is_live();
-        progress.finish(&found);
+        let mut found = find.finder.finish();
+        found.shown_live = find.progress.is_live();
+        find.progress.finish(&found);
         if let Some(s) = found.suggestion() {
             println!("lr_find: suggested learning rates {:.2e} (valley), {:.2e} (steepest descent)", s.valley, s.steep);
         }

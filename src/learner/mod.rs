@@ -20,6 +20,7 @@
 //! (and batch); the weights are put back to what they were at the start of that epoch.
 
 pub mod amp;
+pub mod callback;
 pub mod fit;
 pub mod progress;
 pub mod record;
@@ -27,6 +28,7 @@ pub mod schedule;
 pub mod state;
 
 pub use amp::{GradScaler, ScalerOpts};
+pub use callback::{BatchEnd, BatchInfo, Callback, ClipGradNorm, Flow, StepChoice};
 pub use fit::FitHandle;
 pub use record::{
     epoch_table, table_header, table_line, EpochRow, FitReport, LrFind, LrFinder, LrSuggestion, Recorder, SmoothedLoss,
@@ -87,6 +89,8 @@ pub struct Learner {
     amp: Option<GradScaler>,
     /// Batches whose losses `fit` and `lr_find` read at once ([`Learner::set_loss_read_every`]).
     loss_read_every: Option<usize>,
+    /// The user's callbacks ([`Learner::add_callback`]), after the built-in ones in every run.
+    callbacks: Vec<Box<dyn Callback + Send>>,
 }
 
 /// How to build a [`Learner`] beyond its data and task: the backbone, its ImageNet weights and
@@ -177,9 +181,25 @@ impl Learner {
             pending: None,
             amp: None,
             loss_read_every: None,
+            callbacks: vec![],
         };
         learner.freeze_to(-1);
         Ok(learner)
+    }
+
+    /// What this learner's model is, as its checkpoints record it ([`crate::checkpoint`]):
+    /// [`crate::checkpoint::Model::load`] rebuilds the model from a checkpoint alone.
+    pub fn spec(&self) -> crate::checkpoint::ModelSpec {
+        crate::checkpoint::ModelSpec {
+            version: crate::checkpoint::SPEC_VERSION,
+            target: self.data.trn_dl.dataset.target,
+            classes: self.data.classes.clone(),
+            sz: self.model.sz as u32,
+            crop: self.data.val_dl.dataset.tfms.crop,
+            arch: self.model.body.arch,
+            head: self.model.head.kind.clone(),
+            loss: self.loss.clone(),
+        }
     }
 
     /// Where `save` and `load` put weights.
@@ -319,36 +339,10 @@ impl Learner {
         });
     }
 
-    /// One training step on a batch; returns the loss (a host read; no step on a non-finite
-    /// loss).
-    pub(crate) fn step(&mut self, opt: &mut nn::Optimizer, batch: &Batch) -> Result<f64> {
-        let loss = self.forward_loss(batch)?;
-        let value = f64::try_from(&loss)?;
-        if value.is_finite() {
-            self.backward_step(opt, &loss)?;
-        }
-        Ok(value)
-    }
-
     /// The training forward pass (under autocast with mixed precision) and its loss, in fp32.
     pub(crate) fn forward_loss(&self, batch: &Batch) -> Result<Tensor> {
         let out = tch::autocast(self.amp.is_some(), || self.model.forward(&batch.x, true, self.frozen_to));
         self.loss.compute(&out.to_kind(Kind::Float), &batch.y)
-    }
-
-    /// Backward and optimiser step; with mixed precision through the gradient scaler, which
-    /// skips the step when a gradient is not finite.
-    pub(crate) fn backward_step(&mut self, opt: &mut nn::Optimizer, loss: &Tensor) -> Result<()> {
-        match &mut self.amp {
-            None => opt.backward_step(loss),
-            Some(scaler) => {
-                opt.zero_grad();
-                scaler.scale_loss(loss).backward();
-                let params = self.vs.trainable_variables();
-                scaler.step(opt, &params)?;
-            }
-        }
-        Ok(())
     }
 
     /// Mixed precision on or off: forward passes under autocast (fp16 on CUDA; tch's autocast
@@ -408,25 +402,14 @@ impl Learner {
     /// Save every variable to `models/<name>.safetensors`, atomically.
     pub fn save(&self, name: &str) -> Result<PathBuf> {
         let path = self.path_of(name);
-        crate::util::write_atomic_with(&path, |tmp| {
-            self.vs.save(tmp).map_err(|e| Error::checkpoint(tmp, format!("cannot save weights: {e}")))
-        })?;
+        crate::util::write_atomic_with(&path, |tmp| crate::checkpoint::write(tmp, &self.vs, &self.spec()))?;
         Ok(path)
     }
 
     /// Load `models/<name>.safetensors` (or a path ending in `.safetensors`).
     pub fn load(&mut self, name: &str) -> Result<()> {
         let path = if name.ends_with(".safetensors") { PathBuf::from(name) } else { self.path_of(name) };
-        if !path.is_file() {
-            return Err(Error::Io {
-                path,
-                error: std::io::Error::new(std::io::ErrorKind::NotFound, "checkpoint not found"),
-            });
-        }
-        let file: std::collections::HashMap<String, Tensor> = Tensor::read_safetensors(&path)
-            .map_err(|e| Error::checkpoint(&path, format!("not a checkpoint (corrupt, or not safetensors): {e}")))?
-            .into_iter()
-            .collect();
+        let file = crate::checkpoint::read(&path)?;
         crate::model::copy_all_converting(&mut self.vs, &file, &path)
     }
 }

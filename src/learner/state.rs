@@ -102,7 +102,7 @@ impl Learner {
         let dir = self.models_dir.join(LAST_DIR);
         let weights = format!("weights-{}.safetensors", self.epochs_done);
         crate::util::write_atomic_with(&dir.join(&weights), |tmp| {
-            self.vs.save(tmp).map_err(|e| Error::checkpoint(tmp, format!("cannot save weights: {e}")))
+            crate::checkpoint::write(tmp, &self.vs, &self.spec())
         })?;
         let parts = self.parts();
         let state = LastState {

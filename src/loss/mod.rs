@@ -113,6 +113,8 @@ impl Loss {
 /// Model outputs `[B, n]` that fit the batch's targets: as many rows as images, 4 columns for a
 /// box, `4 + C` for box and class, `C` for multi-hot targets, and class indices below the
 /// number of class columns (libtorch would abort on a mismatch instead of returning an error).
+/// The class check reads the targets only where they are on the CPU (no wait there); on a GPU
+/// nothing is read, the loader having made the classes from the dataset's own class list.
 pub(crate) fn check_output(what: &str, out: &Tensor, y: &BatchTarget) -> Result<()> {
     let size = out.size();
     let bad =
@@ -122,7 +124,7 @@ pub(crate) fn check_output(what: &str, out: &Tensor, y: &BatchTarget) -> Result<
         return Err(bad(format!("[{b}, n] for a batch of {b}")));
     }
     let classes_below = |c: &Tensor, n: i64| -> Result<()> {
-        if c.numel() > 0 {
+        if c.numel() > 0 && c.device() == tch::Device::Cpu {
             let (lo, hi) = (i64::try_from(c.min())?, i64::try_from(c.max())?);
             if lo < 0 || hi >= n {
                 return Err(Error::Invalid(format!(

@@ -22,8 +22,9 @@ use tch::{Device, Kind, Tensor};
 pub const FORCED_OVERLAP: f32 = 1.99;
 
 /// The matching on plain numbers: `overlaps` is `[n_gt, n_anchors]` row-major. Returns each
-/// anchor's overlap ([`FORCED_OVERLAP`] where forced) and ground-truth index. Ties go to the lower index (as
-/// PyTorch's `max(dim)`); NaN overlaps count as -inf.
+/// anchor's overlap ([`FORCED_OVERLAP`] where forced) and ground-truth index. Ties go to the lower
+/// index (as PyTorch's `max(dim)`); NaN overlaps count as -inf. This is [`match_batch`] on the
+/// CPU for one image (one rule, one implementation).
 pub fn match_anchors(overlaps: &[f32], n_gt: usize, n_anc: usize, matching: Matching) -> Result<(Vec<f32>, Vec<i64>)> {
     if overlaps.len() != n_gt * n_anc {
         return Err(Error::Invalid(format!(
@@ -31,66 +32,90 @@ pub fn match_anchors(overlaps: &[f32], n_gt: usize, n_anc: usize, matching: Matc
             overlaps.len()
         )));
     }
-    let at = |g: usize, a: usize| {
-        let v = overlaps[g * n_anc + a];
-        if v.is_nan() {
-            f32::NEG_INFINITY
-        } else {
-            v
-        }
+    let ov = Tensor::from_slice(overlaps).view([1, n_gt as i64, n_anc as i64]); // [1, n, A]
+    let valid = Tensor::ones([1, n_gt as i64], (Kind::Bool, Device::Cpu)); // [1, n]
+    let (o, i) = match_batch(&ov, &valid, matching);
+    Ok((Vec::try_from(o.view([-1]))?, Vec::try_from(i.view([-1]))?))
+}
+
+/// Lesson 9's `map_to_ground_truth` for a whole batch, on the batch's device, with tensor
+/// operations only (no host read: the forcing is a scatter-free `amax` over one-hot masks, as
+/// torchvision's `Matcher` keeps its matching on the device).
+///
+/// `overlaps [B, N, A]` (IoU of each image's padded ground-truth rows with each anchor) and
+/// `valid [B, N]` bool (the real rows) -> `(gt_overlap [B, A] float, gt_idx [B, A] int64)`, where
+/// `gt_idx` is a row in `0..N`. Per image this is the matching of [`match_anchors`] on its real
+/// rows in order: each anchor takes the row it overlaps most (ties: the first row; NaN counts
+/// as -inf; overlaps below 0 become 0), then [`Matching`] forces anchors to [`FORCED_OVERLAP`].
+/// Padding rows never win an anchor. An image without real rows gets overlap 0 and row 0
+/// everywhere (the loss makes all its anchors background).
+pub fn match_batch(overlaps: &Tensor, valid: &Tensor, matching: Matching) -> (Tensor, Tensor) {
+    let (b, n, a) = match overlaps.size()[..] {
+        [b, n, a] => (b, n, a),
+        ref s => panic!("match_batch: overlaps {s:?}, expected [B, N, A]"),
     };
-    // Each anchor: the ground truth it overlaps most (the lesson's `overlaps.max(0)`).
-    let mut gt_overlap = vec![0f32; n_anc];
-    let mut gt_idx = vec![0i64; n_anc];
-    if n_gt == 0 {
-        return Ok((gt_overlap, gt_idx));
+    let dev = overlaps.device();
+    if n == 0 || a == 0 {
+        return (Tensor::zeros([b, a], (Kind::Float, dev)), Tensor::zeros([b, a], (Kind::Int64, dev)));
     }
-    for a in 0..n_anc {
-        let mut best = 0;
-        for g in 1..n_gt {
-            if at(g, a) > at(best, a) {
-                best = g;
-            }
-        }
-        gt_overlap[a] = at(best, a).max(0.0); // -inf from NaN overlaps -> 0
-        gt_idx[a] = best as i64;
-    }
-    // Each ground truth's best anchor among `free` (the lesson's `overlaps.max(1)`).
-    let best_anchor = |g: usize, free: &dyn Fn(usize) -> bool| -> Option<usize> {
-        let mut best: Option<usize> = None;
-        for a in (0..n_anc).filter(|&a| free(a)) {
-            if best.is_none_or(|b| at(g, a) > at(g, b)) {
-                best = Some(a);
-            }
-        }
-        best
-    };
-    match matching {
+    let ov = overlaps.detach().to_kind(Kind::Float);
+    let ov = ov.masked_fill(&ov.isnan(), f64::NEG_INFINITY); // [B, N, A], NaN -> -inf
+    let valid = valid.to_kind(Kind::Bool);
+    let valid3 = valid.unsqueeze(2); // [B, N, 1]
+    let rows = Tensor::arange(n, (Kind::Int64, dev)).view([1, n, 1]); // [1, N, 1]
+    let anchor_ids = Tensor::arange(a, (Kind::Int64, dev)); // [A]
+
+    // Each anchor's best real row (the lesson's `overlaps.max(0)`); ties and all -inf go to the
+    // first real row, as the host loop over an image's own rows.
+    let ov_real = ov.masked_fill(&valid3.logical_not(), f64::NEG_INFINITY); // [B, N, A]
+    let best = ov_real.amax(&[1i64][..], true); // [B, 1, A]
+    let is_best = ov_real.eq_tensor(&best).logical_and(&valid3); // [B, N, A]
+    let best_row = first_true(&is_best, 1); // [B, A]
+    let gt_overlap = best.squeeze_dim(1).clamp_min(0.0); // [B, A]
+
+    // The forced anchors and the row each is forced to (-1: not forced).
+    let forced_row = match matching {
         Matching::Lesson => {
-            let prior: Vec<usize> = (0..n_gt).filter_map(|g| best_anchor(g, &|_| true)).collect();
-            for &a in &prior {
-                gt_overlap[a] = FORCED_OVERLAP;
-            }
-            for (g, &a) in prior.iter().enumerate() {
-                gt_idx[a] = g as i64;
-            }
+            // Each real row's best anchor (`overlaps.max(1)`, first on ties); an anchor that is
+            // the best of several rows goes to the last of them (the lesson's loop overwrites).
+            let prior = ov.argmax(2, true); // [B, N, 1]
+            let is_prior = prior.eq_tensor(&anchor_ids.view([1, 1, a])).logical_and(&valid3); // [B, N, A]
+            rows.expand([b, n, a], false).masked_fill(&is_prior.logical_not(), -1).amax(&[1i64][..], false)
+            // [B, A]
         }
         Matching::NoGtLost => {
-            let best_iou: Vec<f32> =
-                (0..n_gt).map(|g| (0..n_anc).map(|a| at(g, a)).fold(f32::NEG_INFINITY, f32::max)).collect();
-            let mut order: Vec<usize> = (0..n_gt).collect();
-            order.sort_by(|&a, &b| best_iou[b].total_cmp(&best_iou[a]).then(a.cmp(&b)));
-            let mut taken = vec![false; n_anc];
-            for g in order {
-                if let Some(a) = best_anchor(g, &|a| !taken[a]) {
-                    taken[a] = true;
-                    gt_overlap[a] = FORCED_OVERLAP;
-                    gt_idx[a] = g as i64;
-                }
+            // Rows by decreasing best IoU (stable: ties keep row order, which is the images'
+            // object order), each taking its best anchor among those not yet forced. As
+            // `f32::total_cmp`, 0.0 comes before -0.0: a stable sort on that first, then on the IoU.
+            let best_iou = ov.amax(&[2i64][..], false); // [B, N]
+            let neg_zero = best_iou.eq(0.0).logical_and(&best_iou.signbit()).to_kind(Kind::Uint8); // [B, N]
+            let by_zero = neg_zero.sort_stable(true, 1, false).1; // [B, N]
+            let by_iou = best_iou.gather(1, &by_zero, false).sort_stable(true, 1, true).1; // [B, N]
+            let order = by_zero.gather(1, &by_iou, false); // [B, N]
+            let mut taken = Tensor::zeros([b, a], (Kind::Bool, dev)); // [B, A]
+            let mut forced_row = Tensor::full([b, a], -1i64, (Kind::Int64, dev)); // [B, A]
+            for r in 0..n {
+                let g = order.narrow(1, r, 1); // [B, 1]
+                let row = ov.gather(1, &g.unsqueeze(2).expand([b, 1, a], false), false).squeeze_dim(1); // [B, A]
+                let free = taken.logical_not();
+                let m = row.masked_fill(&taken, f64::NEG_INFINITY).amax(&[1i64][..], true); // [B, 1]
+                let cand = row.eq_tensor(&m).logical_and(&free); // [B, A]
+                let has = cand.any_dim(1, true).logical_and(&valid.gather(1, &g, false)); // [B, 1]
+                let pick = anchor_ids.unsqueeze(0).eq_tensor(&first_true(&cand, 1).unsqueeze(1)).logical_and(&has); // [B, A]
+                taken = taken.logical_or(&pick);
+                forced_row = forced_row.where_self(&pick.logical_not(), &g.expand([b, a], false));
             }
+            forced_row
         }
-    }
-    Ok((gt_overlap, gt_idx))
+    };
+    let forced = forced_row.ge(0); // [B, A]
+    (gt_overlap.masked_fill(&forced, FORCED_OVERLAP as f64), forced_row.where_self(&forced, &best_row))
+}
+
+/// The index of the first `true` along `dim` (0 where there is none): `argmax` returns the first
+/// of equal maxima.
+fn first_true(mask: &Tensor, dim: i64) -> Tensor {
+    mask.to_kind(Kind::Uint8).argmax(dim, false)
 }
 
 /// The ground truths that a matching leaves without a positive anchor (none of the anchors
@@ -151,7 +176,7 @@ pub fn count_lost(
 
 /// Lesson 9's `map_to_ground_truth(overlaps)`: `overlaps` = IoU `[n_gt, A]` -> `(gt_overlap
 /// [A] float, gt_idx [A] int64)` on the same device. See [`Matching`] for how forced matches
-/// are chosen. (Computed on the CPU: the matrix is small.)
+/// are chosen, and [`match_batch`] for a whole batch.
 pub fn map_to_ground_truth(overlaps: &Tensor, matching: Matching) -> Result<(Tensor, Tensor)> {
     let size = overlaps.size();
     if size.len() != 2 {
@@ -161,11 +186,9 @@ pub fn map_to_ground_truth(overlaps: &Tensor, matching: Matching) -> Result<(Ten
             found: size,
         });
     }
-    let (n_gt, n_anc) = (size[0], size[1]);
-    let v: Vec<f32> = Vec::try_from(overlaps.detach().to_device(Device::Cpu).to_kind(Kind::Float).flatten(0, -1))?;
-    let (o, i) = match_anchors(&v, n_gt as usize, n_anc as usize, matching)?;
-    let dev = overlaps.device();
-    Ok((Tensor::from_slice(&o).to_device(dev), Tensor::from_slice(&i).to_device(dev)))
+    let valid = Tensor::ones([1, size[0]], (Kind::Bool, overlaps.device())); // [1, n_gt]
+    let (o, i) = match_batch(&overlaps.unsqueeze(0), &valid, matching);
+    Ok((o.squeeze_dim(0), i.squeeze_dim(0)))
 }
 
 /// Lesson 9's `get_y(bbox, clas)`: one image's padded pixel boxes `[N, 4]` and classes `[N]` ->
@@ -208,10 +231,17 @@ fn bce_with_logits(x: &Tensor, t: &Tensor) -> Tensor {
 /// from targets and logits; the summed (weighted) BCE is divided by `C`.
 pub fn class_loss(logits: &Tensor, gt_clas: &Tensor, loss: ClassLoss) -> Tensor {
     let c = logits.size()[1] - 1;
-    let t = gt_clas.one_hot(c + 1).to_kind(logits.kind()).narrow(1, 0, c); // [A, C]
-    let x = logits.narrow(1, 0, c); // [A, C]
-    let l = bce_with_logits(&x, &t); // [A, C]
-    let l = match loss {
+    class_loss_terms(logits, &gt_clas.one_hot(c + 1), loss).sum(Kind::Float) / c as f64
+}
+
+/// The (weighted) BCE terms of [`class_loss`] before the sum: `logits [.., A, C+1]` and one-hot
+/// targets `[.., A, C+1]` -> `[.., A, C]` (background column dropped).
+fn class_loss_terms(logits: &Tensor, one_hot: &Tensor, loss: ClassLoss) -> Tensor {
+    let c = logits.size()[logits.dim() - 1] - 1;
+    let t = one_hot.to_kind(logits.kind()).narrow(-1, 0, c); // [.., A, C]
+    let x = logits.narrow(-1, 0, c); // [.., A, C]
+    let l = bce_with_logits(&x, &t); // [.., A, C]
+    match loss {
         ClassLoss::Bce => l,
         ClassLoss::Focal { alpha, gamma } => {
             let p = x.sigmoid();
@@ -221,15 +251,15 @@ pub fn class_loss(logits: &Tensor, gt_clas: &Tensor, loss: ClassLoss) -> Tensor 
             let one_m_pt: Tensor = 1.0 - pt;
             l * (w * one_m_pt.pow_tensor_scalar(gamma))
         }
-    };
-    l.sum(Kind::Float) / c as f64
+    }
 }
 
 /// Lesson 9's `ssd_1_loss` for one image whose padding is already removed: `class_logits [A,
 /// C+1]`, `box_offsets [A, 4]`, ground truth `bbox [n, 4]` in 0..1 corners and `clas [n]`.
 /// Anchors matched with overlap > `pos_iou` are positives; the others are background (`C`).
 /// `loc` = mean |box - ground truth| over the positives (0 when there are none); `class` =
-/// [`class_loss`]. An image with no objects has only background anchors.
+/// [`class_loss`]. An image with no objects has only background anchors. (The batch's loss of
+/// one image: [`ssd_loss`] computes every image at once.)
 pub fn ssd_1_loss(
     class_logits: &Tensor,
     box_offsets: &Tensor,
@@ -238,41 +268,64 @@ pub fn ssd_1_loss(
     anchors: &Anchors,
     cfg: &SsdConfig,
 ) -> Result<LossParts> {
-    let n_anc = anchors.len() as i64;
-    let dev = class_logits.device();
-    let n_gt = bbox.size()[0];
-    let (gt_clas, loc) = if n_gt == 0 {
-        (Tensor::full([n_anc], cfg.n_classes, (Kind::Int64, dev)), Tensor::zeros([], (Kind::Float, dev)))
-    } else {
-        let overlaps = jaccard(&bbox.detach(), &anchors.corners); // [n, A]
-        let v: Vec<f32> = Vec::try_from(overlaps.to_device(Device::Cpu).to_kind(Kind::Float).flatten(0, -1))?;
-        let (gt_overlap, gt_idx) = match_anchors(&v, n_gt as usize, n_anc as usize, cfg.matching)?;
-        let pos: Vec<bool> = gt_overlap.iter().map(|&o| o as f64 > cfg.pos_iou).collect();
-        let pos_idx: Vec<i64> = (0..n_anc).filter(|&a| pos[a as usize]).collect();
-        let gt_idx = Tensor::from_slice(&gt_idx).to_device(dev); // [A]
-        let neg = Tensor::from_slice(&pos).to_device(dev).logical_not(); // [A]
-        let gt_clas = clas.to_kind(Kind::Int64).index_select(0, &gt_idx).masked_fill(&neg, cfg.n_classes); // [A]
-        let loc = if pos_idx.is_empty() {
-            Tensor::zeros([], (Kind::Float, dev))
-        } else {
-            let pos_idx = Tensor::from_slice(&pos_idx).to_device(dev); // [P]
-            let a_ic = actn_to_bb(&box_offsets.index_select(0, &pos_idx), &anchors.index_select(&pos_idx)); // [P, 4]
-            let gt_bbox = bbox.index_select(0, &gt_idx.index_select(0, &pos_idx)); // [P, 4]
-            (a_ic - gt_bbox).abs().mean(Kind::Float)
-        };
-        (gt_clas, loc)
-    };
-    Ok(LossParts { loc, class: class_loss(class_logits, &gt_clas, cfg.class_loss) })
+    let valid = Tensor::ones([1, bbox.size()[0]], (Kind::Bool, bbox.device())); // [1, n]
+    let out = SsdOutput { class_logits: class_logits.unsqueeze(0), box_offsets: box_offsets.unsqueeze(0) };
+    let (loc, class) = batch_loss(&out, &bbox.unsqueeze(0), &clas.unsqueeze(0), &valid, anchors, cfg)?;
+    Ok(LossParts { loc: loc.squeeze_dim(0), class: class.squeeze_dim(0) })
 }
 
-/// Lesson 9's `ssd_loss`: the sum over the batch's images of [`ssd_1_loss`].
+/// Every image's `(loc [B], class [B])` of [`ssd_1_loss`], at once and on the batch's device:
+/// `bbox [B, N, 4]` in 0..1 corners, `class [B, N]`, `valid [B, N]` the real rows. Tensor
+/// operations only: no host read, no shape that depends on the data (on CUDA nothing waits for
+/// the GPU). A class out of range is an error from `one_hot` on the CPU and a device-side assert
+/// on CUDA: the loader checks classes where it makes the batch ([`crate::data::collate`]).
+fn batch_loss(
+    out: &SsdOutput,
+    bbox: &Tensor,
+    class: &Tensor,
+    valid: &Tensor,
+    anchors: &Anchors,
+    cfg: &SsdConfig,
+) -> Result<(Tensor, Tensor)> {
+    let (b, a) = (out.class_logits.size()[0], anchors.len() as i64);
+    let dev = out.class_logits.device();
+    // With no rows at all, one padding row: every anchor is background.
+    let (bbox, class, valid) = if bbox.size()[1] == 0 {
+        (
+            Tensor::zeros([b, 1, 4], (Kind::Float, dev)),
+            Tensor::zeros([b, 1], (Kind::Int64, dev)),
+            Tensor::zeros([b, 1], (Kind::Bool, dev)),
+        )
+    } else {
+        (bbox.to_kind(Kind::Float), class.to_kind(Kind::Int64), valid.to_kind(Kind::Bool))
+    };
+    let n = bbox.size()[1];
+    let overlaps = jaccard(&bbox.detach().view([b * n, 4]), &anchors.corners).view([b, n, a]); // [B, N, A]
+    let (gt_overlap, gt_row) = match_batch(&overlaps, &valid, cfg.matching); // [B, A], [B, A]
+                                                                             // In f64 as the lesson's `gt_overlap > pos_iou`: an overlap of exactly 0.4f32 is above 0.4.
+    let pos = gt_overlap.to_kind(Kind::Double).gt(cfg.pos_iou).logical_and(&valid.any_dim(1, true)); // [B, A]
+    let gt_clas = class.gather(1, &gt_row, false).masked_fill(&pos.logical_not(), cfg.n_classes); // [B, A]
+    let gt_bbox = bbox.gather(1, &gt_row.unsqueeze(2).expand([b, a, 4], false), false); // [B, A, 4]
+    let a_ic = actn_to_bb(&out.box_offsets, anchors); // [B, A, 4]
+    let pos = pos.to_kind(Kind::Float);
+    let n_pos = pos.sum_dim_intlist(&[1i64][..], false, Kind::Float); // [B]
+    let l1 = ((a_ic - gt_bbox).abs() * pos.unsqueeze(2)).sum_dim_intlist(&[1i64, 2][..], false, Kind::Float); // [B]
+    let loc = l1 / (n_pos * 4.0).clamp_min(1.0); // [B]: the mean over the positives' 4 coordinates, 0 without any
+    let c = cfg.n_classes;
+    let terms = class_loss_terms(&out.class_logits, &gt_clas.f_one_hot(c + 1)?, cfg.class_loss); // [B, A, C]
+    let class = terms.sum_dim_intlist(&[1i64, 2][..], false, Kind::Float) / c as f64; // [B]
+    Ok((loc, class))
+}
+
+/// Lesson 9's `ssd_loss`: the sum over the batch's images of [`ssd_1_loss`], all images matched
+/// and scored at once on the batch's device ([`match_batch`]; no host read).
 ///
 /// `bbox [B, N, 4]` are pixel boxes `(top, left, bottom, right)` of `sz x sz` images and `class
 /// [B, N]`, with zero rows in front as padding. With `n_objects [B]` (the loader's
 /// [`crate::data::BatchTarget::Boxes`]) the last `n_objects[i]` rows of image `i` are its
 /// objects; with `None` padding is removed as the lesson's [`get_y`] does (rows with `bottom -
-/// top <= 0` dropped). Errors when the output's anchors or classes do not fit `anchors`/`cfg`,
-/// or a class is out of range.
+/// top <= 0` dropped). Errors when the output's anchors or classes do not fit `anchors`/`cfg`;
+/// classes must be in `0..C` (the loader checks them).
 pub fn ssd_loss(
     out: &SsdOutput,
     bbox: &Tensor,
@@ -282,14 +335,8 @@ pub fn ssd_loss(
     anchors: &Anchors,
     cfg: &SsdConfig,
 ) -> Result<LossParts> {
-    let parts = ssd_loss_per_image(out, bbox, class, n_objects, sz, anchors, cfg)?;
-    let zero = || Tensor::zeros([], (Kind::Float, out.class_logits.device()));
-    let (mut loc, mut cls) = (None::<Tensor>, None::<Tensor>);
-    for p in parts {
-        loc = Some(loc.map_or(p.loc.shallow_clone(), |l| l + &p.loc));
-        cls = Some(cls.map_or(p.class.shallow_clone(), |c| c + &p.class));
-    }
-    Ok(LossParts { loc: loc.unwrap_or_else(zero), class: cls.unwrap_or_else(zero) })
+    let (loc, class) = ssd_loss_images(out, bbox, class, n_objects, sz, anchors, cfg)?;
+    Ok(LossParts { loc: loc.sum(Kind::Float), class: class.sum(Kind::Float) })
 }
 
 /// [`ssd_loss`] image by image: each image's [`ssd_1_loss`] (their sum is `ssd_loss`).
@@ -302,6 +349,21 @@ pub fn ssd_loss_per_image(
     anchors: &Anchors,
     cfg: &SsdConfig,
 ) -> Result<Vec<LossParts>> {
+    let (loc, class) = ssd_loss_images(out, bbox, class, n_objects, sz, anchors, cfg)?;
+    Ok((0..loc.size()[0]).map(|i| LossParts { loc: loc.get(i), class: class.get(i) }).collect())
+}
+
+/// Each image's `(loc [B], class [B])` for [`ssd_loss`], after the checks of shapes (sizes only,
+/// nothing read from the device).
+fn ssd_loss_images(
+    out: &SsdOutput,
+    bbox: &Tensor,
+    class: &Tensor,
+    n_objects: Option<&Tensor>,
+    sz: f64,
+    anchors: &Anchors,
+    cfg: &SsdConfig,
+) -> Result<(Tensor, Tensor)> {
     let (b, a) = (out.class_logits.size()[0], out.class_logits.size()[1]);
     if a != anchors.len() as i64 || out.box_offsets.size()[1] != a {
         return Err(Error::Invalid(format!(
@@ -325,34 +387,30 @@ pub fn ssd_loss_per_image(
             class.size()
         )));
     }
+    if n_objects.is_some_and(|t| t.size() != [b]) {
+        return Err(Error::Invalid(format!(
+            "SSD targets: n_objects {:?} for {b} images",
+            n_objects.map(Tensor::size).unwrap_or_default()
+        )));
+    }
+    let dev = out.class_logits.device();
+    let anchors = if anchors.device() == dev { anchors.clone() } else { anchors.to_device(dev) };
+    let bbox = bbox.to_device(dev).to_kind(Kind::Float) / sz; // [B, N, 4] in 0..1
+    let valid = real_rows(&bbox, n_objects.map(|t| t.to_device(dev)).as_ref()); // [B, N]
+    batch_loss(out, &bbox, &class.to_device(dev), &valid, &anchors, cfg)
+}
+
+/// Which rows of padded batch targets are objects (see [`ssd_loss`]): `[B, N]` bool, from
+/// `n_objects` when given (the last `n_objects[i]` rows), else the lesson's [`get_y`] rule.
+fn real_rows(bbox: &Tensor, n_objects: Option<&Tensor>) -> Tensor {
     let n = bbox.size()[1];
-    let counts = counts_of(n_objects)?;
-    if let Some(c) = &counts {
-        if c.len() as i64 != b || c.iter().any(|&k| k < 0 || k > n) {
-            return Err(Error::Invalid(format!("SSD targets: n_objects {c:?} does not fit {b} images of {n} rows")));
+    match n_objects {
+        Some(k) => {
+            let rows = Tensor::arange(n, (Kind::Int64, bbox.device())).unsqueeze(0); // [1, N]
+            rows.ge_tensor(&(-k.to_kind(Kind::Int64) + n).unsqueeze(1)) // [B, N]
         }
+        None => (bbox.select(2, 2) - bbox.select(2, 0)).gt(0.0), // [B, N]
     }
-    if class.numel() > 0 {
-        let (lo, hi) = (i64::try_from(class.min())?, i64::try_from(class.max())?);
-        if lo < 0 || hi >= cfg.n_classes {
-            return Err(Error::Invalid(format!(
-                "SSD targets: classes must be in 0..{}, found {lo}..={hi}",
-                cfg.n_classes
-            )));
-        }
-    }
-    let anchors = if anchors.device() == out.class_logits.device() {
-        anchors.clone()
-    } else {
-        anchors.to_device(out.class_logits.device())
-    };
-    (0..b)
-        .map(|i| {
-            let (bb, cl) = image_targets(bbox, class, counts.as_deref(), i, sz);
-            let (lc, bo) = out.image(i);
-            ssd_1_loss(&lc, &bo, &bb.to_kind(Kind::Float), &cl, &anchors, cfg)
-        })
-        .collect()
 }
 
 /// Image `i`'s objects from padded batch targets (see [`ssd_loss`]): boxes in 0..1 units and

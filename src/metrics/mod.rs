@@ -41,8 +41,9 @@ impl Metric {
         Ok(f64::try_from(self.compute_tensor(out, y)?)?)
     }
 
-    /// The metric of one batch as a scalar tensor on the batch's device (no host read: a
-    /// validation pass sums these and reads the total once).
+    /// The metric of one batch as a scalar tensor on the batch's device (no host read on a GPU:
+    /// a validation pass sums these and reads the total once; `check_output` reads class targets
+    /// only when they are on the CPU).
     pub fn compute_tensor(&self, out: &Tensor, y: &BatchTarget) -> Result<Tensor> {
         crate::loss::check_output(&self.name(), out, y)?;
         let acc =

@@ -155,7 +155,11 @@ impl Head {
     }
 
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
-        self.stages(x, train).pop().expect("head stages").1
+        match &self.layers {
+            // The SSD's forward without the summary's bookkeeping (one `cat` per grid).
+            HeadLayers::Ssd(net) => net.forward_t(x, train).pack(), // [B, A, C+1+4]
+            _ => self.stages(x, train).pop().expect("head stages").1,
+        }
     }
 }
 

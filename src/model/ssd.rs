@@ -288,13 +288,6 @@ pub struct SsdHead {
     out: OutConv,
 }
 
-/// The class logits and box activations among a head's `stages` (the last three are class
-/// logits, box activations, packed).
-fn output_of(mut s: Stages) -> SsdOutput {
-    let (c, b) = (s.remove(s.len() - 3).1, s.remove(s.len() - 2).1);
-    SsdOutput { class_logits: c, box_offsets: b }
-}
-
 impl SsdHead {
     pub fn new(p: &nn::Path, cfg: &SsdConfig, nin: i64) -> Self {
         Self {
@@ -308,19 +301,45 @@ impl SsdHead {
     /// Named steps for `summary()`; the last three are class logits, box activations, packed.
     pub fn stages(&self, x: &Tensor, train: bool) -> Stages {
         let mut out: Stages = vec![];
-        let x = x.relu().dropout(self.drop, train);
-        out.push(("ReLU+Dropout", x.shallow_clone(), None));
-        let x = self.sconv0.forward_t(&x, train); // [B, 256, 7, 7]
-        out.push(("StdConv", x.shallow_clone(), Some("head.sconv0.")));
-        let x = self.sconv2.forward_t(&x, train); // [B, 256, 4, 4]
-        out.push(("StdConv", x.shallow_clone(), Some("head.sconv2.")));
-        let (c, b) = self.out.forward(&x); // [B, 16k, C+1], [B, 16k, 4]
-        let packed = Tensor::cat(&[&c, &b], 2);
-        out.push(("OutConv (classes)", c, Some("head.out.oconv1.")));
-        out.push(("OutConv (boxes)", b, Some("head.out.oconv2.")));
-        out.push(("SsdOutput (packed)", packed, None));
-        out
+        let o = self.run(x, train, Some(&mut out));
+        finish_stages(
+            out,
+            o,
+            ("OutConv (classes)", Some("head.out.oconv1.")),
+            ("OutConv (boxes)", Some("head.out.oconv2.")),
+        )
     }
+
+    /// The forward pass; `rec` collects the named steps for `summary()` (none while training).
+    fn run(&self, x: &Tensor, train: bool, mut rec: Option<&mut Stages>) -> SsdOutput {
+        let mut push = |name, t: &Tensor, params| {
+            if let Some(r) = rec.as_deref_mut() {
+                r.push((name, t.shallow_clone(), params));
+            }
+        };
+        let x = x.relu().dropout(self.drop, train);
+        push("ReLU+Dropout", &x, None);
+        let x = self.sconv0.forward_t(&x, train); // [B, 256, 7, 7]
+        push("StdConv", &x, Some("head.sconv0."));
+        let x = self.sconv2.forward_t(&x, train); // [B, 256, 4, 4]
+        push("StdConv", &x, Some("head.sconv2."));
+        let (c, b) = self.out.forward(&x); // [B, 16k, C+1], [B, 16k, 4]
+        SsdOutput { class_logits: c, box_offsets: b }
+    }
+}
+
+/// The last three `summary()` steps of a head: class logits, box activations, packed.
+fn finish_stages(
+    mut out: Stages,
+    o: SsdOutput,
+    classes: (&'static str, Option<&'static str>),
+    boxes: (&'static str, Option<&'static str>),
+) -> Stages {
+    let packed = o.pack();
+    out.push((classes.0, o.class_logits, classes.1));
+    out.push((boxes.0, o.box_offsets, boxes.1));
+    out.push(("SsdOutput (packed)", packed, None));
+    out
 }
 
 const SCONV: [&str; 8] = [
@@ -369,25 +388,34 @@ impl SsdMultiHead {
     /// Named steps for `summary()`; the last three are class logits, box activations, packed.
     pub fn stages(&self, x: &Tensor, train: bool) -> Stages {
         let mut out: Stages = vec![];
+        let o = self.run(x, train, Some(&mut out));
+        finish_stages(out, o, ("cat (classes)", None), ("cat (boxes)", None))
+    }
+
+    /// The forward pass; `rec` collects the named steps for `summary()` (none while training,
+    /// so a training step makes no extra `cat` per grid).
+    fn run(&self, x: &Tensor, train: bool, mut rec: Option<&mut Stages>) -> SsdOutput {
         let x = x.relu().dropout(self.drop, train);
-        out.push(("ReLU+Dropout", x.shallow_clone(), None));
+        if let Some(r) = rec.as_deref_mut() {
+            r.push(("ReLU+Dropout", x.shallow_clone(), None));
+        }
         let mut x = self.sconv0.forward_t(&x, train); // [B, 256, 7, 7]
-        out.push(("StdConv", x.shallow_clone(), Some(SCONV[0])));
+        if let Some(r) = rec.as_deref_mut() {
+            r.push(("StdConv", x.shallow_clone(), Some(SCONV[0])));
+        }
         let (mut cs, mut bs) = (vec![], vec![]);
         for (i, (sconv, oconv)) in self.sconvs.iter().zip(&self.outs).enumerate() {
             x = sconv.forward_t(&x, train); // [B, 256, g, g], g = 4, 2, 1
-            out.push(("StdConv", x.shallow_clone(), SCONV.get(i + 1).copied()));
             let (c, b) = oconv.forward(&x); // [B, g*g*k, C+1], [B, g*g*k, 4]
-            out.push(("OutConv", Tensor::cat(&[&c, &b], 2), OUT.get(i + 1).copied()));
+            if let Some(r) = rec.as_deref_mut() {
+                r.push(("StdConv", x.shallow_clone(), SCONV.get(i + 1).copied()));
+                r.push(("OutConv", Tensor::cat(&[&c, &b], 2), OUT.get(i + 1).copied()));
+            }
             cs.push(c);
             bs.push(b);
         }
-        let (c, b) = (Tensor::cat(&cs, 1), Tensor::cat(&bs, 1)); // [B, A, C+1], [B, A, 4]
-        let packed = Tensor::cat(&[&c, &b], 2);
-        out.push(("cat (classes)", c, None));
-        out.push(("cat (boxes)", b, None));
-        out.push(("SsdOutput (packed)", packed, None));
-        out
+        SsdOutput { class_logits: Tensor::cat(&cs, 1), box_offsets: Tensor::cat(&bs, 1) }
+        // [B, A, C+1], [B, A, 4]
     }
 }
 
@@ -409,7 +437,10 @@ impl SsdHeadNet {
     }
 
     pub fn forward_t(&self, x: &Tensor, train: bool) -> SsdOutput {
-        output_of(self.stages(x, train))
+        match self {
+            SsdHeadNet::Single(h) => h.run(x, train, None),
+            SsdHeadNet::Multi(h) => h.run(x, train, None),
+        }
     }
 
     /// Named steps (for `summary()`); the last is the packed output `[B, A, C+1+4]`.

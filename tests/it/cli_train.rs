@@ -34,7 +34,8 @@ fn assert_weights_equal_checkpoint(t: &Trainer, path: &Path) {
     let saved: std::collections::HashMap<String, Tensor> =
         Tensor::read_safetensors(path).unwrap().into_iter().collect();
     let vars = t.learner.vs.variables();
-    assert_eq!(vars.len(), saved.len());
+    assert_eq!(vars.len() + 1, saved.len(), "the variables and the model spec");
+    assert!(saved.contains_key(fastdet::checkpoint::SPEC_KEY));
     for (name, v) in vars {
         let s = saved.get(&name).unwrap_or_else(|| panic!("{name} not in {}", path.display()));
         assert!(v.detach().equal(s), "{name} differs from {}", path.display());
@@ -293,7 +294,7 @@ fn help_describes_each_command() {
     let line = |cmd: &str| {
         text.lines().find(|l| l.trim_start().starts_with(&format!("{cmd} "))).unwrap_or_default().to_string()
     };
-    assert!(line("predict").contains("Detections of a trained SSD run"), "{text}");
+    assert!(line("predict").contains("What a checkpoint of any task says about images"), "{text}");
     assert!(line("train").contains("Train the stages of a JSON config"), "{text}");
 }
 

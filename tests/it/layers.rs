@@ -7,9 +7,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// Modules that hold the lessons' ideas: none of them may import `draw` or `show`.
-const DOMAIN: [&str; 15] = [
+const DOMAIN: [&str; 16] = [
     "anchors",
     "boxes",
+    "checkpoint",
     "data",
     "detect",
     "device",

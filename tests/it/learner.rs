@@ -378,3 +378,74 @@ fn reading_losses_a_few_batches_at_a_time_changes_nothing() {
     assert_eq!((&a.2, &a.3, &a.4), (&b.2, &b.3, &b.4), "fit");
     assert!(max_change(&a.5, &b.5) == 0.0, "weights differ by {}", max_change(&a.5, &b.5));
 }
+
+/// A user's callback: the global norm of the gradients each step uses (after every callback
+/// before it in `before_step`).
+#[derive(Clone, Default)]
+struct GradNorms(std::sync::Arc<std::sync::Mutex<Vec<f64>>>);
+
+impl fastdet::learner::Callback for GradNorms {
+    fn before_step(
+        &mut self,
+        learn: &mut Learner,
+        _opt: &mut tch::nn::Optimizer,
+    ) -> fastdet::error::Result<fastdet::learner::StepChoice> {
+        let sq: f64 = learn
+            .vs
+            .trainable_variables()
+            .iter()
+            .map(|v| v.grad())
+            .filter(|g| g.defined())
+            .map(|g| f64::try_from(g.square().sum(tch::Kind::Double)).unwrap())
+            .sum();
+        self.0.lock().unwrap().push(sq.sqrt());
+        Ok(fastdet::learner::StepChoice::Take)
+    }
+}
+
+/// A user's callback that ends the run after `n` batches.
+struct StopAfter(usize, usize);
+
+impl fastdet::learner::Callback for StopAfter {
+    fn after_step(
+        &mut self,
+        _learn: &mut Learner,
+        _b: &fastdet::learner::BatchInfo,
+        _stepped: bool,
+    ) -> fastdet::error::Result<fastdet::learner::Flow> {
+        self.1 += 1;
+        Ok(if self.1 >= self.0 { fastdet::learner::Flow::Stop } else { fastdet::learner::Flow::Continue })
+    }
+}
+
+#[test]
+fn user_callbacks_clip_gradients_and_stop_a_fit_after_n_batches() {
+    let (_seq, mut l) = learner(64, 8);
+    // Without clipping the head's gradients are larger than 0.05; with it, never.
+    let free = GradNorms::default();
+    l.add_callback(free.clone());
+    l.add_callback(StopAfter(3, 0));
+    let r = l.fit(1e-3, 1, FitOpts::default()).unwrap();
+    assert_eq!(r.stopped, Some(fastdet::stop::Stopped { epoch: 0, batches: 3 }), "{:?}", r.stopped);
+    assert_eq!(r.losses.len(), 3, "the recorder holds the 3 batches trained");
+    let free = free.0.lock().unwrap().clone();
+    assert_eq!(free.len(), 3);
+    assert!(free.iter().all(|&n| n > 0.05), "{free:?}");
+
+    l.clear_callbacks();
+    let clipped = GradNorms::default();
+    l.add_callback(fastdet::learner::ClipGradNorm(0.05));
+    l.add_callback(clipped.clone());
+    l.add_callback(StopAfter(2, 0));
+    l.fit(1e-3, 1, FitOpts::default()).unwrap();
+    let clipped = clipped.0.lock().unwrap().clone();
+    assert_eq!(clipped.len(), 2);
+    assert!(clipped.iter().all(|&n| n <= 0.05 * (1.0 + 1e-4)), "{clipped:?}");
+
+    // lr_find runs the same loop: the user's stop ends it too, and the callbacks stay for the
+    // next run.
+    l.clear_callbacks();
+    l.add_callback(StopAfter(4, 0));
+    let f = l.lr_find(1e-5, 10.0).unwrap();
+    assert_eq!(f.lrs.len(), 4, "lr_find recorded {} batches", f.lrs.len());
+}

@@ -5,6 +5,7 @@ mod amp;
 mod aug_golden;
 mod bad_input;
 mod boxes;
+mod checkpoint;
 mod cli_train;
 mod common;
 mod confusion;

@@ -9,6 +9,7 @@ use fastdet::data::BatchTarget;
 use fastdet::loss::Loss;
 use fastdet::model::{feature_side, group_of, Arch, ConvModel, HeadKind};
 use fastdet::ssd::*;
+use proptest::prelude::*;
 use serde_json::Value;
 use tch::nn::{self, OptimizerConfig};
 use tch::{Device, Kind, Tensor};
@@ -597,4 +598,255 @@ fn the_receptive_field_of_a_corner_cell_is_near_that_corner() {
     let (y, x1) = centre(3, 3);
     assert!(y > half && x1 > half, "bottom-right cell's field centred at ({y:.0}, {x1:.0})");
     assert!(fastdet::detect::receptive_field(&learn, &x, 0, 4, 0).is_err());
+}
+
+// ---------------------------------------------------------------------------------------------
+// The batch's matching on the device against the host loop it replaced
+
+/// The matcher fastdet ran on the host, image by image, before the batch's matching moved to the
+/// device (`src/loss/ssd.rs` up to issue 21), kept here verbatim as the oracle of
+/// [`match_batch`]: `overlaps` `[n_gt, n_anc]` row-major -> each anchor's overlap and ground truth.
+fn host_match_anchors(overlaps: &[f32], n_gt: usize, n_anc: usize, matching: Matching) -> (Vec<f32>, Vec<i64>) {
+    let at = |g: usize, a: usize| {
+        let v = overlaps[g * n_anc + a];
+        if v.is_nan() {
+            f32::NEG_INFINITY
+        } else {
+            v
+        }
+    };
+    let mut gt_overlap = vec![0f32; n_anc];
+    let mut gt_idx = vec![0i64; n_anc];
+    if n_gt == 0 {
+        return (gt_overlap, gt_idx);
+    }
+    for a in 0..n_anc {
+        let mut best = 0;
+        for g in 1..n_gt {
+            if at(g, a) > at(best, a) {
+                best = g;
+            }
+        }
+        gt_overlap[a] = at(best, a).max(0.0);
+        gt_idx[a] = best as i64;
+    }
+    let best_anchor = |g: usize, free: &dyn Fn(usize) -> bool| -> Option<usize> {
+        let mut best: Option<usize> = None;
+        for a in (0..n_anc).filter(|&a| free(a)) {
+            if best.is_none_or(|b| at(g, a) > at(g, b)) {
+                best = Some(a);
+            }
+        }
+        best
+    };
+    match matching {
+        Matching::Lesson => {
+            let prior: Vec<usize> = (0..n_gt).filter_map(|g| best_anchor(g, &|_| true)).collect();
+            for &a in &prior {
+                gt_overlap[a] = FORCED_OVERLAP;
+            }
+            for (g, &a) in prior.iter().enumerate() {
+                gt_idx[a] = g as i64;
+            }
+        }
+        Matching::NoGtLost => {
+            let best_iou: Vec<f32> =
+                (0..n_gt).map(|g| (0..n_anc).map(|a| at(g, a)).fold(f32::NEG_INFINITY, f32::max)).collect();
+            let mut order: Vec<usize> = (0..n_gt).collect();
+            order.sort_by(|&a, &b| best_iou[b].total_cmp(&best_iou[a]).then(a.cmp(&b)));
+            let mut taken = vec![false; n_anc];
+            for g in order {
+                if let Some(a) = best_anchor(g, &|a| !taken[a]) {
+                    taken[a] = true;
+                    gt_overlap[a] = FORCED_OVERLAP;
+                    gt_idx[a] = g as i64;
+                }
+            }
+        }
+    }
+    (gt_overlap, gt_idx)
+}
+
+/// A batch of overlaps `[B, N, A]` with many ties (values from a short list, NaN and -0.0
+/// included) and a mask of real rows `[B, N]` (padding anywhere, images without objects).
+fn tied_batch() -> impl Strategy<Value = (usize, usize, usize, Vec<f32>, Vec<bool>)> {
+    const VALUES: [f32; 9] = [0.0, -0.0, 0.1, 0.25, 0.5, 0.5, 0.75, 1.0, f32::NAN];
+    (1usize..5, 0usize..7, 1usize..10).prop_flat_map(|(b, n, a)| {
+        (
+            Just(b),
+            Just(n),
+            Just(a),
+            proptest::collection::vec(proptest::sample::select(&VALUES[..]), b * n * a),
+            proptest::collection::vec(proptest::bool::weighted(0.7), b * n),
+        )
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// `match_batch` on a padded batch gives, image by image, the host matcher's answer on the
+    /// image's real rows: the same overlaps and the same ground truth (as a row of the batch),
+    /// ties included, in both modes; a padding row never wins an anchor.
+    #[test]
+    fn match_batch_is_the_host_matcher((b, n, a, ov, valid) in tied_batch()) {
+        let _rng = crate::common::torch_rng();
+        let t = Tensor::from_slice(&ov).view([b as i64, n as i64, a as i64]);
+        let v = Tensor::from_slice(&valid).view([b as i64, n as i64]);
+        for matching in [Matching::Lesson, Matching::NoGtLost] {
+            let (o, i) = match_batch(&t, &v, matching);
+            prop_assert_eq!(o.size(), vec![b as i64, a as i64]);
+            let o: Vec<f32> = Vec::try_from(o.view([-1])).unwrap();
+            let i: Vec<i64> = Vec::try_from(i.view([-1])).unwrap();
+            for img in 0..b {
+                let rows: Vec<usize> = (0..n).filter(|&r| valid[img * n + r]).collect();
+                let real: Vec<f32> =
+                    rows.iter().flat_map(|&r| ov[(img * n + r) * a..][..a].iter().copied()).collect();
+                let (want_o, want_g) = host_match_anchors(&real, rows.len(), a, matching);
+                let want_row: Vec<i64> =
+                    want_g.iter().map(|&g| if rows.is_empty() { 0 } else { rows[g as usize] as i64 }).collect();
+                prop_assert_eq!(&o[img * a..][..a], &want_o[..], "{:?} image {} overlaps", matching, img);
+                prop_assert_eq!(&i[img * a..][..a], &want_row[..], "{:?} image {} rows", matching, img);
+            }
+        }
+    }
+}
+
+/// The public one-image matchers are the batch's matching too: `match_anchors` and
+/// `map_to_ground_truth` agree with the oracle on random overlaps with ties.
+#[test]
+fn one_image_matchers_are_the_host_matcher() {
+    let _rng = crate::common::torch_rng();
+    for seed in 0..50 {
+        tch::manual_seed(seed);
+        let (n, a) = (1 + seed % 7, 5 + seed % 11);
+        let ov = (Tensor::rand([n, a], (Kind::Float, Device::Cpu)) * 4.0).round() / 4.0; // ties
+        let v: Vec<f32> = Vec::try_from(ov.view([-1])).unwrap();
+        for m in [Matching::Lesson, Matching::NoGtLost] {
+            let want = host_match_anchors(&v, n as usize, a as usize, m);
+            assert_eq!(match_anchors(&v, n as usize, a as usize, m).unwrap(), want, "seed {seed} {m:?}");
+            let (o, i) = map_to_ground_truth(&ov, m).unwrap();
+            assert_eq!((Vec::<f32>::try_from(o).unwrap(), Vec::<i64>::try_from(i).unwrap()), want);
+        }
+    }
+}
+
+/// The SSD loss as fastdet computed it before issue 21: image by image, matched on the host
+/// ([`host_match_anchors`]), positives picked by index: the oracle of the batched loss.
+fn host_ssd_1_loss(
+    c: &Tensor,
+    bb: &Tensor,
+    bbox: &Tensor,
+    clas: &Tensor,
+    anchors: &Anchors,
+    cfg: &SsdConfig,
+) -> (f64, f64) {
+    let (n_gt, n_anc) = (bbox.size()[0], anchors.len() as i64);
+    if n_gt == 0 {
+        let bg = Tensor::full([n_anc], cfg.n_classes, (Kind::Int64, Device::Cpu));
+        return (0.0, f64::try_from(class_loss(c, &bg, cfg.class_loss)).unwrap());
+    }
+    let v: Vec<f32> = Vec::try_from(iou(bbox, &anchors.corners).flatten(0, -1)).unwrap();
+    let (gt_overlap, gt_idx) = host_match_anchors(&v, n_gt as usize, n_anc as usize, cfg.matching);
+    let pos: Vec<bool> = gt_overlap.iter().map(|&o| o as f64 > cfg.pos_iou).collect();
+    let pos_idx: Vec<i64> = (0..n_anc).filter(|&a| pos[a as usize]).collect();
+    let gt_idx = Tensor::from_slice(&gt_idx);
+    let neg = Tensor::from_slice(&pos).logical_not();
+    let gt_clas = clas.index_select(0, &gt_idx).masked_fill(&neg, cfg.n_classes);
+    let loc = if pos_idx.is_empty() {
+        0.0
+    } else {
+        let p = Tensor::from_slice(&pos_idx);
+        let a_ic = actn_to_bb(&bb.index_select(0, &p), &anchors.index_select(&p));
+        f64::try_from((a_ic - bbox.index_select(0, &gt_idx.index_select(0, &p))).abs().mean(Kind::Float)).unwrap()
+    };
+    (loc, f64::try_from(class_loss(c, &gt_clas, cfg.class_loss)).unwrap())
+}
+
+/// The batched `ssd_loss_per_image` against the host loss on random batches: boxes that share
+/// their best anchors, images without objects, both matchings and both class losses.
+#[test]
+fn batched_ssd_loss_is_the_host_loss() {
+    let _rng = crate::common::torch_rng();
+    let anchors = Anchors::new(&AnchorConfig::lesson_189(), Device::Cpu);
+    for seed in 0..12i64 {
+        tch::manual_seed(seed);
+        let (b, n) = (4, 1 + seed % 5);
+        // Boxes on a coarse grid of 0, 56, .., 224 px so several share a best anchor.
+        let lo = (Tensor::randint(4, [b, n, 2], (Kind::Int64, Device::Cpu)) * 56).to_kind(Kind::Float);
+        let hw = ((Tensor::randint(3, [b, n, 2], (Kind::Int64, Device::Cpu)) + 1) * 56).to_kind(Kind::Float);
+        let bbox = Tensor::cat(&[lo.shallow_clone(), (&lo + hw).clamp_max(224.0)], 2); // [B, N, 4]
+        let class = Tensor::randint(20, [b, n], (Kind::Int64, Device::Cpu));
+        // Image 0 has no objects; the others 1..=n.
+        let counts: Vec<i64> = (0..b).map(|i| if i == 0 { 0 } else { 1 + (seed + i) % n }).collect();
+        let n_objects = Tensor::from_slice(&counts);
+        let out = SsdOutput {
+            class_logits: Tensor::randn([b, 189, 21], (Kind::Float, Device::Cpu)),
+            box_offsets: Tensor::randn([b, 189, 4], (Kind::Float, Device::Cpu)),
+        };
+        for matching in [Matching::Lesson, Matching::NoGtLost] {
+            for cl in [ClassLoss::Bce, ClassLoss::focal()] {
+                let cfg = SsdConfig::lesson_189(20).with_class_loss(cl).with_matching(matching);
+                let parts = fastdet::loss::ssd::ssd_loss_per_image(
+                    &out,
+                    &bbox,
+                    &class,
+                    Some(&n_objects),
+                    224.0,
+                    &anchors,
+                    &cfg,
+                )
+                .unwrap();
+                for (i, p) in parts.iter().enumerate() {
+                    let k = counts[i];
+                    let (bb, cc) =
+                        (bbox.get(i as i64).narrow(0, n - k, k) / 224.0, class.get(i as i64).narrow(0, n - k, k));
+                    let (loc, cls) = host_ssd_1_loss(
+                        &out.class_logits.get(i as i64),
+                        &out.box_offsets.get(i as i64),
+                        &bb,
+                        &cc,
+                        &anchors,
+                        &cfg,
+                    );
+                    close1(
+                        &format!("seed {seed} {matching:?} image {i} loc"),
+                        f64::try_from(&p.loc).unwrap(),
+                        loc,
+                        1e-5,
+                    );
+                    close1(
+                        &format!("seed {seed} {matching:?} image {i} class"),
+                        f64::try_from(&p.class).unwrap(),
+                        cls,
+                        1e-5,
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// A training step's SSD loss reads nothing back from the device (on CUDA each read is a wait
+/// for the GPU): the functions on its path hold no host read and no op whose output shape
+/// depends on the data (which waits too). Read from the source, so that a read added later fails
+/// here.
+#[test]
+fn the_ssd_loss_path_makes_no_host_read() {
+    let src =
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/loss/ssd.rs")).unwrap();
+    let body = |name: &str| -> String {
+        let start = src.find(&format!("fn {name}(")).unwrap_or_else(|| panic!("no fn {name}"));
+        let rest = &src[start..];
+        let end = rest.find("\n}\n").expect("end of fn");
+        rest[..end].to_string()
+    };
+    for f in
+        ["ssd_loss", "ssd_loss_per_image", "ssd_loss_images", "batch_loss", "match_batch", "first_true", "real_rows"]
+    {
+        let b = body(f);
+        for read in ["try_from", "int64_value", "double_value", "Device::Cpu", "nonzero", "masked_select", "Vec::<"] {
+            assert!(!b.contains(read), "{f} in src/loss/ssd.rs has `{read}`: a host read on the training step's path");
+        }
+    }
 }
