@@ -45,8 +45,8 @@ def main():
         k.run("use fastdet::prelude::*;").ok()
         # Notebook 04's quick-mode data (sample, 128 px, batches of 8) and its ResNet34 learner.
         k.run(f"""let trn = Pascal::open(fastdet::data::sample_root())?.json("train")?;
-let md = ImageData::from_dataset(trn, Task::Detection.target(), tfms_from_model({args.sz}, lesson_augmentations(), CropType::No, TfmY::Coord)?, DataOpts::new(8, default_device()))?;
-let mut learn = Learner::for_task(md, Task::Detection, LearnerOpts::new(None, "../target/tmp/bench-live-models"))?;
+let md = ImageData::from_dataset(trn, Task::SingleObject.target(), tfms_from_model({args.sz}, lesson_augmentations(), CropType::No, TfmY::Coord)?, DataOpts::new(8, default_device()))?;
+let mut learn = Learner::for_task(md, Task::SingleObject, LearnerOpts::new(None, "../target/tmp/bench-live-models"))?;
 println!("{{}} training batches of 8 at {args.sz} px", learn.data.trn_dl.len());""").ok()
         k.run("learn.fit(1e-4, 1, FitOpts::default())?;").ok()  # warm-up: caches, allocator
         # Timed: the fit and the drawing of its report. Live, the report is drawn inside `fit`

@@ -36,6 +36,7 @@ fn main() {
     ];
     let (trn, _) = tfms_from_model(224, augs, CropType::No, TfmY::Coord).unwrap();
     let data = DetDataset::new(Arc::new(ds), (0..n).collect(), trn, TargetKind::AllBoxes, true).unwrap();
+    fastdet::data::keep_freed_batches();
     let dl = DataLoader::new(data, bs, true, 0, tch::Device::Cpu).unwrap();
     let mut epochs = vec![];
     for epoch in 0..n_epochs as u64 {

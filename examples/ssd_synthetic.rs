@@ -15,6 +15,7 @@ use fastdet::metrics::ApMetric;
 use std::time::Instant;
 
 fn main() -> anyhow::Result<()> {
+    fastdet::data::keep_freed_batches(); // as fastdet's main does (docs/data.md)
     let args: Vec<String> = std::env::args().collect();
     let arg = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
     let epochs: usize = arg("--epochs").map(|s| s.parse()).transpose()?.unwrap_or(9);

@@ -171,11 +171,6 @@ impl Matrix {
     pub fn row(&self, r: usize) -> &[f32] {
         &self.data[r * self.cols..(r + 1) * self.cols]
     }
-
-    /// As nested rows.
-    pub fn to_vecs(&self) -> Vec<Vec<f32>> {
-        (0..self.rows).map(|r| self.row(r).to_vec()).collect()
-    }
 }
 
 /// The lesson's `jaccard` on [`BBox`]es: the IoU matrix `[a.len(), b.len()]` with corners

@@ -95,7 +95,7 @@ pub fn read(path: &Path) -> Result<HashMap<String, Tensor>> {
     if !path.is_file() {
         return Err(Error::Io {
             path: path.into(),
-            source: std::io::Error::new(std::io::ErrorKind::NotFound, "checkpoint not found"),
+            error: std::io::Error::new(std::io::ErrorKind::NotFound, "checkpoint not found"),
         });
     }
     Ok(Tensor::read_safetensors(path)

@@ -9,7 +9,7 @@ use crate::data::synthetic::{self, SyntheticConfig};
 use crate::data::{Batch, BatchTarget, DataLoader, DataOpts, Dataset, DetDataset, ImageData, Pascal, TargetKind};
 use crate::error::{Error, Result};
 use crate::learner::{FitOpts, Learner, LearnerOpts};
-use crate::loss::ssd::{print_ssd_loss as print_loss, trace_ssd_1_loss, SsdTrace};
+use crate::loss::ssd::{print_ssd_loss, trace_ssd_1_loss, SsdTrace};
 use crate::loss::Loss;
 use crate::metrics::{evaluate, ApMetric, ApTable, Detection};
 use crate::model::ssd::{Matching, SsdConfig, SsdOutput};
@@ -49,13 +49,13 @@ fn ssd_parts<'a>(learn: &Learner, batch: &'a Batch) -> Result<(SsdConfig, f64, S
     Ok((cfg, sz, out, (bbox, class, n_objects)))
 }
 
-/// Lesson 9's `ssd_loss(batch, y, print_it=True)` on a learner's predictions for `batch`:
-/// prints each image's best-anchor overlaps and the batch's `loc` and `clas` losses, and
-/// returns them.
-pub fn print_ssd_loss(learn: &Learner, batch: &Batch) -> Result<(f64, f64)> {
+/// Lesson 9's `ssd_loss(batch, y, print_it=True)` on a learner's predictions for `batch`
+/// ([`print_ssd_loss`] on the learner's outputs): prints each image's best-anchor overlaps and
+/// the batch's `loc` and `clas` losses, and returns them.
+pub fn print_batch_loss(learn: &Learner, batch: &Batch) -> Result<(f64, f64)> {
     let (cfg, sz, out, (bbox, class, n_objects)) = ssd_parts(learn, batch)?;
     let anchors = Anchors::new(&cfg.anchors, out.class_logits.device());
-    let parts = print_loss(
+    let parts = print_ssd_loss(
         &out,
         &bbox.to_device(anchors.device()),
         &class.to_device(anchors.device()),
@@ -391,9 +391,6 @@ impl SyntheticSsd {
     /// Write the weights in fp16 to `path` (safetensors; what fastdet ships) and load them back,
     /// so that what is evaluated next is exactly what the file holds.
     pub fn ship(&mut self, path: &Path) -> Result<()> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        }
         let mut named: Vec<(String, tch::Tensor)> = self
             .learn
             .vs
@@ -402,10 +399,10 @@ impl SyntheticSsd {
             .map(|(n, t)| (n, t.detach().to_kind(tch::Kind::Half).to_device(tch::Device::Cpu)))
             .collect();
         named.sort_by(|a, b| a.0.cmp(&b.0));
-        let tmp = path.with_extension("tmp.safetensors");
-        tch::Tensor::write_safetensors(&named, &tmp)
-            .map_err(|e| Error::checkpoint(&tmp, format!("cannot save weights: {e}")))?;
-        std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
+        crate::util::write_atomic_with(path, |tmp| {
+            tch::Tensor::write_safetensors(&named, tmp)
+                .map_err(|e| Error::checkpoint(tmp, format!("cannot save weights: {e}")))
+        })?;
         self.learn.load(&path.to_string_lossy())
     }
 

@@ -1,6 +1,11 @@
 //! One error type for the crate. Every variant that comes from user data names the file, and
 //! where there is one, the image, the field or the epoch, and says what was expected and what
 //! was found.
+//!
+//! Each error says its message once: a variant that wraps another error (`Io`, `Json`, `Torch`)
+//! writes that error's message into its own and does not also return it from
+//! [`std::error::Error::source`], so a reporter that prints the chain (`anyhow`'s `{:#}`, as the
+//! command line does) does not print it twice. The wrapped error stays in the variant's field.
 
 use std::path::PathBuf;
 
@@ -10,11 +15,11 @@ pub enum Error {
     #[error("dataset folder {path} not found ({hint})")]
     MissingDataset { path: PathBuf, hint: String },
 
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {error}")]
+    Io { path: PathBuf, error: std::io::Error },
 
-    #[error("{path}: malformed JSON: {source}")]
-    Json { path: PathBuf, source: serde_json::Error },
+    #[error("{path}: malformed JSON: {error}")]
+    Json { path: PathBuf, error: serde_json::Error },
 
     #[error("{path}: malformed XML: {message}")]
     Xml { path: PathBuf, message: String },
@@ -61,15 +66,37 @@ pub enum Error {
     #[error("{0}")]
     Invalid(String),
 
-    #[error(transparent)]
-    Torch(#[from] tch::TchError),
+    /// A failure inside libtorch (or tch's own file handling).
+    #[error("{0}")]
+    Torch(tch::TchError),
+}
+
+impl From<tch::TchError> for Error {
+    fn from(e: tch::TchError) -> Self {
+        Error::Torch(e)
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// A number as a message shows it: as Rust writes it when that is short (`0.003`, `25`), in
+/// scientific notation when that would be long (`1e300`, not a 301-digit number; `1.2345678e-9`).
+pub(crate) fn num(x: f64) -> String {
+    let plain = x.to_string();
+    if plain.len() > 12 {
+        format!("{x:e}")
+    } else {
+        plain
+    }
+}
+
 impl Error {
-    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), source }
+    pub(crate) fn io(path: impl Into<PathBuf>, error: std::io::Error) -> Self {
+        Error::Io { path: path.into(), error }
+    }
+
+    pub(crate) fn json(path: impl Into<PathBuf>, error: serde_json::Error) -> Self {
+        Error::Json { path: path.into(), error }
     }
 
     pub(crate) fn checkpoint(path: impl Into<PathBuf>, problem: impl std::fmt::Display) -> Self {
@@ -84,5 +111,30 @@ impl Error {
     /// a failure inside libtorch: the command line prints these without a backtrace.
     pub fn is_user_error(&self) -> bool {
         !matches!(self, Error::Torch(_))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_in_messages_stay_short() {
+        assert_eq!(num(1e300), "1e300");
+        assert_eq!(num(-1e300), "-1e300");
+        assert_eq!(num(0.003), "0.003");
+        assert_eq!(num(25.0), "25");
+        assert_eq!(num(1.2345678e-9), "1.2345678e-9");
+        assert_eq!(num(f64::NAN), "NaN");
+        assert_eq!(num(f64::INFINITY), "inf");
+    }
+
+    #[test]
+    fn a_wrapped_error_is_said_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "gone");
+        let e = Error::io("a.json", io);
+        assert_eq!(e.to_string(), "a.json: gone");
+        assert!(std::error::Error::source(&e).is_none());
+        assert_eq!(format!("{:#}", anyhow::Error::from(e)), "a.json: gone");
     }
 }

@@ -1,8 +1,8 @@
-//! Non-maximum suppression (lesson 9, `pascal-multi.ipynb`): greedy NMS that keeps exactly
-//! what `torchvision.ops.nms` keeps, the lesson's own `nms(boxes, scores, overlap, top_k)`,
-//! per-class [`batched_nms`], and the post-processing of the lesson's `show_nmf` without the
-//! drawing ([`nms_detections`]; the picture is [`crate::show::show_nmf`]). IoU itself is in
-//! [`crate::boxes`].
+//! Non-maximum suppression (lesson 9, `pascal-multi.ipynb`), four entry points: [`nms`], greedy
+//! NMS that keeps exactly what `torchvision.ops.nms` keeps, and its per-class [`batched_nms`];
+//! the lesson's own `nms(boxes, scores, overlap, top_k)` ([`nms_lesson`]); and the
+//! post-processing of the lesson's `show_nmf` without the drawing ([`nms_detections`]; the
+//! picture is [`crate::show::show_nmf`]). IoU itself is in [`crate::boxes`].
 //!
 //! # Conventions
 //! - **Corners, no `+1`.** Boxes are 4 corners `[a1, b1, a2, b2]` with area `(a2-a1)*(b2-b1)`,
@@ -28,7 +28,7 @@
 //! cells are sized by the mean box. Boxes covering many cells, a negative threshold or
 //! non-finite coordinates fall back to a branch-free linear scan. Every candidate's IoU is
 //! computed with the same `f32` formula, so the kept set is the same as the plain loop's
-//! ([`nms_reference`], which is torchvision's kernel line by line).
+//! (torchvision's kernel line by line, `nms_reference` in `tests/it/nms.rs`).
 
 use crate::boxes::{tensor_corners, BBox};
 use crate::error::{Error, Result};
@@ -52,7 +52,7 @@ fn score_key(s: f32) -> u32 {
 }
 
 /// Indices sorted by score descending, ties by index ascending, NaN last.
-pub fn score_order(scores: &[f32]) -> Vec<usize> {
+pub(crate) fn score_order(scores: &[f32]) -> Vec<usize> {
     let mut keys: Vec<u64> =
         scores.iter().enumerate().map(|(i, &s)| ((!score_key(s) as u64) << 32) | i as u64).collect();
     keys.sort_unstable();
@@ -88,43 +88,6 @@ fn check_lengths(boxes: usize, scores: usize) -> Result<()> {
         return Err(Error::Invalid(format!("nms: {boxes} boxes is more than 2^32")));
     }
     Ok(())
-}
-
-/// torchvision's CPU kernel (`nms_kernel_impl`) line by line: sort, then for each box not yet
-/// suppressed, keep it and suppress every later box with `IoU > iou_threshold`. `O(n^2)`; the
-/// reference that [`nms`] is tested against.
-pub fn nms_reference(boxes: &[[f32; 4]], scores: &[f32], iou_threshold: f64) -> Result<Vec<usize>> {
-    check_lengths(boxes.len(), scores.len())?;
-    let order = score_order(scores);
-    let area: Vec<f32> = boxes.iter().map(|b| (b[2] - b[0]) * (b[3] - b[1])).collect();
-    let mut suppressed = vec![false; boxes.len()];
-    let mut keep = Vec::new();
-    for (pi, &i) in order.iter().enumerate() {
-        if suppressed[i] {
-            continue;
-        }
-        keep.push(i);
-        let bi = boxes[i];
-        for &j in &order[pi + 1..] {
-            if suppressed[j] {
-                continue;
-            }
-            let bj = boxes[j];
-            // std::max / std::min as C++ writes them (same as f32::max/min for non-NaN).
-            let xx1 = if bi[0] < bj[0] { bj[0] } else { bi[0] };
-            let yy1 = if bi[1] < bj[1] { bj[1] } else { bi[1] };
-            let xx2 = if bj[2] < bi[2] { bj[2] } else { bi[2] };
-            let yy2 = if bj[3] < bi[3] { bj[3] } else { bi[3] };
-            let w = if 0.0 < xx2 - xx1 { xx2 - xx1 } else { 0.0 };
-            let h = if 0.0 < yy2 - yy1 { yy2 - yy1 } else { 0.0 };
-            let inter = w * h;
-            let ovr = inter / (area[i] + area[j] - inter);
-            if ovr as f64 > iou_threshold {
-                suppressed[j] = true;
-            }
-        }
-    }
-    Ok(keep)
 }
 
 /// Boxes in score order, structure-of-arrays.
@@ -361,12 +324,6 @@ impl Grid {
     }
 }
 
-/// [`nms`] on [`BBox`]es (corners `(top, left, bottom, right)`, no `+1`).
-pub fn nms_bboxes(boxes: &[BBox], scores: &[f32], iou_threshold: f64) -> Result<Vec<usize>> {
-    let b: Vec<[f32; 4]> = boxes.iter().map(BBox::to_array).collect();
-    nms(&b, scores, iou_threshold)
-}
-
 /// Per-class NMS: boxes of different classes never suppress each other. Returns the kept
 /// indices sorted by score descending (ties by index, NaN last), like
 /// `torchvision.ops.batched_nms`.
@@ -403,19 +360,14 @@ pub fn batched_nms(boxes: &[[f32; 4]], scores: &[f32], classes: &[usize], iou_th
 // The lesson's nms and show_nmf
 // ------------------------------------------------------------------------------------------
 
-/// The lesson's `nms(boxes, scores, overlap=0.5, top_k=100)` on slices: only the `top_k`
-/// highest scores take part (the lesson cuts **before** suppressing), then greedy suppression
-/// that keeps a box only while `IoU <= overlap` (compared in `f32`, as `IoU.le(overlap)` on a
-/// float tensor does; a NaN IoU therefore suppresses), with the lesson's union
-/// `(area_j - inter) + area_i`. Ties in score: lower index first (the lesson's `scores.sort`
-/// is not stable). Returns the kept indices, best first.
-pub fn nms_topk(boxes: &[[f32; 4]], scores: &[f32], overlap: f64, top_k: usize) -> Result<Vec<usize>> {
-    check_lengths(boxes.len(), scores.len())?;
-    Ok(nms_topk_unchecked(boxes, scores, overlap, top_k))
-}
-
-/// [`nms_topk`] for slices whose lengths agree (checked by the caller).
-fn nms_topk_unchecked(boxes: &[[f32; 4]], scores: &[f32], overlap: f64, top_k: usize) -> Vec<usize> {
+/// The lesson's `nms(boxes, scores, overlap=0.5, top_k=100)` on slices whose lengths agree
+/// (checked by the caller): only the `top_k` highest scores take part (the lesson cuts
+/// **before** suppressing), then greedy suppression that keeps a box only while
+/// `IoU <= overlap` (compared in `f32`, as `IoU.le(overlap)` on a float tensor does; a NaN IoU
+/// therefore suppresses), with the lesson's union `(area_j - inter) + area_i`. Ties in score:
+/// lower index first (the lesson's `scores.sort` is not stable). Returns the kept indices, best
+/// first.
+fn nms_topk(boxes: &[[f32; 4]], scores: &[f32], overlap: f64, top_k: usize) -> Vec<usize> {
     let mut idx = score_order(scores);
     idx.truncate(top_k);
     let ov = overlap as f32;
@@ -445,12 +397,16 @@ fn nms_topk_unchecked(boxes: &[[f32; 4]], scores: &[f32], overlap: f64, top_k: u
 /// The lesson's `nms(boxes, scores, overlap, top_k)` on tensors: `boxes [N, 4]` corners,
 /// `scores [N]`; returns `(keep, count)` with `keep` an int64 tensor of length `N` whose first
 /// `count` entries are the kept indices (the rest zero), as the lesson returns them
-/// (`ids, count = nms(...); ids = ids[:count]`). See [`nms_topk`].
+/// (`ids, count = nms(...); ids = ids[:count]`). Only the `top_k` highest scores take part
+/// (the lesson cuts **before** suppressing); a box is kept while its `IoU <= overlap` with every
+/// kept box (in `f32`, as the lesson's `IoU.le(overlap)`; a NaN IoU suppresses), with the
+/// lesson's union `(area_j - inter) + area_i`; ties in score: lower index first.
 pub fn nms_lesson(boxes: &Tensor, scores: &Tensor, overlap: f64, top_k: usize) -> Result<(Tensor, usize)> {
     let n = scores.size().first().copied().unwrap_or(0);
     let b = tensor_corners(boxes)?;
     let s: Vec<f32> = Vec::try_from(scores.to_device(tch::Device::Cpu).to_kind(Kind::Float).flatten(0, -1))?;
-    let keep = nms_topk(&b, &s, overlap, top_k)?;
+    check_lengths(b.len(), s.len())?;
+    let keep = nms_topk(&b, &s, overlap, top_k);
     let mut out = vec![0i64; n.max(0) as usize];
     for (o, &k) in out.iter_mut().zip(&keep) {
         *o = k as i64;
@@ -490,7 +446,7 @@ impl Default for NmfOpts {
 /// `boxes`: `[A, 4]` predicted corners `(y1, x1, y2, x2)` in 0..1 units (`actn_to_bb`);
 /// `class_logits`: `[A, C+1]`, background last (the lesson's `b_clas[idx]`). For each class
 /// `0..C` (background skipped), scores = `sigmoid(logit)`; those `> thresh` go through
-/// [`nms_topk`]`(overlap, top_k)`. Boxes are scaled by `size` to pixels as
+/// the lesson's NMS ([`nms_lesson`]`(overlap, top_k)`). Boxes are scaled by `size` to pixels as
 /// [`BBox::from_unit_corners`]. Detections come class by class, best first within a class.
 pub fn nms_detections(boxes: &Tensor, class_logits: &Tensor, size: f32, opts: NmfOpts) -> Result<Vec<ScoredBox>> {
     let b = tensor_corners(boxes)?;
@@ -504,17 +460,11 @@ pub fn nms_detections(boxes: &Tensor, class_logits: &Tensor, size: f32, opts: Nm
     }
     let logits: Vec<f32> =
         Vec::try_from(class_logits.to_device(tch::Device::Cpu).to_kind(Kind::Float).contiguous().view([-1]))?;
-    Ok(nms_detections_slices(&b, &logits, cs[1] as usize, size, opts))
+    Ok(detections_of_slices(&b, &logits, cs[1] as usize, size, opts))
 }
 
 /// [`nms_detections`] on plain slices: `logits` row-major `[A, n_cols]` with background last.
-pub fn nms_detections_slices(
-    boxes: &[[f32; 4]],
-    logits: &[f32],
-    n_cols: usize,
-    size: f32,
-    opts: NmfOpts,
-) -> Vec<ScoredBox> {
+fn detections_of_slices(boxes: &[[f32; 4]], logits: &[f32], n_cols: usize, size: f32, opts: NmfOpts) -> Vec<ScoredBox> {
     let mut out = Vec::new();
     let (mut cb, mut cs) = (Vec::new(), Vec::new());
     for cl in 0..n_cols.saturating_sub(1) {
@@ -530,7 +480,7 @@ pub fn nms_detections_slices(
         if cs.is_empty() {
             continue;
         }
-        let keep = nms_topk_unchecked(&cb, &cs, opts.overlap, opts.top_k);
+        let keep = nms_topk(&cb, &cs, opts.overlap, opts.top_k);
         out.extend(keep.into_iter().map(|k| ScoredBox {
             bbox: BBox::from_unit_corners(cb[k], size),
             class: cl,

@@ -21,7 +21,7 @@
 //! | `get_y`                        | [`get_y`] (or the batch's `n_objects`) |
 //! | `BCE_Loss`, `FocalLoss`        | [`class_loss`] + [`ClassLoss`]         |
 //! | `ssd_1_loss`, `ssd_loss`       | [`ssd_1_loss`], [`ssd_loss`] -> [`LossParts`] |
-//! | `ssd_loss(batch, y, True)`     | [`print_ssd_loss`]                     |
+//! | `ssd_loss(batch, y, True)`     | [`print_ssd_loss`]; on a learner, [`crate::detect::print_batch_loss`] |
 //! | the "Testing" cells            | [`trace_ssd_1_loss`] -> [`SsdTrace`]   |
 //! | `nms`                          | [`nms_lesson`]                         |
 //! | `plot_results`, `torch_gt` grids | [`SsdOutput::decode`], [`crate::show::show_results`] |

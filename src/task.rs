@@ -14,9 +14,11 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Task {
-    /// Box and class of the largest object (lesson 8): the detection head, `detn_loss`,
-    /// metrics `detn_acc`, `detn_l1`.
-    Detection,
+    /// Box and class of the largest object (lesson 8's single-object detection): the detection
+    /// head, `detn_loss`, metrics `detn_acc`, `detn_l1`. `"single_object"` in a config; the older
+    /// `"detection"` still reads. (A [`crate::metrics::Detection`] is one detected box.)
+    #[serde(rename = "single_object", alias = "detection")]
+    SingleObject,
     /// Class of the largest object (lesson 8): fastai's default head, cross-entropy, accuracy.
     Classifier,
     /// Box of the largest object (lesson 8): `head_reg4`, L1 loss.
@@ -47,7 +49,7 @@ impl Task {
     /// The dependent variable the data must hold.
     pub fn target(self) -> TargetKind {
         match self {
-            Task::Detection => TargetKind::BoxClass,
+            Task::SingleObject => TargetKind::BoxClass,
             Task::Classifier => TargetKind::LargestClass,
             Task::Regression => TargetKind::LargestBox,
             Task::Multilabel => TargetKind::MultiLabel,
@@ -59,7 +61,7 @@ impl Task {
     pub fn parts(self, n_classes: i64, sz: u32) -> TaskParts {
         let szf = sz as f64;
         let (head, loss, metrics) = match self {
-            Task::Detection => {
+            Task::SingleObject => {
                 (HeadKind::detection(n_classes), Loss::detn(szf), vec![Metric::DetnAcc, Metric::DetnL1 { sz: szf }])
             }
             Task::Classifier => (HeadKind::classifier(n_classes), Loss::CrossEntropy, vec![Metric::Accuracy]),

@@ -28,8 +28,8 @@ CELLS = [
     f':dep fastdet = {{ path = "{ROOT}" }}',
     "use fastdet::prelude::*;",
     """let trn = Pascal::open(fastdet::data::sample_root())?.json("train")?;
-let md = ImageData::from_dataset(trn, Task::Detection.target(), tfms_from_model(32, vec![], CropType::No, TfmY::Coord)?, DataOpts::new(8, default_device()))?;
-let mut learn = Learner::for_task(md, Task::Detection, LearnerOpts::new(None, "models").arch(Arch::ResNet18))?;""",
+let md = ImageData::from_dataset(trn, Task::SingleObject.target(), tfms_from_model(32, vec![], CropType::No, TfmY::Coord)?, DataOpts::new(8, default_device()))?;
+let mut learn = Learner::for_task(md, Task::SingleObject, LearnerOpts::new(None, "models").arch(Arch::ResNet18))?;""",
     # About 10 s on 2 cores: the live output is redrawn every 2 s and at epoch ends (at most
     # one redraw per 0.5 s).
     "learn.fit(1e-3, 60, FitOpts::default())?",

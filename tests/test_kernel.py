@@ -134,7 +134,7 @@ def test_first_cells_and_drawing_cells_in_a_warm_kernel():
 
 
 SETUP = """let trn = Pascal::open(fastdet::data::sample_root())?.json("train")?;
-let md = ImageData::from_dataset(trn, Task::Detection.target(), tfms_from_model(32, vec![], CropType::No, TfmY::Coord)?, DataOpts::new(8, default_device()))?;"""
+let md = ImageData::from_dataset(trn, Task::SingleObject.target(), tfms_from_model(32, vec![], CropType::No, TfmY::Coord)?, DataOpts::new(8, default_device()))?;"""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -146,7 +146,7 @@ def test_fit_updates_one_output_in_place_and_ends_as_the_report(tmp_path):
         k.run(DEP).ok()
         k.run(PRELUDE).ok()
         k.run(SETUP).ok()
-        k.run(f'let mut learn = Learner::for_task(md.clone(), Task::Detection, LearnerOpts::new(None, "{tmp_path}").arch(Arch::ResNet18))?;').ok()
+        k.run(f'let mut learn = Learner::for_task(md.clone(), Task::SingleObject, LearnerOpts::new(None, "{tmp_path}").arch(Arch::ResNet18))?;').ok()
         fit = k.run("learn.fit(1e-3, 30, FitOpts::default())?").ok()
         shown = [m for m in fit.messages if m[1] == "display_data"]
         assert len(shown) == 1 and shown[0][2], f"one live output with a display_id: {fit.messages}"
@@ -233,7 +233,7 @@ def test_stop_button_keeps_the_learner_and_restart_restores_it(tmp_path):
         k.run(DEP).ok()
         k.run(PRELUDE).ok()
         k.run(SETUP).ok()
-        k.run(f'let mut learn = Learner::for_task(md.clone(), Task::Detection, LearnerOpts::new(None, "{models}").arch(Arch::ResNet18))?;').ok()
+        k.run(f'let mut learn = Learner::for_task(md.clone(), Task::SingleObject, LearnerOpts::new(None, "{models}").arch(Arch::ResNet18))?;').ok()
         # A long fit, stopped with Jupyter's interrupt once two epochs are done.
         rows = lambda text: len(re.findall(r"^\s+\d+\s+[\d.]+\s+[\d.]+", text, re.M))
         t0 = time.time()

@@ -178,7 +178,7 @@ def test_the_synthetic_box_regressor_learns_on_the_cpu(executed):
 
 @pytest.mark.parametrize("name,task,minimum", [
     ("03_largest_object.ipynb", "Task::Classifier, LearnerOpts::new(body", 0.8),  # accuracy
-    ("04_single_object_detection.ipynb", "Task::Detection, LearnerOpts::new(body", 0.75),  # detn_acc
+    ("04_single_object_detection.ipynb", "Task::SingleObject, LearnerOpts::new(body", 0.75),  # detn_acc
     ("05_multilabel.ipynb", "Task::Multilabel, LearnerOpts::new(body", 0.8),  # accuracy_thresh
 ])
 def test_shape_models_learn_from_the_synthetic_ssds_body(executed, name, task, minimum):

@@ -183,6 +183,8 @@ fn write_report(
 /// Errors print their message alone (no backtrace, even with `RUST_BACKTRACE=1`): they name the
 /// file and the problem; a failure inside libtorch adds the backtrace when one was captured.
 fn main() -> std::process::ExitCode {
+    // A program that trains and evaluates: malloc keeps freed batches (docs/data.md).
+    fastdet::data::keep_freed_batches();
     match run(Cli::parse()) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

@@ -41,7 +41,7 @@ struct JsonCategory {
 
 pub(super) fn load(path: &Path, image_dir: &Path) -> Result<Dataset> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    let file: File = serde_json::from_str(&text).map_err(|source| Error::Json { path: path.into(), source })?;
+    let file: File = serde_json::from_str(&text).map_err(|e| Error::json(path, e))?;
     let bad = |image: String, problem: String| Error::Annotation { path: path.into(), image, problem };
 
     // Classes in category-id order; for the lesson's JSON that is VOC_CLASSES, ids 1..=20.
@@ -159,6 +159,6 @@ pub(super) fn save(ds: &Dataset, path: &Path) -> Result<()> {
         .map(|(i, name)| json!({"supercategory": "none", "id": i + 1, "name": name}))
         .collect();
     let file = json!({"images": images, "type": "instances", "annotations": annotations, "categories": categories});
-    let text = serde_json::to_string(&file).map_err(|source| Error::Json { path: path.into(), source })?;
+    let text = serde_json::to_string(&file).map_err(|e| Error::json(path, e))?;
     crate::util::write_atomic(path, text.as_bytes())
 }

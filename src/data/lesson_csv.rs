@@ -5,7 +5,7 @@ use crate::error::{Error, Result};
 use std::path::Path;
 
 fn write(path: &Path, header: [&str; 2], rows: impl Iterator<Item = (String, String)>) -> Result<()> {
-    let fail = |e: csv::Error| Error::Io { path: path.into(), source: e.into() };
+    let fail = |e: csv::Error| Error::io(path, e.into());
     let mut w = csv::Writer::from_path(path).map_err(fail)?;
     w.write_record(header).map_err(fail)?;
     for (a, b) in rows {

@@ -358,7 +358,6 @@ impl DataLoader {
         if bs == 0 {
             return Err(Error::Invalid("DataLoader: batch size bs must be at least 1".into()));
         }
-        keep_freed_batches();
         Ok(Self { dataset, bs, shuffle, seed, device, prefetch: 2 })
     }
 
@@ -501,7 +500,10 @@ fn make_batch(
 }
 
 /// Let glibc's malloc keep freed batches for the next ones instead of returning them to the
-/// system (once per process; `FASTDET_MALLOC=default` leaves malloc alone).
+/// system: a setting of the whole process, so the program chooses it, once, before training
+/// (`fastdet`'s `main`, the notebooks' first cell, the loader benchmark and `ssd_synthetic`);
+/// building a [`DataLoader`] leaves malloc alone. Later calls do nothing, and so does every call
+/// with `FASTDET_MALLOC=default` or off glibc.
 ///
 /// A batch of 64 at 224 is 38 MB of floats, over glibc's largest `mmap` threshold (32 MB), so by
 /// default every batch is a fresh `mmap`: 9,400 page faults, each zeroing and charging a page,
@@ -509,7 +511,7 @@ fn make_batch(
 /// 512 MB, the next batch reuses the last one's memory: measured here, the loader from its
 /// cache went from about 2,100 to 2,300-3,800 images/s on two cores, and from JPEG from about
 /// 700 to 900. The cost: up to 512 MB of freed memory stays with the process.
-fn keep_freed_batches() {
+pub fn keep_freed_batches() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         if std::env::var("FASTDET_MALLOC").is_ok_and(|v| v == "default") {

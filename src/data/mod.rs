@@ -28,7 +28,8 @@ mod voc;
 
 pub use image_io::{decode_for_warp, decode_jpeg, decode_jpeg_reduced, decode_scaled, open_image};
 pub use loader::{
-    collate, Batch, BatchTarget, DataLoader, DataOpts, DetDataset, ImageData, Sample, Target, TargetKind,
+    collate, keep_freed_batches, Batch, BatchTarget, DataLoader, DataOpts, DetDataset, ImageData, Sample, Target,
+    TargetKind,
 };
 pub use split::get_cv_idxs;
 
@@ -367,13 +368,6 @@ pub fn sample_root() -> PathBuf {
         Some(p) => PathBuf::from(p),
         None => crate::util::crate_root().join("data").join("coco128-voc"),
     }
-}
-
-/// Whether the notebooks run on the bundled 52-image sample ([`default_root`] is
-/// [`sample_root`]), not on VOC2007.
-pub fn on_sample() -> bool {
-    let canon = |p: PathBuf| std::fs::canonicalize(&p).unwrap_or(p);
-    canon(default_root()) == canon(sample_root())
 }
 
 /// `$FASTDET_DATA` if set, else this crate's `data/pascal` if it exists, else [`sample_root`].

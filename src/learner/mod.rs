@@ -13,8 +13,8 @@
 //! - [`Learner::freeze_to`] / [`Learner::unfreeze`]: frozen groups get no gradient and their
 //!   BatchNorm layers stay in eval mode; a new learner is frozen up to the head;
 //! - [`Learner::lr_find`] restores the weights afterwards and suggests learning rates;
-//! - [`Learner::save`] / [`Learner::load`] (atomic: temp file + rename), [`Learner::predict`],
-//!   [`Learner::summary`].
+//! - [`Learner::save`] / [`Learner::load`] (atomic: a synced temporary file renamed over the
+//!   old one), [`Learner::predict`], [`Learner::summary`].
 //!
 //! A NaN or infinite loss or validation number stops training with an error naming the epoch
 //! (and batch); the weights are put back to what they were at the start of that epoch.
@@ -414,10 +414,7 @@ impl Learner {
     /// Save every variable to `models/<name>.safetensors`, atomically.
     pub fn save(&self, name: &str) -> Result<PathBuf> {
         let path = self.path_of(name);
-        std::fs::create_dir_all(&self.models_dir).map_err(|e| Error::io(&self.models_dir, e))?;
-        let tmp = self.models_dir.join(format!(".{name}.{}.tmp.safetensors", std::process::id()));
-        crate::checkpoint::write(&tmp, &self.vs, &self.spec())?;
-        std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
+        crate::util::write_atomic_with(&path, |tmp| crate::checkpoint::write(tmp, &self.vs, &self.spec()))?;
         Ok(path)
     }
 

@@ -2,7 +2,7 @@
 //! group), [`FitOpts`] (`cycle_len`, `cycle_mult`, `use_clr`) with their one check, and
 //! [`Schedule`], the multiplier of each iteration (SGDR cosine annealing, triangular CLR).
 
-use crate::error::{Error, Result};
+use crate::error::{num, Error, Result};
 use crate::model::N_GROUPS;
 
 /// Learning rates: one for every group, or one per layer group (`[lr/100, lr/10, lr]`).
@@ -25,10 +25,21 @@ impl<const N: usize> From<[f64; N]> for Lrs {
     }
 }
 
+/// Whether `lr` can be a learning rate: a number from 0 to `f32::MAX` (the optimiser's
+/// precision); else what is wrong with it. The one check of `fit` and of `fastdet train`'s
+/// configs.
+pub(crate) fn check_lr(lr: f64) -> std::result::Result<(), String> {
+    if lr.is_finite() && (0.0..=f32::MAX as f64).contains(&lr) {
+        Ok(())
+    } else {
+        Err(format!("learning rate {} is not a number from 0 to {:e} (f32's largest)", num(lr), f32::MAX))
+    }
+}
+
 impl Lrs {
     pub(crate) fn per_group(&self) -> Result<Vec<f64>> {
-        if let Some(bad) = self.0.iter().find(|l| !(l.is_finite() && **l >= 0.0 && **l <= f32::MAX as f64)) {
-            return Err(Error::Invalid(format!("learning rate {bad} is not a finite non-negative number")));
+        for &lr in &self.0 {
+            check_lr(lr).map_err(Error::Invalid)?;
         }
         match self.0.len() {
             1 => Ok(vec![self.0[0]; N_GROUPS]),
@@ -94,7 +105,7 @@ impl FitOpts {
                 return Err(("cycle_mult", "has no effect with use_clr (fastai ignores it): leave one out".into()));
             }
             if !(div.is_finite() && div >= 1.0) {
-                return Err(("use_clr", format!("div {div} must be a number >= 1")));
+                return Err(("use_clr", format!("div {} must be a number >= 1", num(div))));
             }
             if cut == 0 {
                 return Err(("use_clr", "cut must be at least 1".into()));
@@ -192,5 +203,21 @@ impl Schedule {
                 (1.0 + pct * (*div - 1.0)) / *div
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn learning_rates_beyond_f32_are_refused_in_few_digits() {
+        assert!(Lrs::from(1e-3).per_group().is_ok());
+        let e = Lrs::from(1e300).per_group().unwrap_err().to_string();
+        assert_eq!(e, "learning rate 1e300 is not a number from 0 to 3.4028235e38 (f32's largest)");
+        let e = Lrs::from(vec![1e-3, -2.0, 1e-2]).per_group().unwrap_err().to_string();
+        assert!(e.starts_with("learning rate -2 is not"), "{e}");
+        let (field, e) = FitOpts::clr(1, -1e300, 5).validate(1, None).unwrap_err();
+        assert_eq!((field, e.as_str()), ("use_clr", "div -1e300 must be a number >= 1"));
     }
 }

@@ -100,12 +100,10 @@ impl Learner {
     /// Write the state after an epoch to `models_dir/last` (see the module docs).
     pub(crate) fn write_last(&self, fit: Option<&FitInProgress>) -> Result<PathBuf> {
         let dir = self.models_dir.join(LAST_DIR);
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         let weights = format!("weights-{}.safetensors", self.epochs_done);
-        // The extension says the format (safetensors), so it stays last.
-        let tmp = dir.join(format!(".tmp-{}-{weights}", std::process::id()));
-        crate::checkpoint::write(&tmp, &self.vs, &self.spec())?;
-        std::fs::rename(&tmp, dir.join(&weights)).map_err(|e| Error::io(dir.join(&weights), e))?;
+        crate::util::write_atomic_with(&dir.join(&weights), |tmp| {
+            crate::checkpoint::write(tmp, &self.vs, &self.spec())
+        })?;
         let parts = self.parts();
         let state = LastState {
             version: STATE_VERSION,
@@ -123,8 +121,7 @@ impl Learner {
             fit: fit.cloned(),
         };
         let path = dir.join(STATE_FILE);
-        let mut text =
-            serde_json::to_string_pretty(&state).map_err(|source| Error::Json { path: path.clone(), source })?;
+        let mut text = serde_json::to_string_pretty(&state).map_err(|e| Error::json(&path, e))?;
         text.push('\n');
         crate::util::write_atomic(&path, text.as_bytes())?;
         // Older weights are no longer named by state.json.
@@ -146,8 +143,7 @@ impl Learner {
         let dir = models_dir.join(LAST_DIR);
         let path = dir.join(STATE_FILE);
         let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-        let state: LastState =
-            serde_json::from_str(&text).map_err(|source| Error::Json { path: path.clone(), source })?;
+        let state: LastState = serde_json::from_str(&text).map_err(|e| Error::json(&path, e))?;
         let bad = |problem: String| Error::checkpoint(&path, problem);
         if state.version != STATE_VERSION {
             return Err(bad(format!("state version {} (this fastdet reads {STATE_VERSION})", state.version)));

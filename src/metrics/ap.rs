@@ -169,13 +169,6 @@ impl fmt::Display for ApTable {
     }
 }
 
-impl ApTable {
-    /// AP of a class by name.
-    pub fn ap_of(&self, name: &str) -> Option<f64> {
-        self.classes.iter().find(|c| c.name == name).and_then(|c| c.ap)
-    }
-}
-
 /// Check every detection's image id and class against the dataset; the image index of each.
 fn image_indices(ds: &Dataset, dets: &[Detection]) -> Result<Vec<usize>> {
     let index: HashMap<u64, usize> = ds.images.iter().enumerate().map(|(i, r)| (r.id, i)).collect();
@@ -521,8 +514,7 @@ struct CocoResult {
 pub fn load_coco_results(path: impl AsRef<Path>, ds: &Dataset) -> Result<Vec<Detection>> {
     let path = path.as_ref();
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    let res: Vec<CocoResult> =
-        serde_json::from_str(&text).map_err(|source| Error::Json { path: path.into(), source })?;
+    let res: Vec<CocoResult> = serde_json::from_str(&text).map_err(|e| Error::json(path, e))?;
     let ids: std::collections::HashSet<u64> = ds.images.iter().map(|r| r.id).collect();
     res.into_iter()
         .enumerate()
@@ -555,6 +547,6 @@ pub fn save_coco_results(path: impl AsRef<Path>, dets: &[Detection]) -> Result<(
         .iter()
         .map(|d| serde_json::json!({"image_id": d.image_id, "category_id": d.class + 1, "bbox": d.bbox.to_xywh(), "score": d.score}))
         .collect();
-    let text = serde_json::to_string(&v).map_err(|source| Error::Json { path: path.into(), source })?;
-    std::fs::write(path, text).map_err(|e| Error::io(path, e))
+    let text = serde_json::to_string(&v).map_err(|e| Error::json(path, e))?;
+    crate::util::write_atomic(path, text.as_bytes())
 }

@@ -216,7 +216,7 @@ pub fn read_state_dict(path: &Path) -> Result<Vec<(String, Tensor)>> {
     if !path.is_file() {
         return Err(Error::Io {
             path: path.into(),
-            source: std::io::Error::new(std::io::ErrorKind::NotFound, "weights file not found"),
+            error: std::io::Error::new(std::io::ErrorKind::NotFound, "weights file not found"),
         });
     }
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");

@@ -338,7 +338,7 @@ pub fn show_detections(ds: &Dataset, i: usize, dets: &[Detection]) -> Result<Fig
 
 /// [`show_detections`] for every image of `ds`, saved as `<dir>/<image file stem>.png`.
 pub fn save_detections(ds: &Dataset, dets: &[Detection], dir: &Path) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|e| crate::Error::Io { path: dir.into(), source: e })?;
+    std::fs::create_dir_all(dir).map_err(|e| crate::Error::io(dir, e))?;
     for (i, rec) in ds.images.iter().enumerate() {
         let stem = Path::new(&rec.file_name)
             .file_stem()
@@ -592,12 +592,6 @@ impl LrFind {
         let mut fig = Figure::grid(1, 1, 560, 360)?;
         fig.ax(0).line_plot_marked(lrs, losses, "learning rate (log scale)", "loss", true, &marks);
         Ok(fig)
-    }
-
-    /// The plot without the first `n_skip` and last `n_skip_end` points (fastai's
-    /// `sched.plot(n_skip, n_skip_end)`).
-    pub fn plot_skip(&self, n_skip: usize, n_skip_end: usize) -> Result<Figure> {
-        self.with_skip(n_skip, n_skip_end).plot()
     }
 
     /// In a notebook: [`LrFind::plot`]; in fastdet's kernel, where the run's live output has

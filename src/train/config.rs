@@ -3,6 +3,7 @@
 
 use crate::data::{DataOpts, ImageData, Pascal};
 use crate::error::{Error, Result};
+use crate::learner::schedule::check_lr;
 use crate::learner::{FitOpts, Learner, LearnerOpts};
 use crate::model::ssd::{ClassLoss, Matching};
 use crate::model::{Arch, N_GROUPS};
@@ -167,7 +168,7 @@ impl std::fmt::Display for Stage {
 /// `fit(lr, 1, cycle_len=3, use_clr=(32,5))`; `freeze_to(-2)`, `fit(lrs/5, 1, cycle_len=5,
 /// use_clr=(32,10))`; `unfreeze()`, `fit(lrs/10, 1, cycle_len=10, use_clr=(32,10))`.
 pub fn lesson_stages() -> Vec<Stage> {
-    task_stages(Task::Detection)
+    task_stages(Task::SingleObject)
 }
 
 /// Each task's stages as its lesson runs them (`pascal.ipynb`, `pascal-multi.ipynb`):
@@ -176,7 +177,7 @@ pub fn lesson_stages() -> Vec<Stage> {
 /// - regression (`head_reg4`): `lr = 2e-3`, `fit(lr, 2, cycle_len=1, cycle_mult=2)`;
 ///   `freeze_to(-2)`, `fit(lrs, 2, cycle_len=1, cycle_mult=2)`; `freeze_to(-3)`, `fit(lrs, 1,
 ///   cycle_len=2)` with `lrs = [lr/100, lr/10, lr]`;
-/// - detection: [`lesson_stages`]'s;
+/// - single_object: [`lesson_stages`]'s;
 /// - multilabel: `lr = 2e-2`, `fit(lr, 1, cycle_len=3, use_clr=(32,5))`; `freeze_to(-2)`,
 ///   `fit(lrs/10, 1, cycle_len=5, use_clr=(32,5))` with `lrs = [lr/100, lr/10, lr]`;
 /// - ssd (189 anchors): `lr = 1e-2`, `fit(lrs, 1, cycle_len=4, use_clr=(20,8))`;
@@ -207,7 +208,7 @@ pub fn task_stages(task: Task) -> Vec<Stage> {
             fit(fr(-2), lrs(2e-3, [100.0, 10.0, 1.0], 1.0), 2, 1, Some(2), None),
             fit(fr(-3), lrs(2e-3, [100.0, 10.0, 1.0], 1.0), 1, 2, None, None),
         ],
-        Task::Detection => vec![
+        Task::SingleObject => vec![
             fit(None, vec![1e-2], 1, 3, None, Some((32.0, 5))),
             fit(fr(-2), lrs(1e-2, [100.0, 10.0, 1.0], 5.0), 1, 5, None, Some((32.0, 10))),
             fit(Some(FreezeTo::Unfreeze), lrs(1e-2, [100.0, 10.0, 1.0], 10.0), 1, 10, None, Some((32.0, 10))),
@@ -278,7 +279,7 @@ impl Default for TrainConfig {
             data: None,
             split: "train".into(),
             format: DataFormat::Json,
-            task: Task::Detection,
+            task: Task::SingleObject,
             arch: Arch::ResNet34,
             weights: None,
             sz: 224,
@@ -305,7 +306,7 @@ impl TrainConfig {
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let mut config = Self::from_json_str(&text).map_err(|source| Error::Json { path: path.into(), source })?;
+        let mut config = Self::from_json_str(&text).map_err(|e| Error::json(path, e))?;
         config.source = Some(path.to_path_buf());
         config.validate()?;
         Ok(config)
@@ -379,8 +380,8 @@ impl TrainConfig {
                     ),
                 ));
             }
-            if let Some(bad) = s.lrs.iter().find(|l| !(l.is_finite() && **l >= 0.0)) {
-                return Err(self.invalid(&field("lrs"), format!("{bad} is not a finite non-negative learning rate")));
+            if let Some(problem) = s.lrs.iter().find_map(|&l| check_lr(l).err()) {
+                return Err(self.invalid(&field("lrs"), problem));
             }
             s.opts().validate(s.n_cycle, None).map_err(|(name, problem)| self.invalid(&field(name), problem))?;
             if let Some(FreezeTo::Group(n)) = s.freeze_to {

@@ -79,7 +79,7 @@ pub struct RunProgress {
 impl RunProgress {
     pub fn read(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        serde_json::from_str(&text).map_err(|source| Error::Json { path: path.into(), source })
+        serde_json::from_str(&text).map_err(|e| Error::json(path, e))
     }
 
     /// The epoch table, as the learner prints it, with a stage column.
@@ -98,13 +98,14 @@ pub fn default_run_dir(config_path: &Path) -> PathBuf {
 pub const CONFIG_FILE: &str = "config.json";
 pub const PROGRESS_FILE: &str = "progress.json";
 
-/// The checkpoint name of stage `k` (1-based), for [`Learner::save`]/[`Learner::load`].
+/// The checkpoint name of stage `k` (1-based), for [`crate::learner::Learner::save`] and
+/// [`load`](crate::learner::Learner::load).
 pub fn checkpoint_name(stage: usize) -> String {
     format!("stage-{stage}")
 }
 
 pub(crate) fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
-    let mut text = serde_json::to_string_pretty(value).map_err(|source| Error::Json { path: path.into(), source })?;
+    let mut text = serde_json::to_string_pretty(value).map_err(|e| Error::json(path, e))?;
     text.push('\n');
     crate::util::write_atomic(path, text.as_bytes())
 }

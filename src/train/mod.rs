@@ -6,26 +6,36 @@
 //!   written atomically;
 //! - [`run`](mod@run): the orchestrator ([`Trainer`]) that trains the stages one by one.
 //!
-//! A config ([`TrainConfig`]) names the data, the task (the lesson's single-object detector,
-//! largest-object classifier or box regressor), the model, the transforms and a list of fit
-//! [`Stage`]s; every field has the lesson's default, so `{}` is lesson 8's detector. A run
-//! directory holds:
+//! A config ([`TrainConfig`]) names the data, the task (any [`crate::task::Task`]: lesson 8's
+//! `single_object` detector, largest-object `classifier` or box `regression`, lesson 9's
+//! `multilabel`, `ssd` or `ssd_focal`), the model, the transforms and a list of fit [`Stage`]s;
+//! every field has the lesson's default, so `{}` is lesson 8's single-object detector, and a
+//! config without `stages` gets its task's lesson schedule ([`task_stages`]). A run directory
+//! holds:
 //!
 //! ```text
-//! <run dir>/config.json              the resolved config (every default filled in)
+//! <run dir>/config.json              the resolved config (the data folder made explicit)
 //! <run dir>/stage-<k>.safetensors    the weights after stage k (1-based)
-//! <run dir>/progress.json            the completed stages and the epoch table so far
+//! <run dir>/progress.json            the completed stages (with each one's epoch count) and
+//!                                    the epoch table so far
+//! <run dir>/last/                    the learner's state after its latest epoch, within a
+//!                                    stage (weights-<n>.safetensors, state.json), as every
+//!                                    fit writes it to its models_dir; --resume does not read it
 //! ```
 //!
-//! Every file is written atomically (a temporary file, then a rename), checkpoint before
-//! progress, so an interrupted run leaves at worst a stage to redo. [`run`] with `resume`
-//! checks that the config is the run's (apart from `comment` and `device`), loads the last
-//! stage's checkpoint, restores the freezing of the completed stages and trains the rest.
+//! Every file is written atomically (`util::write_atomic`: a temporary file, synced, then
+//! renamed), checkpoint before progress, so an interrupted run leaves at worst a stage to redo.
+//! [`run`](fn@run) with `resume` checks that the config is the run's (every field but
+//! `comment`, `device` and `amp`, which take the new config's values), loads the last completed
+//! stage's checkpoint, restores the freezing and class loss of the completed stages and the
+//! epoch count, and trains the remaining stages; a stage cut short starts again from its
+//! beginning.
 //!
-//! What a resumed run does not reproduce exactly: the optimiser is fresh at every stage anyway
-//! (fastai builds one per `fit`), but the loader's epoch counter (which seeds the shuffle and
-//! the augmentations), the smoothed-loss state and the dropout RNG start again, so the
-//! remaining stages see other (equally random) batches than an uninterrupted run.
+//! What a resumed run reproduces: the optimiser is fresh at every stage anyway (fastai builds
+//! one per `fit`) and so is the smoothed loss; the epoch count (which seeds the loader's shuffle
+//! and augmentations) continues from `progress.json`, so the remaining stages see the batches
+//! an uninterrupted run would have. What it does not: libtorch's random state (dropout) starts
+//! again, so the weights differ from an uninterrupted run's within the randomness of training.
 
 pub mod config;
 pub mod folder;

@@ -333,6 +333,27 @@ fn malformed_json() {
     assert_mentions(&e.to_string(), &["malformed", "pascal_train2007.json"]);
 }
 
+/// A wrapped error says its source's message once, in `Display` and in a reporter that prints the
+/// chain (`anyhow`'s `{:#}`, as the command line does).
+#[test]
+fn wrapped_errors_say_their_message_once() {
+    let f = Fixture::new();
+    let once = |e: Error, part: &str, whole: String| {
+        let shown = e.to_string();
+        assert_eq!(shown, whole);
+        assert_eq!(shown.matches(part).count(), 1, "{shown}");
+        assert_eq!(format!("{:#}", anyhow::Error::from(e)), whole);
+    };
+    let e = f.pascal().json("train").unwrap_err();
+    let not_found = "No such file or directory (os error 2)";
+    once(e, not_found, format!("{}: {not_found}", s(&f.json_path())));
+
+    std::fs::write(f.json_path(), r#"{"images": [], "categories": []}"#).unwrap();
+    let e = f.pascal().json("train").unwrap_err();
+    let missing = "missing field `annotations` at line 1 column 32";
+    once(e, missing, format!("{}: malformed JSON: {missing}", s(&f.json_path())));
+}
+
 #[test]
 fn malformed_xml() {
     let f = Fixture::new();

@@ -11,7 +11,7 @@ use fastdet::transforms::{tfms_from_model, CropType, TfmY};
 use tch::Device;
 
 const TASKS: [Task; 6] =
-    [Task::Classifier, Task::Regression, Task::Detection, Task::Multilabel, Task::Ssd, Task::SsdFocal];
+    [Task::Classifier, Task::Regression, Task::SingleObject, Task::Multilabel, Task::Ssd, Task::SsdFocal];
 
 fn learner(task: Task, crop: CropType, dir: &std::path::Path) -> Learner {
     let trn = Pascal::open(sample_root()).unwrap().json("train").unwrap();
@@ -58,7 +58,7 @@ fn what_each_task_predicts_for_one_image_reads_as_its_task() {
                 assert!(m.spec.classes.contains(class) && *prob > 0.0 && *prob <= 1.0)
             }
             (Task::Regression, Prediction::Box { bbox }) => assert!(inside(bbox)),
-            (Task::Detection, Prediction::ClassBox { bbox, .. }) => {
+            (Task::SingleObject, Prediction::ClassBox { bbox, .. }) => {
                 // sigmoid * sz, scaled to the image: inside it.
                 assert!(
                     bbox.top >= 0.0 && bbox.left >= 0.0 && bbox.bottom <= h as f32 && bbox.right <= w as f32,

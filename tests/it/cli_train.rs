@@ -164,6 +164,24 @@ fn bad_configs_name_the_file_and_the_field() {
     let e = TrainConfig::from_file(&p).unwrap_err().to_string();
     assert!(e.contains("lrs.json") && e.contains("stages[1].lrs") && e.contains("2 learning rates"), "{e}");
 
+    // The command line says a wrapped error's message once, and a learning rate beyond f32 briefly.
+    let p = write("bogus.json", r#"{"task": "bogus"}"#);
+    let e = cli_error(&["train", "--config", &p.to_string_lossy()]);
+    assert_eq!(e.matches("unknown variant `bogus`").count(), 1, "{e}");
+    assert!(
+        e.starts_with(&format!("error: {}: malformed JSON: unknown variant `bogus`, expected one of", p.display())),
+        "{e}"
+    );
+    let p = write("huge.json", r#"{"stages": [{"lrs": [1e300]}]}"#);
+    let e = TrainConfig::from_file(&p).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        format!(
+            "{}: stages[0].lrs: learning rate 1e300 is not a number from 0 to 3.4028235e38 (f32's largest)",
+            p.display()
+        )
+    );
+
     let p = write("arch.json", r#"{"arch": "vgg16"}"#);
     let e = TrainConfig::from_file(&p).unwrap_err().to_string();
     assert!(e.contains("arch.json") && e.contains("vgg16") && e.contains("resnet34"), "{e}");
@@ -198,6 +216,10 @@ fn example_configs_parse_and_the_lesson_one_is_the_default_schedule() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/configs");
     let quick = TrainConfig::from_file(root.join("detector_quick.json")).unwrap();
     assert_eq!((quick.sz, quick.bs, quick.stages.len()), (64, 8, 2));
+    // The task's older name still reads (run folders saved before the rename).
+    let old = TrainConfig::from_json_str(r#"{"task": "detection"}"#).unwrap();
+    assert_eq!(old.task, fastdet::task::Task::SingleObject);
+    assert_eq!(serde_json::to_value(old.task).unwrap(), "single_object");
     // The lesson's config names weights that may not be downloaded: parse without checking files.
     let lesson =
         TrainConfig::from_json_str(&std::fs::read_to_string(root.join("detector_lesson.json")).unwrap()).unwrap();
@@ -254,7 +276,7 @@ fn ssd_run_predicts_and_evaluates() {
         .all(|id| html.contains(&format!("<section id=\"{id}\">"))));
     // A run of another task cannot predict boxes.
     let mut det = cfg.clone();
-    det.task = fastdet::task::Task::Detection;
+    det.task = fastdet::task::Task::SingleObject;
     let run2 = dir.path().join("run2");
     det.stages.truncate(1);
     fastdet::train::run(&det, &run2, false).unwrap();
@@ -274,6 +296,13 @@ fn help_describes_each_command() {
     };
     assert!(line("predict").contains("What a checkpoint of any task says about images"), "{text}");
     assert!(line("train").contains("Train the stages of a JSON config"), "{text}");
+}
+
+/// What `fastdet args...` prints on stderr when it fails.
+fn cli_error(args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fastdet")).args(args).output().unwrap();
+    assert!(!out.status.success(), "fastdet {args:?} succeeded");
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// A user's mistake gets its message alone, even with RUST_BACKTRACE=1 in the environment.

@@ -16,9 +16,9 @@ fn learner(sz: u32, bs: usize) -> (std::sync::MutexGuard<'static, ()>, Learner) 
     tch::manual_seed(0);
     let trn = Pascal::open(sample_root()).unwrap().json("train").unwrap();
     let tfms = tfms_from_model(sz, vec![], CropType::No, TfmY::Coord).unwrap();
-    let data = ImageData::from_dataset(trn, Task::Detection.target(), tfms, DataOpts::new(bs, Device::Cpu)).unwrap();
+    let data = ImageData::from_dataset(trn, Task::SingleObject.target(), tfms, DataOpts::new(bs, Device::Cpu)).unwrap();
     let opts = LearnerOpts { arch: Arch::ResNet18, weights: None, models_dir: tempfile::tempdir().unwrap().keep() };
-    (guard, Learner::for_task(data, Task::Detection, opts).unwrap())
+    (guard, Learner::for_task(data, Task::SingleObject, opts).unwrap())
 }
 
 fn values(l: &Learner, prefix: &str) -> Vec<(String, Tensor)> {
