@@ -143,6 +143,21 @@ def free_ports(n, ip="127.0.0.1"):
             s.close()
 
 
+IDLE_QUIET_S = 0.1
+IDLE_HOLD_MAX_S = 3.0
+
+
+def is_status(frames, state=None):
+    """Whether iopub `frames` are a status message (in `state`, if given)."""
+    try:
+        i = frames.index(DELIM)
+        if json.loads(frames[i + 2]).get("msg_type") != "status":
+            return False
+        return state is None or json.loads(frames[i + 5]).get("execution_state") == state
+    except (ValueError, IndexError, AttributeError):
+        return False
+
+
 class Proxy:
     """Jupyter's sockets (bound on the ports of `conn`, Jupyter's connection file) forwarded to
     and from a kernel listening on the ports of `inner` (a connection file with the same key).
@@ -248,9 +263,14 @@ class Proxy:
                 route[self.front[ch]] = (ch, self.back[ch])
             poller.register(self.back[ch], zmq.POLLIN)
             route[self.back[ch]] = (ch, self.front[ch])
+        # evcxr sends a cell's `idle` status from one task and the cell's printed lines from
+        # another: on a loaded machine the last lines (a fit's final report) can come after the
+        # idle, and a client that stops reading at idle (nbclient, the tests) loses them. So an
+        # idle waits until iopub has been quiet for IDLE_QUIET_S (at most IDLE_HOLD_MAX_S).
+        held, held_at, last_iopub = None, 0.0, 0.0
         while not self.stopping.is_set():
             try:
-                ready = dict(poller.poll(200))
+                ready = dict(poller.poll(20 if held else 200))
             except zmq.ZMQError:
                 break
             for sock in ready:
@@ -260,10 +280,23 @@ class Proxy:
                 except zmq.ZMQError:
                     continue
                 if ch == "iopub":
+                    last_iopub = time.monotonic()
+                    if held is not None and is_status(frames):
+                        dest.send_multipart(held)  # the next cell's busy: the idle goes first
+                        held = None
+                    if is_status(frames, "idle"):
+                        held, held_at = frames, last_iopub
+                        continue
                     for f in self.convert(frames):
                         dest.send_multipart(f)
                 else:
                     dest.send_multipart(frames)
+            now = time.monotonic()
+            if held is not None and (now - last_iopub >= IDLE_QUIET_S or now - held_at >= IDLE_HOLD_MAX_S):
+                self.front["iopub"].send_multipart(held)
+                held = None
+        if held is not None:
+            self.front["iopub"].send_multipart(held)
 
     def drain_and_close(self, quiet_s=0.3):
         """Forward what is still queued (evcxr's last replies), then close the sockets."""

@@ -98,6 +98,7 @@ def browser(tmp_path_factory):
 
 def test_a_fit_in_jupyterlab_redraws_its_picture_while_it_runs(lab, browser):
     from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support import expected_conditions as ec
@@ -126,14 +127,17 @@ def test_a_fit_in_jupyterlab_redraws_its_picture_while_it_runs(lab, browser):
     seen, t0 = [], time.time()  # (seconds, picture hash) while the fit cell runs
     started = None
     while time.time() - t0 < 300:
-        p = prompt()
-        prompts = [e.text.strip() for e in d.find_elements(By.CSS_SELECTOR, ".jp-CodeCell .jp-InputPrompt")]
+        try:
+            p = prompt()
+            prompts = [e.text.strip() for e in d.find_elements(By.CSS_SELECTOR, ".jp-CodeCell .jp-InputPrompt")]
+            imgs = fit().find_elements(By.CSS_SELECTOR, ".jp-OutputArea-output img")
+            src = (imgs[0].get_attribute("src") or "") if imgs else ""
+        except StaleElementReferenceException:
+            continue  # the output was redrawn between two reads: read it again
         if not started and time.time() - t0 > 10 and "[*]:" not in prompts:
             break  # nothing runs and the fit never started: an earlier cell failed
-        imgs = fit().find_elements(By.CSS_SELECTOR, ".jp-OutputArea-output img")
         if p == "[*]:" and imgs:
             started = started or time.time()
-            src = imgs[0].get_attribute("src") or ""
             h = hashlib.sha1(src.encode()).hexdigest()
             if not seen or seen[-1][1] != h:
                 seen.append((time.time() - t0, h))

@@ -163,7 +163,7 @@ def test_fit_updates_one_output_in_place_and_ends_as_the_report(tmp_path):
         assert "<progress" not in final["text/html"] and final["text/html"].count("<img") >= 1
         # The cell's value adds one line, not a second copy of the table.
         value = [o for o in fit.outputs if o["type"] == "execute_result"]
-        assert len(value) == 1 and "epoch" not in value[0]["data"]["text/html"] and "output above" in value[0]["data"]["text/html"]
+        assert len(value) == 1 and "trn_loss" not in value[0]["data"]["text/html"] and "output above" in value[0]["data"]["text/html"]
     finally:
         k.shutdown()
 

@@ -62,7 +62,7 @@ def rig():
         kern["iopub"].send_multipart(hello)
         if cli["iopub"].poll(50):
             break
-    while cli["iopub"].poll(100):
+    while cli["iopub"].poll(400):  # the proxy holds an idle until iopub is quiet (0.1 s)
         cli["iopub"].recv_multipart()
     yield cli, kern, proxy, session
     proxy.stopping.set()
@@ -164,3 +164,27 @@ def test_a_malformed_display_message_is_dropped_with_a_log_line(rig, capsys, bad
     assert recv(cli["iopub"]) == good, "the malformed line reached the client"
     assert proxy.dropped == 1
     assert "dropped a malformed display message" in capsys.readouterr().err
+
+
+def test_a_cells_last_lines_arrive_before_its_idle(rig):
+    """evcxr may send a cell's idle before its last printed lines (a fit's final report) on a
+    loaded machine: the proxy holds the idle until iopub is quiet, so they arrive first, and an
+    idle followed by the next cell's busy keeps its order."""
+    cli, kern, _, session = rig
+    cell = session.msg("execute_request", {"code": "learn.fit(..)"})
+    idle = [b"status", DELIM] + session.serialize(session.msg("status", {"execution_state": "idle"}, parent=cell["header"]))[1:]
+    late = json.dumps({"id": "fastdet-9", "update": True, "data": {"text/plain": "the report"}})
+    line = [b"stream", DELIM] + session.serialize(
+        session.msg("stream", {"name": "stdout", "text": f"FASTDET_DISPLAY_V1 {late}\n"}, parent=cell["header"]))[1:]
+    kern["iopub"].send_multipart(idle)
+    time.sleep(0.02)
+    kern["iopub"].send_multipart(line)
+    first, second = signed(session, recv(cli["iopub"])), signed(session, recv(cli["iopub"]))
+    assert first["header"]["msg_type"] == "update_display_data", first["header"]
+    assert second["header"]["msg_type"] == "status" and second["content"]["execution_state"] == "idle"
+    busy = [b"status", DELIM] + session.serialize(session.msg("status", {"execution_state": "busy"}))[1:]
+    idle = [b"status", DELIM] + session.serialize(session.msg("status", {"execution_state": "idle"}, parent=cell["header"]))[1:]
+    kern["iopub"].send_multipart(idle)
+    kern["iopub"].send_multipart(busy)
+    states = [signed(session, recv(cli["iopub"]))["content"]["execution_state"] for _ in range(2)]
+    assert states == ["idle", "busy"]
