@@ -132,12 +132,19 @@ DISPLAY_ENV = "stdout-v1"  # the value of FASTDET_DISPLAY that fastdet's runtime
 DELIM = b"<IDS|MSG>"
 
 
-def free_ports(n, ip="127.0.0.1"):
-    socks = [socket.socket() for _ in range(n)]
+def free_ports(n, ip="127.0.0.1", avoid=()):
+    """`n` ports free now, none of them in `avoid` (Jupyter's ports for this kernel, which
+    Jupyter has released and the proxy binds only later: the system may hand them out again)."""
+    socks, ports = [], []
     try:
-        for s in socks:
+        while len(ports) < n:
+            s = socket.socket()
+            socks.append(s)  # held until all are chosen, so none comes back twice
             s.bind((ip, 0))
-        return [s.getsockname()[1] for s in socks]
+            port = s.getsockname()[1]
+            if port not in avoid:
+                ports.append(port)
+        return ports
     finally:
         for s in socks:
             s.close()
@@ -323,7 +330,8 @@ def start_proxy(argv, slot: Path):
         log(f"no display proxy ({e}): pictures show when a cell ends")
         return argv, None
     inner = dict(conn, ip="127.0.0.1", transport="tcp")
-    for ch, port in zip(Proxy.CHANNELS, free_ports(5)):
+    front = {conn.get(f"{ch}_port") for ch in Proxy.CHANNELS}
+    for ch, port in zip(Proxy.CHANNELS, free_ports(5, avoid=front)):
         inner[f"{ch}_port"] = port
     fd, path = tempfile.mkstemp(prefix="fastdet-evcxr-", suffix=".json")
     with os.fdopen(fd, "w") as f:

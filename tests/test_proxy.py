@@ -188,3 +188,11 @@ def test_a_cells_last_lines_arrive_before_its_idle(rig):
     kern["iopub"].send_multipart(busy)
     states = [signed(session, recv(cli["iopub"]))["content"]["execution_state"] for _ in range(2)]
     assert states == ["idle", "busy"]
+
+
+def test_inner_ports_avoid_jupyters_ports():
+    """The launcher picks evcxr's ports before the proxy binds Jupyter's, which Jupyter has
+    released: a port of Jupyter's handed out again made evcxr fail with 'Address already in use'."""
+    taken = set(launcher.free_ports(40))
+    ports = launcher.free_ports(5, avoid=taken)
+    assert len(set(ports)) == 5 and not taken & set(ports)
