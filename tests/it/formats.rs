@@ -271,3 +271,45 @@ fn coco_duplicate_image_ids_and_unknown_categories_are_errors() {
         format!("{}: image 7: annotation 3 has unknown category_id 2", root.join("annotations.json").display())
     );
 }
+
+/// `fastdet data convert` then `fastdet data info` on what it wrote.
+#[test]
+fn fastdet_data_convert_and_info() {
+    let dir = TempDir::new("cli");
+    let out = dir.0.join("yolo");
+    let run = |args: &[&std::ffi::OsStr]| {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_fastdet")).args(args).output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let s = |x: &str| std::ffi::OsString::from(x);
+    let root = sample_root().into_os_string();
+    let text = run(&[&s("data"), &s("convert"), &root, &s("--to"), &s("yolo"), out.as_os_str()]);
+    assert!(text.contains("(YOLO): 65 images, 312 objects"), "{text}");
+    let text = run(&[&s("data"), &s("info"), out.as_os_str()]);
+    assert!(text.starts_with(&format!("{}: YOLO\n", out.display())), "{text}");
+    assert!(text.contains("split val: 13 images, 86 objects (0 ignored), 20 classes, 0 warnings"), "{text}");
+}
+
+/// A config's `val_split` validates on the data's own split; without it, the seeded 20 %.
+#[test]
+fn training_data_from_a_given_split() {
+    use fastdet::data::{DataOpts, ImageData, TargetKind};
+    use fastdet::transforms::{tfms_from_model, CropType, TfmY};
+    let (trn, val) = (few("train", 6), few("val", 3));
+    let tfms = tfms_from_model(64, vec![], CropType::No, TfmY::Coord).unwrap();
+    let opts = DataOpts::new(2, tch::Device::Cpu);
+    let data = ImageData::from_split(trn.clone(), val.clone(), TargetKind::AllBoxes, tfms.clone(), opts).unwrap();
+    assert_eq!((data.trn_dl.dataset.len(), data.val_dl.dataset.len()), (6, 3));
+    let mut other = val;
+    other.classes[0] = "plane".into();
+    let e = ImageData::from_split(trn, other, TargetKind::AllBoxes, tfms, opts).err().unwrap();
+    assert!(e.to_string().contains("has other classes than the training set"), "{e}");
+
+    let cfg =
+        fastdet::train::TrainConfig::from_json_str(r#"{"data": "d", "format": "yolo", "val_split": "val"}"#).unwrap();
+    assert_eq!((cfg.format, cfg.val_split.as_deref()), (Some(Format::Yolo), Some("val")));
+    let same = fastdet::train::TrainConfig { val_split: Some("train".into()), ..cfg };
+    let e = same.validate().unwrap_err();
+    assert_eq!(e.to_string(), "config: val_split: is the training split: validate on another one");
+}
