@@ -28,6 +28,16 @@ pub enum Error {
     #[error("{path}: image {image}: {problem}")]
     Annotation { path: PathBuf, image: String, problem: String },
 
+    /// A line of a text annotation file (a YOLO label file, `data.yaml`, `classes.txt`) that
+    /// cannot be read: `line` is 1-based.
+    #[error("{path}:{line}: {problem}")]
+    Label { path: PathBuf, line: usize, problem: String },
+
+    /// A dataset folder or file whose layout or contents cannot be read as a whole (no format
+    /// found, a split that is not there, a missing class-names file).
+    #[error("{path}: {problem}")]
+    Dataset { path: PathBuf, problem: String },
+
     /// The image file of a record is missing, unreadable, or not what the annotation says.
     #[error("image {image} ({path}): {problem}")]
     Image { path: PathBuf, image: String, problem: String },

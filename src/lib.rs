@@ -76,6 +76,7 @@ pub mod prelude {
     pub use crate::boxes::{bb_hw, hw_bb, iou_matrix, BBox};
     pub use crate::checkpoint::{Model, ModelSpec, Prediction};
     pub use crate::data::{get_cv_idxs, open_image, Dataset, ImageRecord, Object, Pascal, VOC_CLASSES};
+    pub use crate::data::{open_dataset, DataSource, Format};
     pub use crate::data::{Batch, BatchTarget, DataLoader, DataOpts, DetDataset, ImageData, TargetKind};
     pub use crate::device::default_device;
     pub use crate::draw::{draw_im, show_img, Color, Figure};

@@ -2,9 +2,8 @@
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use fastdet::data::{Dataset, Pascal};
+use fastdet::data::{DataSource, Dataset, Format};
 use fastdet::metrics::ApMetric;
-use fastdet::train::DataFormat;
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -16,44 +15,55 @@ struct Cli {
 
 #[derive(clap::Args)]
 struct Source {
-    /// Dataset root in the lesson's layout (default: $FASTDET_DATA, data/pascal, or the bundled sample)
+    /// A dataset: a folder in the lesson's layout, COCO, YOLO or VOC XML, or a COCO JSON file
+    /// (default: $FASTDET_DATA, data/pascal, or the bundled sample)
     #[arg(long)]
     data: Option<PathBuf>,
-    /// Split: train, val, test (and trainval for VOC XML)
+    /// Split: one the data names (train, val, test...); data of one set: train (all of it) or
+    /// val (its seeded 20 %)
     #[arg(long, default_value = "train")]
     split: String,
-    #[arg(long, value_enum, default_value = "json")]
-    format: DataFormat,
+    /// The data's format (default: detected)
+    #[arg(long, value_enum)]
+    format: Option<Format>,
+}
+
+/// The dataset at `data` (or the default root), in `format` or the one detected.
+fn data_source(data: Option<&std::path::Path>, format: Option<Format>) -> Result<DataSource> {
+    let path = data.map(PathBuf::from).unwrap_or_else(fastdet::data::default_root);
+    Ok(match format {
+        Some(f) => DataSource::with_format(&path, f)?,
+        None => DataSource::detect(&path)?,
+    })
 }
 
 impl Source {
     fn load(&self) -> Result<Dataset> {
-        let pascal = match &self.data {
-            Some(p) => Pascal::open(p)?,
-            None => Pascal::open_default()?,
-        };
-        Ok(match self.format {
-            DataFormat::Json => pascal.json(&self.split)?,
-            DataFormat::Voc => pascal.voc(&self.split)?,
-        })
+        Ok(data_source(self.data.as_deref(), self.format)?.open(&self.split)?)
     }
 }
 
-/// The ground truth of `fastdet eval`: a lesson JSON file, a VOC2007 folder, or a dataset root.
-fn eval_ground_truth(data: Option<&std::path::Path>, split: &str) -> Result<Dataset> {
-    let from_root = |pascal: Pascal| -> Result<Dataset> {
-        Ok(if pascal.json_path(split).is_file() { pascal.json(split)? } else { pascal.voc(split)? })
-    };
-    match data {
-        Some(p) if p.is_file() => {
-            // Lesson layout: <root>/pascal_<split>2007.json next to <root>/VOCdevkit.
-            let root = p.parent().unwrap_or(std::path::Path::new("."));
-            Ok(Dataset::from_json(p, root.join("VOCdevkit").join("VOC2007").join("JPEGImages"))?)
-        }
-        Some(p) if p.join("Annotations").is_dir() => Ok(Dataset::from_voc(p, split)?),
-        Some(p) => from_root(Pascal::open(p)?),
-        None => from_root(Pascal::open_default()?),
-    }
+/// What `fastdet data` does.
+#[derive(Subcommand)]
+enum DataCommand {
+    /// The format found in a folder (or COCO JSON file), its splits, counts and classes.
+    Info {
+        path: PathBuf,
+        /// Read it as this format instead of detecting it
+        #[arg(long, value_enum)]
+        format: Option<Format>,
+    },
+    /// Write every split of a dataset as COCO JSON or YOLO into a new (or empty) folder; images
+    /// are hard-linked where possible, else copied.
+    Convert {
+        path: PathBuf,
+        #[arg(long, value_enum)]
+        to: Format,
+        out: PathBuf,
+        /// Read the input as this format instead of detecting it
+        #[arg(long, value_enum)]
+        format: Option<Format>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -63,6 +73,9 @@ enum Command {
     Device,
     /// Count images, objects and objects per class of a split.
     Info(Source),
+    /// Datasets in other formats: what a folder holds (info), COCO or YOLO from any (convert).
+    #[command(subcommand)]
+    Data(DataCommand),
     /// Write the lesson's JSON (pascal_<split>2007.json) from VOC XML annotations.
     Voc2json {
         /// The VOCdevkit/VOC2007 folder
@@ -90,13 +103,16 @@ enum Command {
     /// Mean average precision of detections (COCO results JSON: image_id, category_id = class
     /// index + 1, bbox [x, y, w, h], score) against a split's ground truth.
     Eval {
-        /// A dataset root in the lesson's layout, a VOCdevkit/VOC2007 folder, or a lesson JSON
-        /// file (default: $FASTDET_DATA, data/pascal, or the bundled sample)
+        /// A dataset in any format (see `data info`), a VOCdevkit/VOC2007 folder, or a JSON file
+        /// (default: $FASTDET_DATA, data/pascal, or the bundled sample)
         #[arg(long)]
         data: Option<PathBuf>,
-        /// Split: the lesson's JSON when the root has pascal_<split>2007.json, else VOC XML
+        /// Split (a JSON file given as --data is its own split)
         #[arg(long, default_value = "val")]
         split: String,
+        /// The data's format (default: detected)
+        #[arg(long, value_enum)]
+        format: Option<Format>,
         /// The detections, COCO results format
         #[arg(long)]
         detections: PathBuf,
@@ -207,6 +223,19 @@ fn run(cli: Cli) -> Result<()> {
                 println!("  {name:12} {n}");
             }
         }
+        Command::Data(DataCommand::Info { path, format }) => {
+            print!("{}", data_source(Some(&path), format)?.describe()?);
+        }
+        Command::Data(DataCommand::Convert { path, to, out, format }) => {
+            let source = data_source(Some(&path), format)?;
+            let sets = source.open_all()?;
+            let w = fastdet::data::export(&sets, to, &out)?;
+            let left_out = match w.left_out {
+                0 => String::new(),
+                n => format!(", {n} ignored objects left out (YOLO has no such flag)"),
+            };
+            println!("wrote {} ({to}): {} images, {} objects{left_out}", out.display(), w.images, w.objects);
+        }
         Command::Voc2json { voc, split, out } => {
             let ds = Dataset::from_voc(&voc, &split)?;
             ds.save_json(&out)?;
@@ -227,8 +256,8 @@ fn run(cli: Cli) -> Result<()> {
             ds.write_mbb_csv(out_dir.join("mbb.csv"))?;
             println!("wrote lrg.csv, bb.csv, mc.csv, mbb.csv to {}", out_dir.display());
         }
-        Command::Eval { data, split, detections, metric, json, report, score_thresh } => {
-            let ds = eval_ground_truth(data.as_deref(), &split)?;
+        Command::Eval { data, split, format, detections, metric, json, report, score_thresh } => {
+            let ds = data_source(data.as_deref(), format)?.open(&split)?;
             let dets = fastdet::metrics::load_coco_results(&detections, &ds)?;
             if let Some(path) = &report {
                 let title = format!("{} on {}", detections.display(), ds.source.display());

@@ -1,4 +1,6 @@
-//! The lesson's COCO-style JSON (`pascal_train2007.json`, lesson 8).
+//! COCO JSON (`images`, `annotations`, `categories`), of which the lesson's
+//! `pascal_train2007.json` (lesson 8) is one: classes in category-id order (ids need not be
+//! contiguous), `ignore: 1` or `iscrowd: 1` kept as a difficult (ignored) object.
 
 use super::{check_box, BoxCheck, Dataset, ImageRecord, Object};
 use crate::boxes::BBox;
@@ -31,6 +33,8 @@ struct JsonAnnotation {
     bbox: [f32; 4],
     #[serde(default)]
     ignore: u8,
+    #[serde(default)]
+    iscrowd: u8,
 }
 
 #[derive(Deserialize)]
@@ -39,7 +43,16 @@ struct JsonCategory {
     name: String,
 }
 
-pub(super) fn load(path: &Path, image_dir: &Path) -> Result<Dataset> {
+/// Which JSON a file is: the lesson's or any COCO file. Both read the same; a COCO file also
+/// gets a warning for each category no annotation uses (the lesson's files list all 20 VOC
+/// classes, used or not).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Flavor {
+    Lesson,
+    Coco,
+}
+
+pub(super) fn load(path: &Path, image_dir: &Path, flavor: Flavor) -> Result<Dataset> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     let file: File = serde_json::from_str(&text).map_err(|e| Error::json(path, e))?;
     let bad = |image: String, problem: String| Error::Annotation { path: path.into(), image, problem };
@@ -89,6 +102,7 @@ pub(super) fn load(path: &Path, image_dir: &Path) -> Result<Dataset> {
         });
     }
 
+    let mut used = vec![false; cats.len()];
     for (n, a) in file.annotations.into_iter().enumerate() {
         let what = match a.id {
             Some(id) => format!("annotation {id}"),
@@ -110,8 +124,20 @@ pub(super) fn load(path: &Path, image_dir: &Path) -> Result<Dataset> {
             },
         )?;
         match check {
-            BoxCheck::Ok(bbox) => ds.images[i].objects.push(Object { bbox, class, difficult: a.ignore != 0 }),
+            BoxCheck::Ok(bbox) => {
+                let difficult = a.ignore != 0 || a.iscrowd != 0;
+                ds.images[i].objects.push(Object { bbox, class, difficult })
+            }
             BoxCheck::Skip(warning) => ds.warn(format!("{warning} ({what})")),
+        }
+        used[class] = true;
+    }
+    if flavor == Flavor::Coco {
+        let unused: Vec<String> =
+            cats.iter().zip(&used).filter(|(_, u)| !**u).map(|(c, _)| format!("{} ({:?})", c.id, c.name)).collect();
+        if !unused.is_empty() {
+            let list = unused.join(", ");
+            ds.warn(format!("{}: category ids used by no annotation (kept as classes): {list}", path.display()));
         }
     }
     Ok(ds)
@@ -128,8 +154,9 @@ fn num(v: f32) -> serde_json::Value {
 
 /// Write `ds` in the lesson's JSON format (what `pascal_train2007.json` holds: boxes as
 /// `[x, y, w, h]`, a rectangle `segmentation`, `area = w * h`, `ignore` for difficult objects,
-/// category ids from 1, annotation ids from 1 in image order).
-pub(super) fn save(ds: &Dataset, path: &Path) -> Result<()> {
+/// category ids from 1, annotation ids from 1 in image order). As [`Flavor::Coco`] a difficult
+/// object is also written `iscrowd: 1`, so that COCO tools ignore it too.
+pub(super) fn save(ds: &Dataset, path: &Path, flavor: Flavor) -> Result<()> {
     use serde_json::json;
     let images: Vec<_> = ds
         .images
@@ -143,7 +170,7 @@ pub(super) fn save(ds: &Dataset, path: &Path) -> Result<()> {
             annotations.push(json!({
                 "segmentation": [[num(x), num(y), num(x), num(y + h), num(x + w), num(y + h), num(x + w), num(y)]],
                 "area": num(w * h),
-                "iscrowd": 0,
+                "iscrowd": u8::from(flavor == Flavor::Coco && o.difficult),
                 "image_id": r.id,
                 "bbox": [num(x), num(y), num(w), num(h)],
                 "category_id": o.class + 1,

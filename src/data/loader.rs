@@ -580,15 +580,53 @@ impl ImageData {
     /// Split `data` with the seeded `get_cv_idxs(n, val_pct, split_seed)`, build the three
     /// loaders with `(trn_tfms, val_tfms)` (from [`crate::transforms::tfms_from_model`]).
     pub fn from_dataset(data: Dataset, target: TargetKind, tfms: (Tfms, Tfms), opts: DataOpts) -> Result<Self> {
-        let DataOpts { bs, val_pct, split_seed, seed, device } = opts;
+        let DataOpts { val_pct, split_seed, .. } = opts;
         let data = Arc::new(data);
         let val_idxs = get_cv_idxs(data.len(), val_pct, split_seed)?;
         let mut is_val = vec![false; data.len()];
         val_idxs.iter().for_each(|&i| is_val[i] = true);
         let trn_idxs: Vec<usize> = (0..data.len()).filter(|&i| !is_val[i]).collect();
+        Self::from_parts((data.clone(), trn_idxs), (data, val_idxs), target, tfms, opts)
+    }
+
+    /// Train on all of `trn` and validate on all of `val` (a split the data gives, such as
+    /// YOLO's `images/val`); `opts.val_pct` and `split_seed` are not used. The two must have
+    /// the same classes.
+    pub fn from_split(
+        trn: Dataset,
+        val: Dataset,
+        target: TargetKind,
+        tfms: (Tfms, Tfms),
+        opts: DataOpts,
+    ) -> Result<Self> {
+        if trn.classes != val.classes {
+            return Err(Error::Dataset {
+                path: val.source.clone(),
+                problem: format!("has other classes than the training set {}", trn.source.display()),
+            });
+        }
+        let (n_trn, n_val) = (trn.len(), val.len());
+        Self::from_parts(
+            (Arc::new(trn), (0..n_trn).collect()),
+            (Arc::new(val), (0..n_val).collect()),
+            target,
+            tfms,
+            opts,
+        )
+    }
+
+    fn from_parts(
+        (trn_data, trn_idxs): (Arc<Dataset>, Vec<usize>),
+        (val_data, val_idxs): (Arc<Dataset>, Vec<usize>),
+        target: TargetKind,
+        tfms: (Tfms, Tfms),
+        opts: DataOpts,
+    ) -> Result<Self> {
+        let DataOpts { bs, seed, device, .. } = opts;
+        let data = trn_data.clone();
         let (trn_tfms, val_tfms) = tfms;
-        let trn = DetDataset::new(data.clone(), trn_idxs, trn_tfms.clone(), target, true)?;
-        let val = DetDataset::new(data.clone(), val_idxs, val_tfms, target, true)?;
+        let trn = DetDataset::new(trn_data, trn_idxs, trn_tfms.clone(), target, true)?;
+        let val = DetDataset::new(val_data, val_idxs, val_tfms, target, true)?;
         let aug = val.with_tfms(trn_tfms);
         Ok(Self {
             trn_dl: DataLoader::new(trn, bs, true, seed, device)?,

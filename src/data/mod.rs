@@ -18,6 +18,7 @@
 //! VOC "difficult" objects (`ignore: 1` in the JSON) are kept, flagged in [`Object::difficult`];
 //! [`Dataset::annotations`] leaves them out as the lesson's `trn_anno` does.
 
+mod formats;
 mod image_io;
 mod json;
 mod lesson_csv;
@@ -25,7 +26,9 @@ pub mod loader;
 mod split;
 pub mod synthetic;
 mod voc;
+mod yolo;
 
+pub use formats::{export, open_dataset, DataSource, Format, Split, Written};
 pub use image_io::{decode_for_warp, decode_jpeg, decode_jpeg_reduced, decode_scaled, open_image};
 pub use loader::{
     collate, keep_freed_batches, Batch, BatchTarget, DataLoader, DataOpts, DetDataset, ImageData, Sample, Target,
@@ -110,7 +113,7 @@ pub struct Dataset {
 impl Dataset {
     /// Load the lesson's COCO-style JSON; images are looked up in `image_dir`.
     pub fn from_json(json: impl AsRef<Path>, image_dir: impl AsRef<Path>) -> Result<Self> {
-        json::load(json.as_ref(), image_dir.as_ref())
+        json::load(json.as_ref(), image_dir.as_ref(), json::Flavor::Lesson)
     }
 
     /// Load VOC XML annotations of the ids listed in `<voc>/ImageSets/Main/<split>.txt`, where
@@ -219,7 +222,7 @@ impl Dataset {
     /// Write the dataset in the lesson's JSON format (`pascal_train2007.json`); with
     /// [`Dataset::from_voc`] this makes the lesson's files from the VOC XML.
     pub fn save_json(&self, path: impl AsRef<Path>) -> Result<()> {
-        json::save(self, path.as_ref())
+        json::save(self, path.as_ref(), json::Flavor::Lesson)
     }
 
     /// The lesson's `lrg.csv`: `fn,cat` with the class name of each image's largest object.

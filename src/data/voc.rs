@@ -14,24 +14,70 @@ pub(super) fn load(voc: &Path, split: &str, classes: &[String]) -> Result<Datase
         });
     }
     let list = voc.join("ImageSets").join("Main").join(format!("{split}.txt"));
-    let text = std::fs::read_to_string(&list).map_err(|e| Error::io(&list, e))?;
+    load_stems(voc, &list, &split_stems(&list)?, classes)
+}
+
+/// The stems listed in a split file, each with its 1-based line.
+pub(super) fn split_stems(list: &Path) -> Result<Vec<(usize, String)>> {
+    let text = std::fs::read_to_string(list).map_err(|e| Error::io(list, e))?;
+    Ok(text.lines().map(str::trim).enumerate().filter(|(_, s)| !s.is_empty()).map(|(i, s)| (i + 1, s.into())).collect())
+}
+
+/// Every `Annotations/*.xml` stem, sorted, numbered from 1 (a VOC folder with no split file).
+pub(super) fn all_stems(voc: &Path) -> Result<Vec<(usize, String)>> {
+    let dir = voc.join("Annotations");
+    let mut stems: Vec<String> = std::fs::read_dir(&dir)
+        .map_err(|e| Error::io(&dir, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x.eq_ignore_ascii_case("xml")))
+        .filter_map(|p| p.file_stem().and_then(|s| s.to_str()).map(String::from))
+        .collect();
+    stems.sort();
+    Ok(stems.into_iter().enumerate().map(|(i, s)| (i + 1, s)).collect())
+}
+
+/// The class names the XML files of `stems` use: the 20 VOC classes in the lesson's order when
+/// every name is one of them, else every name found, sorted.
+pub(super) fn class_names(voc: &Path, stems: &[(usize, String)]) -> Result<Vec<String>> {
+    let mut names = std::collections::BTreeSet::new();
+    for (_, stem) in stems {
+        let path = voc.join("Annotations").join(format!("{stem}.xml"));
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        let doc =
+            roxmltree::Document::parse(&text).map_err(|e| Error::Xml { path: path.clone(), message: e.to_string() })?;
+        for obj in doc.root_element().children().filter(|c| c.has_tag_name("object")) {
+            if let Some(name) = child(obj, "name").and_then(|c| c.text()) {
+                names.insert(name.trim().to_string());
+            }
+        }
+    }
+    Ok(if names.iter().all(|n| VOC_CLASSES.contains(&n.as_str())) {
+        VOC_CLASSES.iter().map(|s| s.to_string()).collect()
+    } else {
+        names.into_iter().collect()
+    })
+}
+
+/// Read the XML of each `(line, stem)`; `source` is what lists them (a split file, or the
+/// `Annotations` folder). The id is the stem read as a number, else the line.
+pub(super) fn load_stems(voc: &Path, source: &Path, stems: &[(usize, String)], classes: &[String]) -> Result<Dataset> {
     let mut ds = Dataset {
-        source: list.clone(),
+        source: source.to_path_buf(),
         image_dir: voc.join("JPEGImages"),
         classes: classes.to_vec(),
         images: vec![],
         warnings: vec![],
     };
-    for (line_no, stem) in text.lines().map(str::trim).enumerate().filter(|(_, s)| !s.is_empty()) {
+    for (line_no, stem) in stems {
         let xml = voc.join("Annotations").join(format!("{stem}.xml"));
-        let id = stem.parse::<u64>().unwrap_or(line_no as u64 + 1);
+        let id = stem.parse::<u64>().unwrap_or(*line_no as u64);
         let (record, warnings) = parse_annotation(&xml, stem, id, classes)?;
         let image = ds.image_dir.join(&record.file_name);
         if !image.is_file() {
             return Err(Error::Image {
                 path: image,
-                image: stem.into(),
-                problem: format!("file not found (listed in {})", list.display()),
+                image: stem.clone(),
+                problem: format!("file not found (listed in {})", source.display()),
             });
         }
         ds.images.push(record);

@@ -1,7 +1,7 @@
 //! The schema of a `fastdet train` config ([`TrainConfig`]: data, task, model, transforms and
 //! the fit [`Stage`]s), its defaults (lesson 8's detector) and its checks.
 
-use crate::data::{DataOpts, ImageData, Pascal};
+use crate::data::{DataOpts, DataSource, ImageData};
 use crate::error::{Error, Result};
 use crate::learner::schedule::check_lr;
 use crate::learner::{FitOpts, Learner, LearnerOpts};
@@ -13,15 +13,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::path::{Path, PathBuf};
 use tch::Device;
 
-/// Which annotation files of the data root to read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum DataFormat {
-    /// The lesson's `pascal_<split>2007.json`.
-    Json,
-    /// `VOCdevkit/VOC2007/Annotations/*.xml` listed in `ImageSets/Main/<split>.txt`.
-    Voc,
-}
+/// Which annotation format the data is in (`"json"`, `"voc"`, `"coco"`, `"yolo"`); a config
+/// without `format` has it detected ([`crate::data::DataSource::detect`]).
+pub use crate::data::Format as DataFormat;
 
 /// Where to train: `auto` is CUDA when usable, else the CPU (`FASTDET_DEVICE` still overrides it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -240,11 +234,19 @@ pub struct TrainConfig {
     /// Free text, ignored (JSON has no comments).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub comment: Option<String>,
-    /// Dataset root in the lesson's layout; default `fastdet::data::default_root()`.
+    /// A dataset in any format fastdet reads (a folder, or a COCO JSON file); default
+    /// `fastdet::data::default_root()`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data: Option<PathBuf>,
+    /// The split trained on (for data of one set, `"train"`: all of it; docs/data.md).
     pub split: String,
-    pub format: DataFormat,
+    /// The validation split the data gives (`"val"`); without it, the seeded `val_pct` of `split`
+    /// (the lesson's rule).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub val_split: Option<String>,
+    /// The data's format; detected when left out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub format: Option<DataFormat>,
     pub task: Task,
     pub arch: Arch,
     /// ImageNet weights of the backbone (torchvision `.pth` or `.safetensors`); none = random.
@@ -278,7 +280,8 @@ impl Default for TrainConfig {
             comment: None,
             data: None,
             split: "train".into(),
-            format: DataFormat::Json,
+            val_split: None,
+            format: None,
             task: Task::SingleObject,
             arch: Arch::ResNet34,
             weights: None,
@@ -344,6 +347,9 @@ impl TrainConfig {
     pub fn validate(&self) -> Result<()> {
         if self.split.is_empty() {
             return Err(self.invalid("split", "must not be empty"));
+        }
+        if self.val_split.as_ref().is_some_and(|v| *v == self.split) {
+            return Err(self.invalid("val_split", "is the training split: validate on another one"));
         }
         if self.sz < 32 {
             return Err(
@@ -447,12 +453,12 @@ impl TrainConfig {
     /// saves its weights in `models_dir`.
     pub fn learner(&self, models_dir: &Path) -> Result<Learner> {
         let root = self.data_root();
-        let pascal = Pascal::open(&root).map_err(|e| self.invalid("data", e))?;
-        let ds = match self.format {
-            DataFormat::Json => pascal.json(&self.split),
-            DataFormat::Voc => pascal.voc(&self.split),
+        let source = match self.format {
+            Some(format) => DataSource::with_format(&root, format),
+            None => DataSource::detect(&root),
         }
         .map_err(|e| self.invalid("data", e))?;
+        let ds = source.open(&self.split).map_err(|e| self.invalid("split", e))?;
         if ds.is_empty() {
             return Err(self.invalid("data", format!("{} has no images", ds.source.display())));
         }
@@ -461,7 +467,14 @@ impl TrainConfig {
             .map_err(|e| self.invalid("augmentations", e))?;
         let opts =
             DataOpts { bs: self.bs, val_pct: self.val_pct, split_seed: self.split_seed, seed: self.seed, device };
-        let data = ImageData::from_dataset(ds, self.task.target(), tfms, opts)?;
+        let data = match &self.val_split {
+            Some(v) => {
+                let val = source.open(v).map_err(|e| self.invalid("val_split", e))?;
+                ImageData::from_split(ds, val, self.task.target(), tfms, opts)
+                    .map_err(|e| self.invalid("val_split", e))?
+            }
+            None => ImageData::from_dataset(ds, self.task.target(), tfms, opts)?,
+        };
         if data.trn_dl.is_empty() {
             return Err(self.invalid("val_pct", "leaves no training images"));
         }

@@ -11,6 +11,7 @@ mod common;
 mod confusion;
 mod data;
 mod draw;
+mod formats;
 mod golden_torch;
 mod interpret;
 mod layers;
