@@ -98,7 +98,7 @@ def browser(tmp_path_factory):
 
 def test_a_fit_in_jupyterlab_redraws_its_picture_while_it_runs(lab, browser):
     from selenium.webdriver.common.action_chains import ActionChains
-    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support import expected_conditions as ec
@@ -114,8 +114,12 @@ def test_a_fit_in_jupyterlab_redraws_its_picture_while_it_runs(lab, browser):
     wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, ".jp-Notebook .jp-CodeCell .cm-content")))
     # The kernel is up when the toolbar names it and says it is idle.
     wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, ".jp-Notebook-ExecutionIndicator[data-status='idle']"))
-    cells = d.find_elements(By.CSS_SELECTOR, ".jp-Notebook .jp-CodeCell")
-    assert len(cells) == len(CELLS)
+    # JupyterLab renders a notebook's cells in batches after the first one appears: wait for all.
+    try:
+        WebDriverWait(d, 60).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".jp-Notebook .jp-CodeCell")) == len(CELLS))
+    except TimeoutException:
+        n = len(d.find_elements(By.CSS_SELECTOR, ".jp-Notebook .jp-CodeCell"))
+        pytest.fail(f"JupyterLab shows {n} of the notebook's {len(CELLS)} cells after 60 s")
     for no in d.find_elements(By.XPATH, "//button[.//*[text()='No'] or text()='No']"):  # "get Jupyter news?"
         no.click()
     # Run > Run All Cells, as a user would.
