@@ -23,7 +23,7 @@
 pub mod coverage;
 pub mod fit;
 
-pub use coverage::{unit_boxes, Coverage, UnitBox, MATCH_IOU};
+pub use coverage::{unit_boxes, Coverage, CoverageTable, UnitBox, MATCH_IOU};
 pub use fit::{fit_anchors, AnchorFit, FitOpts};
 
 use crate::boxes::{corners_to_bboxes, hw2corners, BBox};

@@ -243,6 +243,59 @@ impl fmt::Display for Coverage {
     }
 }
 
+/// Several anchor configs' coverage of the same objects side by side, one row each (the
+/// notebook's and `fastdet data stats --anchors`' comparison).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CoverageTable {
+    pub rows: Vec<(String, Coverage)>,
+}
+
+impl CoverageTable {
+    /// The header and each row's cells: name, anchors, k, objects, recall, mean IoU, uncovered.
+    pub fn cells(&self) -> (Vec<&'static str>, Vec<Vec<String>>) {
+        let header = vec!["anchors", "count", "k", "objects", "best IoU > 0.5", "mean best IoU", "uncovered"];
+        let rows = self
+            .rows
+            .iter()
+            .map(|(name, c)| {
+                vec![
+                    name.clone(),
+                    c.config.len().to_string(),
+                    c.config.k().to_string(),
+                    c.objects.len().to_string(),
+                    format!("{:.1} %", 100.0 * c.recall()),
+                    format!("{:.3}", c.mean_best_iou()),
+                    c.uncovered().len().to_string(),
+                ]
+            })
+            .collect();
+        (header, rows)
+    }
+}
+
+impl fmt::Display for CoverageTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (header, rows) = self.cells();
+        let widths: Vec<usize> = (0..header.len())
+            .map(|i| rows.iter().map(|r| r[i].len()).chain([header[i].len()]).max().unwrap_or(0))
+            .collect();
+        let line = |cells: Vec<&str>| -> String {
+            let padded: Vec<String> = cells
+                .iter()
+                .zip(&widths)
+                .enumerate()
+                .map(|(i, (c, w))| if i == 0 { format!("{c:<w$}") } else { format!("{c:>w$}") })
+                .collect();
+            padded.join("  ")
+        };
+        writeln!(f, "{}", line(header.clone()))?;
+        for r in &rows {
+            writeln!(f, "{}", line(r.iter().map(String::as_str).collect()))?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
