@@ -90,6 +90,17 @@ def test_cells_that_draw_several_pictures_show_them_all(executed):
     assert kinds == ["the ground truth of ", "png", "the 16 anchors, each", "png", "the boxes the activa", "png"], kinds
 
 
+def test_ssd_notebook_measures_how_the_anchors_fit(executed):
+    """Notebook 06's coverage table (the lesson's 4x4 and 189 anchors beside fitted ones) and the
+    picture of the objects the 189 anchors leave uncovered."""
+    _, out = executed
+    nb = nbformat.read(out / "06_ssd.ipynb", as_version=4)
+    (table,) = [o for o in cell_outputs(nb, '("189 fitted".into()') if "text/html" in o.get("data", {})]
+    for name in ["lesson 4x4", "4x4 fitted", "lesson 189", "189 fitted"]:
+        assert f"<td>{name}</td>" in table["data"]["text/html"], name
+    assert any("image/png" in o.get("data", {}) for o in cell_outputs(nb, "fit189.before.plot_uncovered("))
+
+
 def test_no_cell_shows_a_bare_unit(executed):
     """A cell ending in a `for` loop without `;` shows `Out[n]: ()` under evcxr: noise for a reader."""
     _, out = executed
