@@ -60,6 +60,10 @@ def test_pascal_notebook_content(executed):
     assert "device: cpu" in text or "device: cuda" in text
     assert results["01_pascal.ipynb"]["images"] >= 4  # show_img, two draw_idx, the 3x3 grid
     assert "true" in text  # XML and JSON agree
+    # The sample's statistics at 224 (tests/it/report.rs checks the same numbers against the CLI).
+    assert "images: 52, objects: 226 (0 difficult), 0 images without objects" in text
+    assert "tiny boxes (under 4 px at 224): 12" in text
+    assert (out / "data_report.html").stat().st_size > 100_000
 
 
 def cell_texts(nb, needle):
