@@ -45,6 +45,13 @@ pub fn unit_boxes(ds: &Dataset, sz: u32) -> Result<Vec<UnitBox>> {
     let s = sz as f32;
     let mut out = vec![];
     for (i, rec) in ds.images.iter().enumerate() {
+        if rec.width == 0 || rec.height == 0 {
+            return Err(Error::Annotation {
+                path: ds.source.clone(),
+                image: rec.file_name.clone(),
+                problem: format!("an image of {}x{} pixels has no boxes to cover", rec.width, rec.height),
+            });
+        }
         let (sy, sx) = (s / rec.height as f32, s / rec.width as f32);
         for (j, o) in rec.objects.iter().enumerate().filter(|(_, o)| !o.difficult) {
             let b = o.bbox.scale(sy, sx);
@@ -300,6 +307,35 @@ impl fmt::Display for CoverageTable {
 mod tests {
     use super::*;
     use crate::anchors::Anchors;
+
+    #[test]
+    fn unit_boxes_squash_to_sz_and_leave_difficult_objects_out() {
+        use crate::data::{ImageRecord, Object};
+        let obj = |b: BBox, difficult| Object { bbox: b, class: 0, difficult };
+        let rec = |w, h, objects| ImageRecord { id: 1, file_name: "a.jpg".into(), width: w, height: h, objects };
+        let mut ds = Dataset {
+            source: "hand-made.json".into(),
+            image_dir: ".".into(),
+            classes: vec!["cat".into()],
+            // 200 x 100: the box's outer edges 50..150 across and 0..50 down.
+            images: vec![rec(
+                200,
+                100,
+                vec![obj(BBox::new(0.0, 50.0, 49.0, 149.0), false), obj(BBox::new(0.0, 0.0, 9.0, 9.0), true)],
+            )],
+            warnings: vec![],
+        };
+        let b = unit_boxes(&ds, 224).unwrap();
+        assert_eq!(b.len(), 1);
+        // (top, left, bottom, right) = (0, 0.25, (50 * 2.24 - 1) / 224, (150 * 1.12 - 1) / 224).
+        let want = [0.0, 0.25, (50.0 * 2.24 - 1.0) / 224.0, (150.0 * 1.12 - 1.0) / 224.0];
+        for (g, w) in b[0].corners.iter().zip(want) {
+            assert!((g - w).abs() < 1e-6, "{:?}", b[0].corners);
+        }
+        ds.images[0].height = 0;
+        let e = unit_boxes(&ds, 224).unwrap_err().to_string();
+        assert!(e.contains("hand-made.json") && e.contains("a.jpg") && e.contains("200x0"), "{e}");
+    }
 
     #[test]
     fn anchor_corners_are_those_of_the_tensor_anchors() {

@@ -296,6 +296,7 @@ fn run(cli: Cli) -> Result<()> {
             use fastdet::model::ssd::SsdConfig;
             let ds = data_source(Some(&path), format)?.open(&split)?;
             let boxes = unit_boxes(&ds, sz)?;
+            anyhow::ensure!(!boxes.is_empty(), "{}: no objects (not difficult) to fit anchors to", ds.source.display());
             let n = ds.classes.len() as i64;
             let opts = FitOpts { seed, generations, ..Default::default() };
             let mut table = CoverageTable { rows: vec![] };
