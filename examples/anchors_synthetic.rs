@@ -4,7 +4,11 @@
 //! mAP of both on the validation split. `make bench-anchors` runs it.
 //!
 //!     cargo run --release --example anchors_synthetic [-- --epochs N --n-train N --lr LR
-//!                                                        --generations G --seed S --dir DIR]
+//!                                                        --generations G --seed S --ssd-seed S
+//!                                                        --dir DIR]
+//!
+//! `--seed` seeds the fit; `--ssd-seed` the SSD's initial weights and batches (the same for both
+//! trainings).
 //!
 //! The defaults (5 epochs of 1,200 images at 160 px) keep both trainings within a few minutes
 //! of a 2-core CPU; the shipped synthetic SSD (`make ssd-synthetic`) trains 9 epochs of 2,400.
@@ -27,6 +31,7 @@ fn main() -> anyhow::Result<()> {
     let dir = arg("--dir").map(std::path::PathBuf::from).unwrap_or_else(|| synthetic_dir().join("bench-anchors"));
     let opts = SyntheticOpts {
         n_train: arg("--n-train").map(|s| s.parse()).transpose()?.unwrap_or(1200),
+        seed: arg("--ssd-seed").map(|s| s.parse()).transpose()?.unwrap_or(0),
         ..SyntheticOpts::default()
     };
     let device = fastdet::device::default_device();
@@ -67,9 +72,11 @@ fn main() -> anyhow::Result<()> {
         rows.push((name, cov.recall(), cov.mean_best_iou(), map, secs));
     }
     println!(
-        "\n{} epochs of {} images at 160 px (weights and batches seed 0, fit seed {seed}), lr {lr}, on {}:",
+        "\n{} epochs of {} images at {} px (weights and batches seed {}, fit seed {seed}), lr {lr}, on {}:",
         epochs,
         lesson.trn.len(),
+        opts.sz,
+        opts.seed,
         fastdet::device::describe(device)
     );
     println!("{:<8} {:>15} {:>14} {:>10} {:>10}", "anchors", "val IoU > 0.5", "val mean IoU", "VOC07 mAP", "train s");

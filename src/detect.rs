@@ -323,6 +323,9 @@ pub struct SyntheticOpts {
     /// The anchors' zooms and ratios (the lesson's 189 by default; fitted ones from
     /// [`crate::anchors::fit_anchors`]); their grids become those the head makes at `sz`.
     pub anchors: AnchorConfig,
+    /// Seed of the initial weights and of the batches' order and augmentation (the set itself is
+    /// always drawn with seed 0).
+    pub seed: u64,
 }
 
 impl Default for SyntheticOpts {
@@ -335,6 +338,7 @@ impl Default for SyntheticOpts {
             bs: 32,
             drop: 0.1,
             anchors: AnchorConfig::lesson_189(),
+            seed: 0,
         }
     }
 }
@@ -373,9 +377,9 @@ impl SyntheticSsd {
             trn.clone(),
             TargetKind::AllBoxes,
             tfms.clone(),
-            DataOpts { val_pct: 0.1, ..DataOpts::new(o.bs, device) },
+            DataOpts { val_pct: 0.1, seed: o.seed, ..DataOpts::new(o.bs, device) },
         )?;
-        tch::manual_seed(0);
+        tch::manual_seed(o.seed as i64);
         let opts = LearnerOpts { arch: Arch::ResNet18, weights: None, models_dir: dir.join("models") };
         let mut learn = Learner::new(md, TaskParts::ssd(ssd, o.sz), opts)?;
         learn.unfreeze();
