@@ -283,7 +283,7 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Predict { model: Some(model), image, thresh, .. } => {
-            let m = fastdet::checkpoint::Model::load(&model)?;
+            let m = fastdet::model::Model::load(&model)?;
             println!("{}: {}", model.display(), m.spec.describe());
             let opts = fastdet::nms::NmfOpts { thresh, ..Default::default() };
             for img in &image {

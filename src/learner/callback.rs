@@ -259,7 +259,7 @@ impl Callback for AmpCb {
     }
 
     fn before_step(&mut self, learn: &mut Learner, _opt: &mut nn::Optimizer) -> Result<StepChoice> {
-        let params = learn.vs.trainable_variables();
+        let params = learn.model.vs.trainable_variables();
         let Some(scaler) = &mut learn.amp else { return Ok(StepChoice::Take) };
         let found_inf = scaler.unscale(&params);
         let ok = found_inf.double_value(&[0]) == 0.0;

@@ -330,7 +330,7 @@ impl Learner {
         let n = self.data.val_dl.dataset.len().min(PREVIEW_IMAGES);
         let batch = self.data.val_dl.batch_of(&(0..n).collect::<Vec<_>>())?;
         let out = self.predict_batch(&batch.x).to_device(tch::Device::Cpu);
-        Ok(FitPreview { batch, out, loss: self.loss.clone(), classes: self.data.classes.clone() })
+        Ok(FitPreview { batch, out, spec: self.model.spec.clone() })
     }
 
     /// Update what a fit in the background shows.

@@ -100,9 +100,9 @@ impl SmoothedLoss {
 /// ground truth.
 pub struct FitPreview {
     pub batch: crate::data::Batch,
-    pub out: tch::Tensor,
-    pub loss: crate::loss::Loss,
-    pub classes: Vec<String>,
+    pub out: crate::model::ModelOutput,
+    /// What the model is (classes, size, how its output reads).
+    pub spec: crate::model::ModelSpec,
 }
 
 impl std::fmt::Debug for FitPreview {

@@ -13,8 +13,8 @@ use super::schedule::{FitOpts, Lrs};
 use super::{Learner, LearnerOpts};
 use crate::data::{ImageData, TargetKind};
 use crate::error::{Error, Result};
-use crate::loss::Loss;
 use crate::metrics::Metric;
+use crate::model::loss::Loss;
 use crate::model::{Arch, HeadKind};
 use crate::task::TaskParts;
 use serde::{Deserialize, Serialize};
@@ -84,7 +84,7 @@ impl Learner {
 
     /// Back to a [`Checkpoint`] of this learner.
     pub fn restore(&mut self, ck: &Checkpoint) -> Result<()> {
-        let vars = self.vs.variables();
+        let vars = self.model.vs.variables();
         if let Some((name, _)) = ck.vars.iter().find(|(n, t)| vars.get(n).is_none_or(|v| v.size() != t.size())) {
             return Err(Error::Invalid(format!(
                 "restore: the checkpoint's {name} does not fit this learner (a checkpoint of another model?)"
@@ -101,14 +101,12 @@ impl Learner {
     pub(crate) fn write_last(&self, fit: Option<&FitInProgress>) -> Result<PathBuf> {
         let dir = self.models_dir.join(LAST_DIR);
         let weights = format!("weights-{}.safetensors", self.epochs_done);
-        crate::util::write_atomic_with(&dir.join(&weights), |tmp| {
-            crate::checkpoint::write(tmp, &self.vs, &self.spec())
-        })?;
+        self.model.save(dir.join(&weights))?;
         let parts = self.parts();
         let state = LastState {
             version: STATE_VERSION,
             weights: weights.clone(),
-            arch: self.model.body.arch,
+            arch: self.model.spec.arch,
             head: parts.head,
             loss: parts.loss,
             metrics: parts.metrics,

@@ -10,7 +10,8 @@ pub use confusion::{confusion, match_image, Confused, Confusion, ImageErrors, Ou
 
 use crate::data::BatchTarget;
 use crate::error::Result;
-use crate::loss::mismatch;
+use crate::model::loss::{check_output, mismatch};
+use crate::model::ModelOutput;
 use tch::{Kind, Reduction, Tensor};
 
 /// A number reported after each epoch, on the validation set.
@@ -37,27 +38,29 @@ impl Metric {
     }
 
     /// The metric of one batch, read on the host.
-    pub fn compute(&self, out: &Tensor, y: &BatchTarget) -> Result<f64> {
+    pub fn compute(&self, out: &ModelOutput, y: &BatchTarget) -> Result<f64> {
         Ok(f64::try_from(self.compute_tensor(out, y)?)?)
     }
 
     /// The metric of one batch as a scalar tensor on the batch's device (no host read on a GPU:
     /// a validation pass sums these and reads the total once; `check_output` reads class targets
     /// only when they are on the CPU).
-    pub fn compute_tensor(&self, out: &Tensor, y: &BatchTarget) -> Result<Tensor> {
-        crate::loss::check_output(&self.name(), out, y)?;
+    pub fn compute_tensor(&self, out: &ModelOutput, y: &BatchTarget) -> Result<Tensor> {
+        check_output(&self.name(), out, y)?;
         let acc =
             |logits: &Tensor, c: &Tensor| logits.argmax(-1, false).eq_tensor(c).to_kind(Kind::Float).mean(Kind::Float);
-        let t = match (self, y) {
-            (Metric::Accuracy, BatchTarget::Class(c)) => acc(out, c),
-            (Metric::AccuracyThresh(th), BatchTarget::MultiLabel(t)) => {
-                out.sigmoid().gt(*th).to_kind(Kind::Float).eq_tensor(t).to_kind(Kind::Float).mean(Kind::Float)
+        let t = match (self, out, y) {
+            (Metric::Accuracy, ModelOutput::Logits(o), BatchTarget::Class(c)) => acc(o, c),
+            (Metric::AccuracyThresh(th), ModelOutput::Logits(o), BatchTarget::MultiLabel(t)) => {
+                o.sigmoid().gt(*th).to_kind(Kind::Float).eq_tensor(t).to_kind(Kind::Float).mean(Kind::Float)
             }
-            (Metric::DetnAcc, BatchTarget::BoxClass { class, .. }) => acc(&out.narrow(1, 4, out.size()[1] - 4), class),
-            (Metric::DetnL1 { sz }, BatchTarget::BoxClass { bbox, .. }) => {
-                (out.narrow(1, 0, 4).sigmoid() * *sz).l1_loss(bbox, Reduction::Mean)
+            (Metric::DetnAcc, ModelOutput::Single { class: logits, .. }, BatchTarget::BoxClass { class, .. }) => {
+                acc(logits, class)
             }
-            (m, y) => return Err(mismatch(&m.name(), y)),
+            (Metric::DetnL1 { sz }, ModelOutput::Single { bbox: bb, .. }, BatchTarget::BoxClass { bbox, .. }) => {
+                (bb.sigmoid() * *sz).l1_loss(bbox, Reduction::Mean)
+            }
+            (m, _, y) => return Err(mismatch(&m.name(), y)),
         };
         Ok(t)
     }

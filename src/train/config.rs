@@ -481,7 +481,7 @@ impl TrainConfig {
         tch::manual_seed(self.seed as i64);
         let opts = LearnerOpts { arch: self.arch, weights: self.weights.clone(), models_dir: models_dir.into() };
         let mut learn = Learner::for_task(data, self.task, opts)?;
-        learn.configure_ssd(|cfg| cfg.matching = self.matching);
+        learn.configure_ssd(|cfg| cfg.matching = self.matching)?;
         Ok(learn)
     }
 }

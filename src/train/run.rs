@@ -87,7 +87,7 @@ impl Trainer {
             // The freezing the completed stages left, then their last weights.
             for s in &config.stages[..progress.completed.len()] {
                 apply_freeze(&mut learner, s.freeze_to);
-                apply_class_loss(&mut learner, s.class_loss);
+                apply_class_loss(&mut learner, s.class_loss)?;
             }
             learner.load(&run_dir.join(&last.checkpoint).to_string_lossy())?;
             learner.set_epochs_done(last.epochs_done);
@@ -115,7 +115,7 @@ impl Trainer {
         let stage = self.config.stages[k - 1].clone();
         println!("stage {k}/{}: {stage}", self.config.stages.len());
         apply_freeze(&mut self.learner, stage.freeze_to);
-        apply_class_loss(&mut self.learner, stage.class_loss);
+        apply_class_loss(&mut self.learner, stage.class_loss)?;
         let before = self.learner.recorder.epochs.len();
         let report = self.learner.fit(stage.lrs.clone(), stage.n_cycle, stage.opts())?;
         if let Some(st) = report.stopped {
@@ -160,9 +160,10 @@ impl Trainer {
 }
 
 /// An SSD stage's class loss: the learner keeps its model and continues with this loss.
-fn apply_class_loss(learner: &mut Learner, l: Option<StageLoss>) {
-    if let Some(l) = l {
-        learner.configure_ssd(|cfg| cfg.class_loss = l.into());
+fn apply_class_loss(learner: &mut Learner, l: Option<StageLoss>) -> Result<()> {
+    match l {
+        Some(l) => learner.configure_ssd(|cfg| cfg.class_loss = l.into()),
+        None => Ok(()),
     }
 }
 
