@@ -76,6 +76,20 @@ impl FitOpts {
         Self { cycle_len: Some(cycle_len), use_clr: Some((div, cut)), ..Default::default() }
     }
 
+    /// The same options with `cycle_len` raised where it must be, so that a triangular cycle
+    /// covers its `cut` at `n_batches` batches an epoch (the loader's `len()`): quick mode's
+    /// short cycles on a dataset smaller than the bundled sample (16 training images make 2
+    /// batches of 8, and `clr(1, 32., 5)`'s 2 iterations cannot hold a cut of 5). Nothing changes
+    /// for SGDR, a constant rate, or a cycle already long enough.
+    pub fn covering_cut(mut self, n_batches: usize) -> Self {
+        if let (Some((_, cut)), Some(cl)) = (self.use_clr, self.cycle_len) {
+            if n_batches > 0 && cl * n_batches < cut {
+                self.cycle_len = Some(cut.div_ceil(n_batches));
+            }
+        }
+        self
+    }
+
     /// `n_cycle` epochs with these options: the error names the option (`cycle_len`,
     /// `cycle_mult`, `use_clr`) and says what is wrong. With `n_batches` (batches per epoch) the
     /// triangular cycle must be at least `cut` iterations long, else fastai's schedule divides by
@@ -219,5 +233,22 @@ mod tests {
         assert!(e.starts_with("learning rate -2 is not"), "{e}");
         let (field, e) = FitOpts::clr(1, -1e300, 5).validate(1, None).unwrap_err();
         assert_eq!((field, e.as_str()), ("use_clr", "div -1e300 must be a number >= 1"));
+    }
+
+    #[test]
+    fn a_triangular_cycle_is_lengthened_to_cover_its_cut_and_nothing_else_changes() {
+        // 2 batches an epoch: a cut of 5 needs 3 epochs, of 10 needs 5; refused before, valid after.
+        for (cut, epochs) in [(5, 3), (10, 5), (2, 1)] {
+            let o = FitOpts::clr(1, 32., cut);
+            assert_eq!(o.validate(1, Some(2)).is_ok(), cut <= 2, "cut {cut}");
+            let long = o.covering_cut(2);
+            assert_eq!(long.cycle_len, Some(epochs), "cut {cut}");
+            assert_eq!(long.use_clr, Some((32., cut)));
+            assert!(long.validate(1, Some(2)).is_ok(), "cut {cut}");
+        }
+        // Long enough already (the sample's 6 batches), SGDR, a constant rate: unchanged.
+        assert_eq!(FitOpts::clr(2, 32., 10).covering_cut(6), FitOpts::clr(2, 32., 10));
+        assert_eq!(FitOpts::cycle_len(1).covering_cut(1), FitOpts::cycle_len(1));
+        assert_eq!(FitOpts::default().covering_cut(0), FitOpts::default());
     }
 }
