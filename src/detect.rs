@@ -408,7 +408,7 @@ impl SyntheticSsd {
 
     /// Detections on the validation split with scores over `thresh` (boxes in image pixels).
     pub fn detections(&self, thresh: f32) -> Result<Vec<crate::metrics::Detection>> {
-        detections(&self.learn, &self.val_dl, NmfOpts { thresh, overlap: 0.4, top_k: 100 })
+        detections(&self.learn, &self.val_dl, NmfOpts { thresh, ..NmfOpts::evaluation() })
     }
 
     /// VOC07 (or another) mAP on the validation split, detections with scores over `thresh`.

@@ -266,7 +266,7 @@ impl crate::interpret::Interpretation {
     /// The evaluation page of an SSD on its validation images: detections after the lesson's
     /// NMS down to score 0.01 for the mAP, the gallery ranked by each image's loss.
     pub fn report(&self, opts: ReportOpts) -> Result<Report> {
-        let dets = self.detections(crate::nms::NmfOpts { thresh: 0.01, ..Default::default() })?;
+        let dets = self.detections(crate::nms::NmfOpts::evaluation())?;
         let losses: Vec<f64> = (0..self.len()).map(|i| self.total(i)).collect();
         detection_report(&self.ground_truth(), &dets, Some(&losses), opts)
     }
