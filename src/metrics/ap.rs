@@ -187,13 +187,31 @@ fn image_indices(ds: &Dataset, dets: &[Detection]) -> Result<Vec<usize>> {
                     ds.classes.len()
                 )));
             }
+            if let Some(problem) = box_problem(d.bbox.to_xywh()) {
+                return Err(bad(format!("detection {k}: {problem}")));
+            }
             Ok(i)
         })
         .collect()
 }
 
+/// What is wrong with a detection's `[x, y, w, h]` box, if anything: a negative width or
+/// height (or a coordinate that is not a number) would otherwise be scored, with a negative area.
+fn box_problem(b: [f32; 4]) -> Option<String> {
+    if !b.iter().all(|v| v.is_finite()) {
+        Some(format!("bbox {b:?} has a coordinate that is not a finite number"))
+    } else if b[2] < 0.0 {
+        Some(format!("bbox {b:?} has a negative width {}", b[2]))
+    } else if b[3] < 0.0 {
+        Some(format!("bbox {b:?} has a negative height {}", b[3]))
+    } else {
+        None
+    }
+}
+
 /// Mean average precision of `dets` on the ground truth of `ds` (see the module docs).
-/// An error names the first detection whose image id or class the dataset does not have.
+/// An error names the first detection whose image id or class the dataset does not have, or
+/// whose box has a negative width or height.
 pub fn evaluate(ds: &Dataset, dets: &[Detection], metric: ApMetric) -> Result<ApTable> {
     let img = image_indices(ds, dets)?;
     let nc = ds.classes.len();
@@ -510,7 +528,8 @@ struct CocoResult {
 /// Read detections in the COCO results format (a JSON list of
 /// `{image_id, category_id, bbox: [x, y, w, h], score}`), with the lesson's category ids
 /// (class index + 1); boxes through [`BBox::from_xywh`]. An unknown `image_id` or
-/// `category_id` is an error naming the file and the entry.
+/// `category_id`, or a box with a negative width or height, is an error naming the file and the
+/// entry.
 pub fn load_coco_results(path: impl AsRef<Path>, ds: &Dataset) -> Result<Vec<Detection>> {
     let path = path.as_ref();
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
@@ -529,6 +548,9 @@ pub fn load_coco_results(path: impl AsRef<Path>, ds: &Dataset) -> Result<Vec<Det
                     r.category_id,
                     ds.classes.len()
                 )));
+            }
+            if let Some(problem) = box_problem(r.bbox) {
+                return Err(bad(format!("entry {k}: {problem}")));
             }
             Ok(Detection {
                 image_id: r.image_id,

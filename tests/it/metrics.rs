@@ -110,6 +110,18 @@ fn coco_results_round_trip_and_errors_name_the_entry() {
     assert!(e.contains("dets.json") && e.contains("entry 0") && e.contains("category_id 21"), "{e}");
     std::fs::write(&p, r#"[{"image_id": 71, "category_id": 0, "bbox": [1,2,3,4], "score": 0.5}]"#).unwrap();
     assert!(load_coco_results(&p, &ds).is_err());
+    // A box of negative width is rejected, not scored (issue 22).
+    std::fs::write(
+        &p,
+        r#"[{"image_id": 71, "category_id": 3, "bbox": [1,2,3,4], "score": 0.5},
+            {"image_id": 71, "category_id": 3, "bbox": [10,2,-3,4], "score": 0.5}]"#,
+    )
+    .unwrap();
+    let e = load_coco_results(&p, &ds).unwrap_err().to_string();
+    assert!(e.contains("dets.json") && e.contains("entry 1") && e.contains("negative width -3"), "{e}");
+    std::fs::write(&p, r#"[{"image_id": 71, "category_id": 3, "bbox": [1,2,3,-0.5], "score": 0.5}]"#).unwrap();
+    let e = load_coco_results(&p, &ds).unwrap_err().to_string();
+    assert!(e.contains("entry 0") && e.contains("negative height -0.5"), "{e}");
     std::fs::write(&p, r#"[{"image_id": 71}]"#).unwrap();
     assert!(load_coco_results(&p, &ds).unwrap_err().to_string().contains("dets.json"));
     // The library checks too.
@@ -117,6 +129,10 @@ fn coco_results_round_trip_and_errors_name_the_entry() {
     assert!(evaluate(&ds, &bad, ApMetric::Coco).unwrap_err().to_string().contains("image_id 1"));
     let bad = [Detection { image_id: 71, class: 20, bbox: BBox::new(0., 0., 5., 5.), score: 1.0 }];
     assert!(evaluate(&ds, &bad, ApMetric::Voc).is_err());
+    let ok = Detection { image_id: 71, class: 2, bbox: BBox::new(0., 0., 5., 5.), score: 1.0 };
+    let flipped = Detection { bbox: BBox::from_xywh([10.0, 2.0, -3.0, 4.0]), ..ok };
+    let e = evaluate(&ds, &[ok, flipped], ApMetric::Voc07).unwrap_err().to_string();
+    assert!(e.contains("detection 1") && e.contains("negative width"), "{e}");
 }
 
 fn tiny() -> Dataset {
