@@ -3,7 +3,7 @@
 //! [`crate::metrics`]); `fastdet predict` on a run folder; and the synthetic-shapes SSD that
 //! notebook 06 and `make ssd-synthetic` train.
 
-use crate::anchors::{actn_to_bb, Anchors};
+use crate::anchors::Anchors;
 use crate::checkpoint::Model;
 use crate::data::synthetic::{self, SyntheticConfig};
 use crate::data::{Batch, BatchTarget, DataLoader, DataOpts, Dataset, DetDataset, ImageData, Pascal, TargetKind};
@@ -11,10 +11,11 @@ use crate::error::{Error, Result};
 use crate::learner::{FitOpts, Learner, LearnerOpts};
 use crate::loss::ssd::{print_ssd_loss, trace_ssd_1_loss, SsdTrace};
 use crate::loss::Loss;
+pub use crate::metrics::epoch_map::{batch_detections, to_image_detections};
 use crate::metrics::{evaluate, ApMetric, ApTable, Detection};
 use crate::model::ssd::{Matching, SsdConfig, SsdOutput};
 use crate::model::{Arch, HeadKind};
-use crate::nms::{nms_detections, NmfOpts, ScoredBox};
+use crate::nms::NmfOpts;
 use crate::task::TaskParts;
 use crate::train::{RunProgress, TrainConfig, CONFIG_FILE, PROGRESS_FILE};
 use crate::transforms::{tfms_from_model, CropType, RandomFlip, TfmY};
@@ -116,40 +117,23 @@ fn detections_with(
     Ok(dets)
 }
 
-/// Each image's boxes found at `sz x sz` (one list per entry of `indices`, positions in `data`)
-/// scaled back to the image's own size, as [`Detection`]s of its id.
-pub fn to_image_detections(data: &Dataset, indices: &[usize], found: Vec<Vec<ScoredBox>>, sz: f32) -> Vec<Detection> {
-    let mut dets = vec![];
-    for (&idx, boxes) in indices.iter().zip(found) {
-        let rec = &data.images[idx];
-        let (sy, sx) = (rec.height as f32 / sz, rec.width as f32 / sz);
-        dets.extend(boxes.into_iter().map(|d| Detection {
-            image_id: rec.id,
-            class: d.class,
-            bbox: d.bbox.scale(sy, sx),
-            score: d.score,
-        }));
+/// Seconds [`crate::metrics::Metric::Map`] adds to one validation pass of `learn`'s validation
+/// loader (the decoding, NMS and scoring, not the forward passes the loss needs anyway), and the
+/// mAP it gives.
+pub fn map_cost(learn: &Learner) -> Result<(f64, f64)> {
+    let dl = &learn.data.val_dl;
+    let mut whole = crate::metrics::WholeSetMetrics::new(&[crate::metrics::Metric::Map], &learn.loss, learn.device())?;
+    let mut outs = vec![];
+    for b in dl.iter(0) {
+        let b = b?;
+        outs.push((learn.predict_batch(&b.x), b.indices));
     }
-    dets
-}
-
-/// The lesson's `show_nmf` post-processing of the first `n` images of a batch's SSD output:
-/// each image's boxes ([`actn_to_bb`]) through [`nms_detections`], in pixels of `sz x sz`.
-pub fn batch_detections(
-    out: &SsdOutput,
-    anchors: &Anchors,
-    sz: f32,
-    opts: NmfOpts,
-    n: usize,
-) -> Result<Vec<Vec<ScoredBox>>> {
-    let anchors = anchors.to_device(out.box_offsets.device());
-    let n = i64::try_from(n).unwrap_or(i64::MAX);
-    (0..out.class_logits.size()[0].min(n))
-        .map(|i| {
-            let (clas, offsets) = out.image(i);
-            nms_detections(&actn_to_bb(&offsets, &anchors), &clas, sz, opts)
-        })
-        .collect()
+    let t = std::time::Instant::now();
+    for (out, indices) in &outs {
+        whole.add(out, dl, indices)?;
+    }
+    let map = whole.merge(vec![], dl)?[0];
+    Ok((t.elapsed().as_secs_f64(), map))
 }
 
 /// For a batch's packed SSD output `[B, A, C+1+4]`: how many (anchor, class) boxes score over

@@ -86,7 +86,7 @@ impl TaskParts {
             target: TargetKind::AllBoxes,
             head: HeadKind::Ssd(cfg.clone()),
             loss: Loss::Ssd { cfg, sz: sz as f64 },
-            metrics: vec![],
+            metrics: vec![Metric::Map],
         }
     }
 }

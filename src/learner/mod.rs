@@ -297,20 +297,24 @@ impl Learner {
         Ok(Tensor::cat(&outs, 0))
     }
 
-    /// Validation loss and metrics, averaged weighted by batch size. (`fit` checks that they
+    /// Validation loss and metrics, averaged weighted by batch size, but for whole-set metrics
+    /// ([`Metric::Map`]), computed on all the batches' outputs at once. (`fit` checks that they
     /// are finite.) The sums stay on the model's device and are read once, at the end: no wait
     /// for the GPU at every batch.
     pub fn validate(&self, dl: &DataLoader) -> Result<(f64, Vec<f64>)> {
         let mut sums: Option<Vec<Tensor>> = None;
         let mut n = 0usize;
+        let mut whole = crate::metrics::WholeSetMetrics::new(&self.metrics, &self.loss, self.device())?;
+        let per_batch: Vec<&Metric> = self.metrics.iter().filter(|m| m.per_batch()).collect();
         for b in dl.iter(0) {
             let b = b?;
             let bs = b.indices.len() as f64;
             let out = self.predict_batch(&b.x);
             let mut values = vec![self.loss.compute(&out, &b.y)?];
-            for m in &self.metrics {
+            for m in &per_batch {
                 values.push(m.compute_tensor(&out, &b.y)?);
             }
+            whole.add(&out, dl, &b.indices)?;
             let values: Vec<Tensor> = values.iter().map(|v| v.detach().to_kind(Kind::Double) * bs).collect();
             sums = Some(match sums {
                 None => values,
@@ -320,10 +324,10 @@ impl Learner {
         }
         let n = n.max(1) as f64;
         let totals: Vec<f64> = match sums {
-            None => vec![0.0; 1 + self.metrics.len()],
+            None => vec![0.0; 1 + per_batch.len()],
             Some(sums) => Vec::try_from(Tensor::stack(&sums, 0))?,
         };
-        Ok((totals[0] / n, totals[1..].iter().map(|m| m / n).collect()))
+        Ok((totals[0] / n, whole.merge(totals[1..].iter().map(|m| m / n).collect(), dl)?))
     }
 
     pub(crate) fn optimizer(&self, lrs: &[f64]) -> Result<nn::Optimizer> {
