@@ -2,9 +2,10 @@
 //! Ctrl-C, or [`FitHandle::stop`] for a fit running in the background), with progress while
 //! they run and the learner's state written to `models_dir/last` after every epoch.
 
+use super::best::BestCb;
 use super::callback::{
-    last_lr, AmpCb, BatchEnd, BatchInfo, Callback, FinderCb, FitProgressCb, Flow, NanGuard, PublishCb, RecordCb,
-    ScheduleCb, StepChoice, StopCb,
+    last_lr, AmpCb, BatchEnd, BatchInfo, Callback, FinderCb, FitProgressCb, Flow, NanGuard, PublishCb,
+    RecordCb, ScheduleCb, StepChoice, StopCb,
 };
 use super::progress::{Bar, BatchProgress, LiveView};
 use super::record::{EpochRow, FitPreview, FitReport, LrFind, LrFinder, SmoothedLoss, PREVIEW_IMAGES};
@@ -240,7 +241,7 @@ impl Learner {
     /// Train the epochs of `plan` from `plan.epochs_done` on (the schedule continues where it
     /// was): a fit from its start, or one resumed by [`Learner::resume_fit`].
     pub(crate) fn fit_from(&mut self, plan: FitInProgress) -> Result<FitReport> {
-        let FitInProgress { ref lrs, n_cycle, opts, epochs_done: first } = plan;
+        let FitInProgress { ref lrs, n_cycle, ref opts, epochs_done: first } = plan;
         let lrs = lrs.per_group()?;
         let nb = self.data.trn_dl.len();
         if nb == 0 {
@@ -281,15 +282,29 @@ impl Learner {
             (ScheduleCb { sched }, StopCb, NanGuard::default(), AmpCb::default());
         let mut record = RecordCb { plan: plan.clone() };
         let mut publish = PublishCb;
-        let mut cbs: Vec<&mut dyn Callback> = vec![&mut schedule, &mut guard, &mut amp, &mut stop, &mut record];
+        let mut best = BestCb::new(self, opts, n_epochs, first)?;
+        let mut cbs: Vec<&mut dyn Callback> =
+            vec![&mut schedule, &mut guard, &mut amp, &mut stop, &mut record];
         if quiet {
             cbs.push(&mut publish);
         }
         cbs.push(&mut progress);
+        // Last of the built-in ones: an early stop comes after the epoch is recorded and shown.
+        if let Some(b) = best.as_mut() {
+            cbs.push(b);
+        }
         let spec = RunSpec { epochs: first..n_epochs, lrs: lrs.clone(), epochs_count: true };
         let end = self.run(&spec, &mut opt, &mut cbs)?;
         let mut report = progress.report(self);
         report.stopped = end.stopped;
+        if let Some(b) = best {
+            report.best = b.best().map(Box::new);
+            if b.stopped_early.is_some() {
+                // Not an interruption: the fit is complete.
+                report.stopped = None;
+                report.early_stop = b.stopped_early;
+            }
+        }
         report.secs = start.elapsed().as_secs_f64();
         report.preview = self.preview().ok().map(|p| Arc::new(Mutex::new(p)));
         if let Some(sc) = self.amp() {
@@ -307,8 +322,11 @@ impl Learner {
             ));
         }
         if progress.print {
-            for n in &report.notes {
+            for n in report.early_stop.iter().chain(&report.notes) {
                 println!("{n}");
+            }
+            if let Some(b) = &report.best {
+                println!("{b}");
             }
         }
         if let (Some(st), true) = (report.stopped, progress.print) {

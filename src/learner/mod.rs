@@ -20,6 +20,7 @@
 //! (and batch); the weights are put back to what they were at the start of that epoch.
 
 pub mod amp;
+pub mod best;
 pub mod callback;
 pub mod fit;
 pub mod progress;
@@ -28,13 +29,14 @@ pub mod schedule;
 pub mod state;
 
 pub use amp::{GradScaler, ScalerOpts};
+pub use best::{BestEpoch, BEST_DIR};
 pub use callback::{BatchEnd, BatchInfo, Callback, ClipGradNorm, Flow, StepChoice};
 pub use fit::FitHandle;
 pub use record::{
     epoch_table, table_header, table_line, EpochRow, FitReport, LrFind, LrFinder, LrSuggestion, Recorder, SmoothedLoss,
     AVG_MOM,
 };
-pub use schedule::{FitOpts, Lrs, Schedule};
+pub use schedule::{EarlyStop, FitOpts, Lrs, Schedule};
 pub use state::Checkpoint;
 
 use crate::data::{Batch, DataLoader, ImageData};

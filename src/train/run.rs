@@ -6,7 +6,7 @@ use super::folder::{
     checkpoint_name, prepare, write_json, EpochRecord, Prepared, RunProgress, StageRecord, PROGRESS_FILE,
 };
 use crate::error::{Error, Result};
-use crate::learner::Learner;
+use crate::learner::{BestEpoch, Learner};
 use std::path::{Path, PathBuf};
 
 /// What [`run`] did.
@@ -21,6 +21,10 @@ pub struct RunReport {
     pub metric_names: Vec<String>,
     /// `[val_loss, metrics...]` after the last stage.
     pub result: Vec<f64>,
+    /// The best epoch of each stage that kept one or stopped early (1-based stage).
+    pub best: Vec<(usize, BestEpoch)>,
+    /// Epochs this call trained (a stage resumed mid-way counts only its missing epochs).
+    pub epochs_trained: usize,
 }
 
 impl RunReport {
@@ -44,7 +48,11 @@ impl std::fmt::Display for RunReport {
         for (n, v) in names.zip(&self.result) {
             write!(f, " {n} {v:.6}")?;
         }
-        write!(f, "  {:?}", self.result)
+        write!(f, "  {:?}", self.result)?;
+        for (k, b) in &self.best {
+            write!(f, "\nstage {k}: {b}")?;
+        }
+        write!(f, "\nepochs trained by this call: {}", self.epochs_trained)
     }
 }
 
@@ -56,6 +64,8 @@ pub struct Trainer {
     pub progress: RunProgress,
     resumed_after: Option<usize>,
     stages_run: Vec<usize>,
+    /// Epochs trained by this call.
+    epochs_trained: usize,
 }
 
 impl Trainer {
@@ -100,7 +110,15 @@ impl Trainer {
             );
             resumed_after = Some(last.stage);
         }
-        Ok(Self { learner, config, run_dir, progress, resumed_after, stages_run: vec![] })
+        Ok(Self {
+            learner,
+            config,
+            run_dir,
+            progress,
+            resumed_after,
+            stages_run: vec![],
+            epochs_trained: 0,
+        })
     }
 
     /// The next stage to train (1-based), if any.
@@ -140,7 +158,20 @@ impl Trainer {
         });
         self.progress.epochs.extend(rows);
         let checkpoint = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let record = StageRecord { stage: k, checkpoint, result, epochs_done: self.learner.epochs_done() };
+        if let Some(e) = &report.early_stop {
+            println!("stage {k}: {e}");
+        }
+        if let Some(b) = &report.best {
+            println!("stage {k}: {b}");
+        }
+        self.epochs_trained += report.epochs.len();
+        let record = StageRecord {
+            stage: k,
+            checkpoint,
+            result,
+            epochs_done: self.learner.epochs_done(),
+            best: report.best.map(|b| *b),
+        };
         self.progress.completed.push(record.clone());
         write_json(&self.run_dir.join(PROGRESS_FILE), &self.progress)?;
         println!("saved {}", path.display());
@@ -155,7 +186,14 @@ impl Trainer {
     }
 
     pub fn report(&self) -> RunReport {
-        report(&self.run_dir, &self.config, &self.progress, self.stages_run.clone(), self.resumed_after)
+        report(
+            &self.run_dir,
+            &self.config,
+            &self.progress,
+            self.stages_run.clone(),
+            self.resumed_after,
+            self.epochs_trained,
+        )
     }
 }
 
@@ -180,6 +218,7 @@ fn report(
     progress: &RunProgress,
     stages_run: Vec<usize>,
     resumed_after: Option<usize>,
+    epochs_trained: usize,
 ) -> RunReport {
     RunReport {
         run_dir: run_dir.into(),
@@ -188,6 +227,8 @@ fn report(
         resumed_after,
         metric_names: progress.metric_names.clone(),
         result: progress.completed.last().map(|r| r.result.clone()).unwrap_or_default(),
+        best: progress.completed.iter().filter_map(|r| r.best.clone().map(|b| (r.stage, b))).collect(),
+        epochs_trained,
     }
 }
 
@@ -208,6 +249,7 @@ pub fn run_stages(config: &TrainConfig, run_dir: &Path, resume: bool, max_stages
             &prepared.progress,
             vec![],
             prepared.progress.completed.last().map(|c| c.stage),
+            0,
         );
         println!(
             "{}: all {} stages are done already (see {PROGRESS_FILE}); nothing to train",

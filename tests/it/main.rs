@@ -4,6 +4,7 @@
 mod amp;
 mod aug_golden;
 mod bad_input;
+mod best_epoch;
 mod boxes;
 mod checkpoint;
 mod cli_train;
