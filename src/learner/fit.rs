@@ -4,7 +4,7 @@
 
 use super::best::BestCb;
 use super::callback::{
-    last_lr, AmpCb, BatchEnd, BatchInfo, Callback, FinderCb, FitProgressCb, Flow, NanGuard, PublishCb,
+    last_lr, AmpCb, BatchEnd, BatchInfo, Callback, EpochSeedCb, FinderCb, FitProgressCb, Flow, NanGuard, PublishCb,
     RecordCb, ScheduleCb, StepChoice, StopCb,
 };
 use super::progress::{Bar, BatchProgress, LiveView};
@@ -84,6 +84,9 @@ pub(crate) struct RunSpec {
     pub lrs: Vec<f64>,
     /// Validate after each epoch, count it and call the epoch events (`fit`); `lr_find` does not.
     pub epochs_count: bool,
+    /// Step with the learner's [`super::adam::Adam`] (`fit`, whose state `last/` saves) instead
+    /// of `opt` (`lr_find`, whose steps are undone).
+    pub own_adam: bool,
 }
 
 /// How a run ended: where a callback stopped it, if one did.
@@ -194,7 +197,10 @@ impl Learner {
                     }
                 }
                 if take {
-                    opt.step();
+                    match (&mut self.adam, spec.own_adam) {
+                        (Some(adam), true) => adam.step(&self.vs, &lrs),
+                        _ => opt.step(),
+                    }
                 }
                 let stop_now = each(cbs, |c| c.after_step(self, &info, take))? == Flow::Stop;
                 if pending.len() < read_every && !stop_now && batches.peek().is_some() {
@@ -278,13 +284,13 @@ impl Learner {
         // In fastdet's kernel the live output holds the table; elsewhere it is printed.
         progress.print = !quiet && !progress.progress.is_live();
         progress.header(self);
-        let (mut schedule, mut stop, mut guard, mut amp) =
-            (ScheduleCb { sched }, StopCb, NanGuard::default(), AmpCb::default());
+        let (mut schedule, mut stop, mut guard, mut amp, mut seed) =
+            (ScheduleCb { sched }, StopCb, NanGuard::default(), AmpCb::default(), EpochSeedCb);
         let mut record = RecordCb { plan: plan.clone() };
         let mut publish = PublishCb;
         let mut best = BestCb::new(self, opts, n_epochs, first)?;
         let mut cbs: Vec<&mut dyn Callback> =
-            vec![&mut schedule, &mut guard, &mut amp, &mut stop, &mut record];
+            vec![&mut schedule, &mut guard, &mut amp, &mut stop, &mut seed, &mut record];
         if quiet {
             cbs.push(&mut publish);
         }
@@ -293,7 +299,12 @@ impl Learner {
         if let Some(b) = best.as_mut() {
             cbs.push(b);
         }
-        let spec = RunSpec { epochs: first..n_epochs, lrs: lrs.clone(), epochs_count: true };
+        // A fresh optimiser per fit, as fastai builds one; a resumed fit continues the state
+        // `last/` saved (restore_last put it on the learner).
+        if first == 0 || self.adam.is_none() {
+            self.adam = Some(super::adam::Adam::default());
+        }
+        let spec = RunSpec { epochs: first..n_epochs, lrs: lrs.clone(), epochs_count: true, own_adam: true };
         let end = self.run(&spec, &mut opt, &mut cbs)?;
         let mut report = progress.report(self);
         report.stopped = end.stopped;
@@ -378,7 +389,7 @@ impl Learner {
         // that many batches late: those extra steps are undone with the rest when the weights
         // are restored, and the record stops where fastai's would. The learning rates the data
         // epoch sees are those of the learner's epoch count (lr_find does not count one).
-        let spec = RunSpec { epochs: 0..1, lrs: start.clone(), epochs_count: false };
+        let spec = RunSpec { epochs: 0..1, lrs: start.clone(), epochs_count: false, own_adam: false };
         let result = self.run(&spec, &mut opt, &mut [&mut find, &mut amp, &mut stop]);
         self.restore_vars(&snap);
         let end = match result {

@@ -19,6 +19,7 @@
 //! A NaN or infinite loss or validation number stops training with an error naming the epoch
 //! (and batch); the weights are put back to what they were at the start of that epoch.
 
+pub mod adam;
 pub mod amp;
 pub mod best;
 pub mod callback;
@@ -93,6 +94,8 @@ pub struct Learner {
     loss_read_every: Option<usize>,
     /// The user's callbacks ([`Learner::add_callback`]), after the built-in ones in every run.
     callbacks: Vec<Box<dyn Callback + Send>>,
+    /// The optimiser of the latest `fit` and its state ([`adam`]; `last/` saves it).
+    adam: Option<adam::Adam>,
 }
 
 /// How to build a [`Learner`] beyond its data and task: the backbone, its ImageNet weights and
@@ -184,6 +187,7 @@ impl Learner {
             amp: None,
             loss_read_every: None,
             callbacks: vec![],
+            adam: None,
         };
         learner.freeze_to(-1);
         Ok(learner)

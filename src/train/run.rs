@@ -6,7 +6,10 @@ use super::folder::{
     checkpoint_name, prepare, write_json, EpochRecord, Prepared, RunProgress, StageRecord, PROGRESS_FILE,
 };
 use crate::error::{Error, Result};
-use crate::learner::{BestEpoch, Learner};
+use crate::learner::state::FitInProgress;
+use crate::learner::{BestEpoch, Learner, Lrs};
+use crate::loss::Loss;
+use crate::model::HeadKind;
 use std::path::{Path, PathBuf};
 
 /// What [`run`] did.
@@ -66,6 +69,8 @@ pub struct Trainer {
     stages_run: Vec<usize>,
     /// Epochs trained by this call.
     epochs_trained: usize,
+    /// The next stage's fit, cut short and found in `last/`, to continue.
+    unfinished: Option<FitInProgress>,
 }
 
 impl Trainer {
@@ -93,6 +98,7 @@ impl Trainer {
                 .map_err(|(name, problem)| config.invalid(&format!("stages[{i}].{name}"), problem))?;
         }
         let mut resumed_after = None;
+        let epochs_before = progress.completed.last().map_or(0, |r| r.epochs_done);
         if let Some(last) = progress.completed.last() {
             // The freezing the completed stages left, then their last weights.
             for s in &config.stages[..progress.completed.len()] {
@@ -110,6 +116,33 @@ impl Trainer {
             );
             resumed_after = Some(last.stage);
         }
+        // A stage cut short: `last/` holds its state after its last completed epoch.
+        let mut unfinished = None;
+        if let Some(stage) = config.stages.get(progress.completed.len()) {
+            // The head and loss the stage trains with (its class loss).
+            let mut expected = learner.parts();
+            if let Some(l) = stage.class_loss {
+                if let Loss::Ssd { cfg, .. } = &mut expected.loss {
+                    cfg.class_loss = l.into();
+                }
+                if let HeadKind::Ssd(cfg) = &mut expected.head {
+                    cfg.class_loss = l.into();
+                }
+            }
+            let (lrs, opts) = (Lrs(stage.lrs.clone()), stage.opts());
+            let same_fit = |f: &FitInProgress| f.lrs == lrs && f.n_cycle == stage.n_cycle && f.opts == opts;
+            if let Some(fit) = learner.take_unfinished_fit(epochs_before, &expected, same_fit)? {
+                println!(
+                    "resuming stage {}/{} after its epoch {} of {} from {}",
+                    progress.completed.len() + 1,
+                    config.stages.len(),
+                    fit.epochs_done,
+                    stage.epochs(),
+                    run_dir.join(crate::learner::state::LAST_DIR).display()
+                );
+                unfinished = Some(fit);
+            }
+        }
         Ok(Self {
             learner,
             config,
@@ -118,6 +151,7 @@ impl Trainer {
             resumed_after,
             stages_run: vec![],
             epochs_trained: 0,
+            unfinished,
         })
     }
 
@@ -134,13 +168,18 @@ impl Trainer {
         println!("stage {k}/{}: {stage}", self.config.stages.len());
         apply_freeze(&mut self.learner, stage.freeze_to);
         apply_class_loss(&mut self.learner, stage.class_loss);
-        let before = self.learner.recorder.epochs.len();
-        let report = self.learner.fit(stage.lrs.clone(), stage.n_cycle, stage.opts())?;
+        // A stage resumed mid-way: its first epochs' rows are in the recorder `last/` restored.
+        let earlier = self.unfinished.as_ref().map_or(0, |f| f.epochs_done);
+        let report = match self.unfinished.take() {
+            Some(_) => self.learner.resume_fit()?,
+            None => self.learner.fit(stage.lrs.clone(), stage.n_cycle, stage.opts())?,
+        };
+        let before = self.learner.recorder.epochs.len().saturating_sub(report.epochs.len() + earlier);
         if let Some(st) = report.stopped {
             return Err(Error::run(
                 &self.run_dir,
                 format!(
-                    "stopped during stage {k}, epoch {} (interrupt): the {} stages before it are saved; --resume trains stage {k} again",
+                    "stopped during stage {k}, epoch {} (interrupt): the {} stages before it are saved, and its last completed epoch in last/; --resume continues from there",
                     st.epoch,
                     k - 1
                 ),

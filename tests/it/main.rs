@@ -21,6 +21,7 @@ mod loader;
 mod metrics;
 mod nms;
 mod report;
+mod resume;
 mod ssd;
 mod synthetic;
 mod transforms;
