@@ -6,7 +6,10 @@ pub mod ap;
 pub mod confusion;
 pub mod epoch_map;
 
-pub use ap::{evaluate, load_coco_results, save_coco_results, voc_ap, ApMetric, ApTable, ClassAp, Detection};
+pub use ap::{
+    coco_summary, evaluate, load_coco_results, save_coco_results, voc_ap, ApMetric, ApTable, ClassAp, CocoSummary,
+    Detection,
+};
 pub use confusion::{confusion, match_image, Confused, Confusion, ImageErrors, Outcome};
 pub use epoch_map::WholeSetMetrics;
 
