@@ -7,11 +7,12 @@ use crate::data::synthetic::{self, SyntheticConfig};
 use crate::data::{Batch, BatchTarget, DataLoader, DataOpts, Dataset, DetDataset, ImageData, Pascal, TargetKind};
 use crate::error::{Error, Result};
 use crate::learner::{FitOpts, Learner, LearnerOpts};
+pub use crate::metrics::epoch_map::to_image_detections;
 use crate::metrics::{evaluate, ApMetric, ApTable, Detection};
 use crate::model::ssd::{Matching, SsdConfig, SsdOutput};
 use crate::model::ssd_loss::{print_ssd_loss, trace_ssd_1_loss, SsdTrace};
 use crate::model::{Arch, Model, ModelOutput};
-use crate::nms::{NmfOpts, ScoredBox};
+use crate::nms::NmfOpts;
 use crate::task::TaskParts;
 use crate::train::{RunProgress, TrainConfig, CONFIG_FILE, PROGRESS_FILE};
 use crate::transforms::{tfms_from_model, CropType, RandomFlip, TfmY};
@@ -94,21 +95,23 @@ fn detections_with(
     Ok(dets)
 }
 
-/// Each image's boxes found at `sz x sz` (one list per entry of `indices`, positions in `data`)
-/// scaled back to the image's own size, as [`Detection`]s of its id.
-pub fn to_image_detections(data: &Dataset, indices: &[usize], found: Vec<Vec<ScoredBox>>, sz: f32) -> Vec<Detection> {
-    let mut dets = vec![];
-    for (&idx, boxes) in indices.iter().zip(found) {
-        let rec = &data.images[idx];
-        let (sy, sx) = (rec.height as f32 / sz, rec.width as f32 / sz);
-        dets.extend(boxes.into_iter().map(|d| Detection {
-            image_id: rec.id,
-            class: d.class,
-            bbox: d.bbox.scale(sy, sx),
-            score: d.score,
-        }));
+/// Seconds [`crate::metrics::Metric::Map`] adds to one validation pass of `learn`'s validation
+/// loader (the decoding, NMS and scoring, not the forward passes the loss needs anyway), and the
+/// mAP it gives.
+pub fn map_cost(learn: &Learner) -> Result<(f64, f64)> {
+    let dl = &learn.data.val_dl;
+    let mut whole = crate::metrics::WholeSetMetrics::new(&[crate::metrics::Metric::Map], &learn.model)?;
+    let mut outs = vec![];
+    for b in dl.iter(0) {
+        let b = b?;
+        outs.push((learn.predict_batch(&b.x), b.indices));
     }
-    dets
+    let t = std::time::Instant::now();
+    for (out, indices) in &outs {
+        whole.add(&learn.model, out, dl, indices)?;
+    }
+    let map = whole.merge(vec![], dl)?[0];
+    Ok((t.elapsed().as_secs_f64(), map))
 }
 
 /// For a batch's SSD output: how many (anchor, class) boxes score over `opts.thresh` before the
@@ -369,7 +372,7 @@ impl SyntheticSsd {
 
     /// Detections on the validation split with scores over `thresh` (boxes in image pixels).
     pub fn detections(&self, thresh: f32) -> Result<Vec<crate::metrics::Detection>> {
-        detections(&self.learn, &self.val_dl, NmfOpts { thresh, overlap: 0.4, top_k: 100 })
+        detections(&self.learn, &self.val_dl, NmfOpts { thresh, ..NmfOpts::evaluation() })
     }
 
     /// VOC07 (or another) mAP on the validation split, detections with scores over `thresh`.

@@ -84,6 +84,11 @@ impl TaskParts {
     /// reads it from there. The grids must be the ones the head makes at `sz`
     /// ([`SsdConfig::fitted_to`]).
     pub fn ssd(cfg: SsdConfig, _sz: u32) -> Self {
-        TaskParts { target: TargetKind::AllBoxes, head: HeadKind::Ssd(cfg), loss: Loss::Ssd {}, metrics: vec![] }
+        TaskParts {
+            target: TargetKind::AllBoxes,
+            head: HeadKind::Ssd(cfg),
+            loss: Loss::Ssd {},
+            metrics: vec![Metric::Map],
+        }
     }
 }

@@ -280,6 +280,9 @@ fn run(cli: Cli) -> Result<()> {
                     detections.display()
                 );
                 println!("{table}");
+                if metric == fastdet::metrics::ApMetric::Coco {
+                    println!("{}", fastdet::metrics::coco_summary(&ds, &dets)?);
+                }
             }
         }
         Command::Predict { model: Some(model), image, thresh, .. } => {

@@ -19,7 +19,9 @@
 //! A NaN or infinite loss or validation number stops training with an error naming the epoch
 //! (and batch); the weights are put back to what they were at the start of that epoch.
 
+pub mod adam;
 pub mod amp;
+pub mod best;
 pub mod callback;
 pub mod fit;
 pub mod progress;
@@ -28,13 +30,14 @@ pub mod schedule;
 pub mod state;
 
 pub use amp::{GradScaler, ScalerOpts};
+pub use best::{BestEpoch, BEST_DIR};
 pub use callback::{BatchEnd, BatchInfo, Callback, ClipGradNorm, Flow, StepChoice};
 pub use fit::FitHandle;
 pub use record::{
     epoch_table, table_header, table_line, EpochRow, FitReport, LrFind, LrFinder, LrSuggestion, Recorder, SmoothedLoss,
     AVG_MOM,
 };
-pub use schedule::{FitOpts, Lrs, Schedule};
+pub use schedule::{EarlyStop, FitOpts, Lrs, Schedule};
 pub use state::Checkpoint;
 
 use crate::data::{Batch, DataLoader, ImageData};
@@ -92,6 +95,8 @@ pub struct Learner {
     loss_read_every: Option<usize>,
     /// The user's callbacks ([`Learner::add_callback`]), after the built-in ones in every run.
     callbacks: Vec<Box<dyn Callback + Send>>,
+    /// The optimiser of the latest `fit` and its state ([`adam`]; `last/` saves it).
+    adam: Option<adam::Adam>,
 }
 
 /// How to build a [`Learner`] beyond its data and task: the backbone, its ImageNet weights and
@@ -189,6 +194,7 @@ impl Learner {
             amp: None,
             loss_read_every: None,
             callbacks: vec![],
+            adam: None,
         };
         learner.freeze_to(-1);
         Ok(learner)
@@ -288,20 +294,24 @@ impl Learner {
         ModelOutput::cat(&outs)
     }
 
-    /// Validation loss and metrics, averaged weighted by batch size. (`fit` checks that they
+    /// Validation loss and metrics, averaged weighted by batch size, but for whole-set metrics
+    /// ([`Metric::Map`]), computed on all the batches' outputs at once. (`fit` checks that they
     /// are finite.) The sums stay on the model's device and are read once, at the end: no wait
     /// for the GPU at every batch.
     pub fn validate(&self, dl: &DataLoader) -> Result<(f64, Vec<f64>)> {
         let mut sums: Option<Vec<Tensor>> = None;
         let mut n = 0usize;
+        let mut whole = crate::metrics::WholeSetMetrics::new(&self.metrics, &self.model)?;
+        let per_batch: Vec<&Metric> = self.metrics.iter().filter(|m| m.per_batch()).collect();
         for b in dl.iter(0) {
             let b = b?;
             let bs = b.indices.len() as f64;
             let out = self.predict_batch(&b.x);
             let mut values = vec![self.model.loss(&out, &b.y)?];
-            for m in &self.metrics {
+            for m in &per_batch {
                 values.push(m.compute_tensor(&out, &b.y)?);
             }
+            whole.add(&self.model, &out, dl, &b.indices)?;
             let values: Vec<Tensor> = values.iter().map(|v| v.detach().to_kind(Kind::Double) * bs).collect();
             sums = Some(match sums {
                 None => values,
@@ -311,10 +321,10 @@ impl Learner {
         }
         let n = n.max(1) as f64;
         let totals: Vec<f64> = match sums {
-            None => vec![0.0; 1 + self.metrics.len()],
+            None => vec![0.0; 1 + per_batch.len()],
             Some(sums) => Vec::try_from(Tensor::stack(&sums, 0))?,
         };
-        Ok((totals[0] / n, totals[1..].iter().map(|m| m / n).collect()))
+        Ok((totals[0] / n, whole.merge(totals[1..].iter().map(|m| m / n).collect(), dl)?))
     }
 
     pub(crate) fn optimizer(&self, lrs: &[f64]) -> Result<nn::Optimizer> {

@@ -54,8 +54,9 @@ impl Lrs {
     }
 }
 
-/// The schedule options of `fit` (fastai 0.7's keyword arguments).
-#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+/// The options of `fit`: fastai 0.7's schedule keywords, and beyond fastai, keeping the best
+/// epoch and stopping early ([`super::best`]).
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct FitOpts {
     /// Epochs per cycle; `None` = constant learning rate, one epoch per cycle.
     pub cycle_len: Option<usize>,
@@ -63,6 +64,26 @@ pub struct FitOpts {
     pub cycle_mult: Option<usize>,
     /// `(div, cut)` for the triangular CLR schedule.
     pub use_clr: Option<(f64, usize)>,
+    /// Keep the weights of the best epoch by this column of the epoch table (`val_loss`,
+    /// `trn_loss` or a metric's name such as `map`; lower or higher is better as the column
+    /// says) in `models_dir/best/` ([`super::best`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_best: Option<String>,
+    /// Stop after `patience` epochs without improvement of the `keep_best` column (`val_loss`
+    /// without one), not before `min_epochs` epochs of this fit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub early_stop: Option<EarlyStop>,
+}
+
+/// When a fit stops early ([`FitOpts::early_stop`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EarlyStop {
+    /// Epochs without improvement after which the fit stops (at least 1).
+    pub patience: usize,
+    /// The fit trains at least this many epochs whatever the column does (0: no minimum).
+    #[serde(default)]
+    pub min_epochs: usize,
 }
 
 impl FitOpts {
@@ -90,6 +111,29 @@ impl FitOpts {
         self
     }
 
+    /// Keep the best epoch by `column` in `models_dir/best/` ([`FitOpts::keep_best`]):
+    /// `FitOpts::clr(4, 20., 8).keep_best("map")`.
+    pub fn keep_best(mut self, column: &str) -> Self {
+        self.keep_best = Some(column.to_string());
+        self
+    }
+
+    /// Stop after `patience` epochs without improvement, not before `min_epochs` epochs
+    /// ([`FitOpts::early_stop`]).
+    pub fn early_stop(mut self, patience: usize, min_epochs: usize) -> Self {
+        self.early_stop = Some(EarlyStop { patience, min_epochs });
+        self
+    }
+
+    /// The column that keeping the best epoch and early stopping watch, if either is on.
+    pub fn monitored(&self) -> Option<&str> {
+        match (&self.keep_best, &self.early_stop) {
+            (Some(c), _) => Some(c),
+            (None, Some(_)) => Some("val_loss"),
+            (None, None) => None,
+        }
+    }
+
     /// `n_cycle` epochs with these options: the error names the option (`cycle_len`,
     /// `cycle_mult`, `use_clr`) and says what is wrong. With `n_batches` (batches per epoch) the
     /// triangular cycle must be at least `cut` iterations long, else fastai's schedule divides by
@@ -101,6 +145,14 @@ impl FitOpts {
     ) -> std::result::Result<(), (&'static str, String)> {
         if n_cycle == 0 {
             return Err(("n_cycle", "must be at least 1".into()));
+        }
+        if self.keep_best.as_ref().is_some_and(|c| c.trim().is_empty()) {
+            return Err(("keep_best", "names no column (val_loss, trn_loss or a metric such as map)".into()));
+        }
+        if let Some(es) = self.early_stop {
+            if es.patience == 0 {
+                return Err(("early_stop", "patience must be at least 1 epoch".into()));
+            }
         }
         if self.cycle_len == Some(0) {
             return Err(("cycle_len", "must be at least 1".into()));

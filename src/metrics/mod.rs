@@ -4,9 +4,14 @@
 
 pub mod ap;
 pub mod confusion;
+pub mod epoch_map;
 
-pub use ap::{evaluate, load_coco_results, save_coco_results, voc_ap, ApMetric, ApTable, ClassAp, Detection};
+pub use ap::{
+    coco_summary, evaluate, load_coco_results, save_coco_results, voc_ap, ApMetric, ApTable, ClassAp, CocoSummary,
+    Detection,
+};
 pub use confusion::{confusion, match_image, Confused, Confusion, ImageErrors, Outcome};
+pub use epoch_map::WholeSetMetrics;
 
 use crate::data::BatchTarget;
 use crate::error::Result;
@@ -25,6 +30,10 @@ pub enum Metric {
     DetnAcc,
     /// Lesson 8 `detn_l1`: `L1(sigmoid(out[:, :4]) * sz, bbox)` in pixels.
     DetnL1 { sz: f64 },
+    /// An SSD's VOC07 mAP on the whole validation split after the lesson's NMS with
+    /// [`crate::nms::NmfOpts::evaluation`] (beyond the lesson; [`epoch_map`]). Not a mean over
+    /// batches: [`Metric::per_batch`] is false.
+    Map,
 }
 
 impl Metric {
@@ -34,7 +43,20 @@ impl Metric {
             Metric::AccuracyThresh(t) => format!("accuracy_thresh({t})"),
             Metric::DetnAcc => "detn_acc".into(),
             Metric::DetnL1 { .. } => "detn_l1".into(),
+            Metric::Map => "map".into(),
         }
+    }
+
+    /// Whether a larger value is better (accuracies, mAP) or a smaller one (`detn_l1`): what
+    /// keeping the best epoch by this metric compares.
+    pub fn higher_is_better(&self) -> bool {
+        !matches!(self, Metric::DetnL1 { .. })
+    }
+
+    /// Whether the metric is a mean over validation batches ([`Metric::compute_tensor`]), or is
+    /// computed on the whole validation set at once ([`WholeSetMetrics`]: [`Metric::Map`]).
+    pub fn per_batch(&self) -> bool {
+        !matches!(self, Metric::Map)
     }
 
     /// The metric of one batch, read on the host.
@@ -59,6 +81,11 @@ impl Metric {
             }
             (Metric::DetnL1 { sz }, ModelOutput::Single { bbox: bb, .. }, BatchTarget::BoxClass { bbox, .. }) => {
                 (bb.sigmoid() * *sz).l1_loss(bbox, Reduction::Mean)
+            }
+            (Metric::Map, _, _) => {
+                return Err(crate::error::Error::Invalid(
+                    "map is computed on the whole validation set (WholeSetMetrics), not on one batch".into(),
+                ))
             }
             (m, _, y) => return Err(mismatch(&m.name(), y)),
         };

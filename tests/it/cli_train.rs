@@ -224,7 +224,7 @@ fn example_configs_parse_and_the_lesson_one_is_the_default_schedule() {
     let lesson =
         TrainConfig::from_json_str(&std::fs::read_to_string(root.join("detector_lesson.json")).unwrap()).unwrap();
     let default = TrainConfig {
-        weights: Some("models/resnet34.pth".into()),
+        weights: Some("models/resnet34.safetensors".into()),
         comment: lesson.comment.clone(),
         ..TrainConfig::default()
     };

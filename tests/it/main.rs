@@ -4,6 +4,7 @@
 mod amp;
 mod aug_golden;
 mod bad_input;
+mod best_epoch;
 mod boxes;
 mod checkpoint;
 mod cli_train;
@@ -20,6 +21,7 @@ mod loader;
 mod metrics;
 mod nms;
 mod report;
+mod resume;
 mod ssd;
 mod synthetic;
 mod transforms;
