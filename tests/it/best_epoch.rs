@@ -81,8 +81,22 @@ fn the_ssd_epoch_table_has_the_evaluators_map() {
     assert_eq!(best.epoch, want, "{:?}", r.epochs);
     assert_eq!(read_best(l.models_dir()), best);
     // A metric the learner cannot compute: map of a learner that is not an SSD.
-    let e =
-        fastdet::metrics::WholeSetMetrics::new(&[fastdet::metrics::Metric::Map], &l.model).err().unwrap().to_string();
+    use fastdet::data::TargetKind;
+    use fastdet::model::{HeadKind, Loss, Model, ModelSpec};
+    let names = vec!["a".to_string(), "b".to_string()];
+    let spec = ModelSpec::new(
+        TargetKind::LargestClass,
+        names,
+        64,
+        Arch::ResNet18,
+        HeadKind::classifier(2),
+        Loss::CrossEntropy,
+    );
+    let classifier = Model::new(spec, Device::Cpu);
+    let e = fastdet::metrics::WholeSetMetrics::new(&[fastdet::metrics::Metric::Map], &classifier)
+        .err()
+        .unwrap()
+        .to_string();
     assert!(e.contains("SSD"), "{e}");
 }
 
