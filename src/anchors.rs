@@ -11,11 +11,20 @@
 //! coordinate `anc_x` and makes it with `np.repeat` (slowest): it is the row, y, since the boxes
 //! are `(top, left, bottom, right)`.
 //!
+//! Whether the anchors fit a dataset's boxes, and anchors fitted to them, are in [`coverage`] and
+//! [`fit`].
+//!
 //! ```no_run
 //! use fastdet::anchors::{AnchorConfig, Anchors};
 //! let anchors = Anchors::new(&AnchorConfig::lesson_189(), tch::Device::Cpu);
 //! assert_eq!(anchors.len(), 189);
 //! ```
+
+pub mod coverage;
+pub mod fit;
+
+pub use coverage::{unit_boxes, Coverage, CoverageTable, UnitBox, MATCH_IOU};
+pub use fit::{fit_anchors, AnchorFit, FitOpts};
 
 use crate::boxes::{corners_to_bboxes, hw2corners, BBox};
 use crate::error::Result;

@@ -3,6 +3,7 @@
 //! [`crate::metrics`]); `fastdet predict` on a run folder; and the synthetic-shapes SSD that
 //! notebook 06 and `make ssd-synthetic` train.
 
+use crate::anchors::AnchorConfig;
 use crate::data::synthetic::{self, SyntheticConfig};
 use crate::data::{Batch, BatchTarget, DataLoader, DataOpts, Dataset, DetDataset, ImageData, Pascal, TargetKind};
 use crate::error::{Error, Result};
@@ -215,6 +216,8 @@ pub fn predict_run(run_dir: &Path, data: &Dataset, out: &Path, opts: NmfOpts) ->
 /// seeded set, a ResNet18 SSD trained from scratch on it, and its validation split.
 pub struct SyntheticSsd {
     pub learn: Learner,
+    /// The training split (the learner validates on a seeded 10 % of it while training).
+    pub trn: Dataset,
     pub val: Dataset,
     pub val_dl: DataLoader,
     pub dir: PathBuf,
@@ -281,11 +284,26 @@ pub struct SyntheticOpts {
     /// The head's dropout (`drop` and `conv_drop`): the lesson's 0.4 regularises VOC over many
     /// epochs; a few epochs on fresh shapes underfit with it.
     pub drop: f64,
+    /// The anchors' zooms and ratios (the lesson's 189 by default; fitted ones from
+    /// [`crate::anchors::fit_anchors`]); their grids become those the head makes at `sz`.
+    pub anchors: AnchorConfig,
+    /// Seed of the initial weights and of the batches' order and augmentation (the set itself is
+    /// always drawn with seed 0).
+    pub seed: u64,
 }
 
 impl Default for SyntheticOpts {
     fn default() -> Self {
-        Self { sz: 160, n_train: 2400, n_val: 160, matching: Matching::NoGtLost, bs: 32, drop: 0.1 }
+        Self {
+            sz: 160,
+            n_train: 2400,
+            n_val: 160,
+            matching: Matching::NoGtLost,
+            bs: 32,
+            drop: 0.1,
+            anchors: AnchorConfig::lesson_189(),
+            seed: 0,
+        }
     }
 }
 
@@ -315,23 +333,24 @@ impl SyntheticSsd {
             synthetic::write(&data_dir, &cfg)?
         };
         let (trn, val) = (pascal.json("train")?, pascal.json("val")?);
-        let mut ssd = SsdConfig::lesson_189(trn.classes.len() as i64).fitted_to(o.sz).with_matching(o.matching);
+        let lesson = SsdConfig::lesson_189(trn.classes.len() as i64);
+        let mut ssd = SsdConfig { anchors: o.anchors.clone(), ..lesson }.fitted_to(o.sz).with_matching(o.matching);
         (ssd.drop, ssd.conv_drop) = (o.drop, o.drop);
         let tfms = tfms_from_model(o.sz, vec![RandomFlip::default().into()], CropType::No, TfmY::Coord)?;
         let md = ImageData::from_dataset(
-            trn,
+            trn.clone(),
             TargetKind::AllBoxes,
             tfms.clone(),
-            DataOpts { val_pct: 0.1, ..DataOpts::new(o.bs, device) },
+            DataOpts { val_pct: 0.1, seed: o.seed, ..DataOpts::new(o.bs, device) },
         )?;
-        tch::manual_seed(0);
+        tch::manual_seed(o.seed as i64);
         let opts = LearnerOpts { arch: Arch::ResNet18, weights: None, models_dir: dir.join("models") };
         let mut learn = Learner::new(md, TaskParts::ssd(ssd, o.sz), opts)?;
         learn.unfreeze();
         let val_ds =
             DetDataset::new(Arc::new(val.clone()), (0..val.len()).collect(), tfms.1, TargetKind::AllBoxes, false)?;
         let val_dl = DataLoader::new(val_ds, o.bs, false, 0, device)?;
-        Ok(Self { learn, val, val_dl, dir: dir.to_path_buf() })
+        Ok(Self { learn, trn, val, val_dl, dir: dir.to_path_buf() })
     }
 
     /// The weights file [`SyntheticSsd::train`] writes (fp32, in the per-user cache).

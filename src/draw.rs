@@ -569,6 +569,129 @@ impl Ax<'_> {
         self
     }
 
+    /// A histogram: one bar per `(lo, hi, count)` from `lo` to `hi` on x, in `color`, on axes
+    /// that start at 0; `x_label` formats the x ticks (`None`: plotters' numbers).
+    pub fn bar_plot(
+        &mut self,
+        bars: &[(f64, f64, f64)],
+        xlabel: &str,
+        ylabel: &str,
+        color: Color,
+        x_label: Option<&dyn Fn(f64) -> String>,
+    ) -> &mut Self {
+        let bars: Vec<(f64, f64, f64)> =
+            bars.iter().copied().filter(|b| b.0.is_finite() && b.1 > b.0 && b.2.is_finite()).collect();
+        if bars.is_empty() || !register_font() {
+            return self.draw_text(4.0, 4.0, "no data", 14, Color::BLACK);
+        }
+        let (x0, x1) = (
+            bars.iter().map(|b| b.0).fold(f64::INFINITY, f64::min),
+            bars.iter().map(|b| b.1).fold(f64::NEG_INFINITY, f64::max),
+        );
+        let top = bars.iter().map(|b| b.2).fold(0.0, f64::max).max(1.0) * 1.08;
+        let Some(p) = self.panel() else { return self };
+        self.fig.panels[self.i].placement = Placement { x0: p.x as f32, y0: p.y as f32, scale: 1.0 };
+        let (xlabel, ylabel) = (xlabel.to_string(), ylabel.to_string());
+        self.fig.plot(|root| {
+            let area = root.clone().shrink((p.x as i32, p.y as i32), (p.w, p.h));
+            area.fill(&WHITE).map_err(|e| e.to_string())?;
+            let mut chart = ChartBuilder::on(&area)
+                .margin(10)
+                .x_label_area_size(40)
+                .y_label_area_size(56)
+                .build_cartesian_2d(x0..x1, 0.0..top)
+                .map_err(|e| e.to_string())?;
+            let default_fmt = |v: &f64| format!("{v:.2}");
+            let fmt = |v: &f64| x_label.map_or_else(|| default_fmt(v), |f| f(*v));
+            chart
+                .configure_mesh()
+                .disable_x_mesh()
+                .x_desc(xlabel.as_str())
+                .y_desc(ylabel.as_str())
+                .label_style(("sans-serif", 12))
+                .axis_desc_style(("sans-serif", 13))
+                .x_labels(7)
+                .y_labels(6)
+                .x_label_formatter(&fmt)
+                .y_label_formatter(&|v| format!("{v:.0}"))
+                .draw()
+                .map_err(|e| e.to_string())?;
+            let (fill, edge) = (color.rgb().filled(), BLACK.mix(0.4).stroke_width(1));
+            chart
+                .draw_series(bars.iter().map(|&(lo, hi, v)| Rectangle::new([(lo, 0.0), (hi, v)], fill)))
+                .map_err(|e| e.to_string())?;
+            chart
+                .draw_series(
+                    bars.iter().filter(|b| b.2 > 0.0).map(|&(lo, hi, v)| Rectangle::new([(lo, 0.0), (hi, v)], edge)),
+                )
+                .map_err(|e| e.to_string())?;
+            Ok(())
+        });
+        self
+    }
+
+    /// A heat map of `cells[row][col]` (shaded white to dark blue by the square root of their
+    /// share of the largest, so that cells of a few show beside a crowded one)
+    /// with axes: columns span `x.0..x.1` left to right, rows `y.0` (row 0, at the top) to `y.1`
+    /// (the last row, at the bottom), as an image's rows run.
+    pub fn heat_map(
+        &mut self,
+        cells: &[Vec<f64>],
+        x: (f64, f64),
+        y: (f64, f64),
+        xlabel: &str,
+        ylabel: &str,
+    ) -> &mut Self {
+        let (rows, cols) = (cells.len(), cells.first().map_or(0, Vec::len));
+        if rows == 0 || cols == 0 || !register_font() {
+            return self.draw_text(4.0, 4.0, "no data", 14, Color::BLACK);
+        }
+        let max = cells.iter().flatten().copied().fold(0.0, f64::max);
+        let Some(p) = self.panel() else { return self };
+        self.fig.panels[self.i].placement = Placement { x0: p.x as f32, y0: p.y as f32, scale: 1.0 };
+        let (xlabel, ylabel) = (xlabel.to_string(), ylabel.to_string());
+        self.fig.plot(|root| {
+            let area = root.clone().shrink((p.x as i32, p.y as i32), (p.w, p.h));
+            area.fill(&WHITE).map_err(|e| e.to_string())?;
+            // The chart's own y runs 0 (bottom) to 1 (top); the labels say the caller's y.
+            let mut chart = ChartBuilder::on(&area)
+                .margin(10)
+                .x_label_area_size(40)
+                .y_label_area_size(56)
+                .build_cartesian_2d(x.0..x.1, 0.0..1.0)
+                .map_err(|e| e.to_string())?;
+            let y_of = |t: f64| y.1 + t * (y.0 - y.1);
+            chart
+                .configure_mesh()
+                .disable_mesh()
+                .x_desc(xlabel.as_str())
+                .y_desc(ylabel.as_str())
+                .label_style(("sans-serif", 12))
+                .axis_desc_style(("sans-serif", 13))
+                .x_labels(6)
+                .y_labels(6)
+                .x_label_formatter(&|v| format!("{v:.1}"))
+                .y_label_formatter(&|t| format!("{:.1}", y_of(*t)))
+                .draw()
+                .map_err(|e| e.to_string())?;
+            let (cw, ch) = ((x.1 - x.0) / cols as f64, 1.0 / rows as f64);
+            let shade = |v: f64| {
+                let f = if max > 0.0 { (v / max).sqrt() } else { 0.0 };
+                let mix = |a: f64, b: f64| (a + (b - a) * f).round() as u8;
+                RGBColor(mix(247.0, 8.0), mix(251.0, 48.0), mix(255.0, 107.0))
+            };
+            let rects = cells.iter().enumerate().flat_map(|(r, row)| {
+                row.iter().enumerate().map(move |(c, &v)| {
+                    let (l, t) = (x.0 + c as f64 * cw, 1.0 - r as f64 * ch);
+                    Rectangle::new([(l, t), (l + cw, t - ch)], shade(v).filled())
+                })
+            });
+            chart.draw_series(rects).map_err(|e| e.to_string())?;
+            Ok(())
+        });
+        self
+    }
+
     /// A box in `color` with its label at the top-left corner (the lesson's `draw_im` step), on
     /// one line, shortened with `…` where the panel ends.
     pub fn draw_labelled(&mut self, b: BBox, label: &str, sz: u32, color: Color) -> &mut Self {

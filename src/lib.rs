@@ -88,8 +88,8 @@ pub mod prelude {
     pub use crate::notebook::{display, display_live, Live, Output, Show};
     pub use crate::quick_mode;
     pub use crate::show::{
-        anchor_prediction_steps, detection_report, draw_idx, show_anchor_predictions, show_augmented, show_batch,
-        show_image_errors, show_matchings, show_nmf, show_predictions, show_receptive_field, show_results,
+        anchor_prediction_steps, dataset_report, detection_report, draw_idx, show_anchor_predictions, show_augmented,
+        show_batch, show_image_errors, show_matchings, show_nmf, show_predictions, show_receptive_field, show_results,
         show_ssd_errors, show_truth_vs_prediction, Report, ReportOpts, Threshold,
     };
     pub use crate::task::{Task, TaskParts};

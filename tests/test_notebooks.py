@@ -60,6 +60,10 @@ def test_pascal_notebook_content(executed):
     assert "device: cpu" in text or "device: cuda" in text
     assert results["01_pascal.ipynb"]["images"] >= 4  # show_img, two draw_idx, the 3x3 grid
     assert "true" in text  # XML and JSON agree
+    # The sample's statistics at 224 (tests/it/report.rs checks the same numbers against the CLI).
+    assert "images: 52, objects: 226 (0 difficult), 0 images without objects" in text
+    assert "tiny boxes (under 4 px at 224): 12" in text
+    assert (out / "data_report.html").stat().st_size > 100_000
 
 
 def cell_texts(nb, needle):
@@ -88,6 +92,17 @@ def test_cells_that_draw_several_pictures_show_them_all(executed):
     walk = cell_outputs(nb, "anchor_prediction_steps(")
     kinds = ["png" if "image/png" in o.get("data", {}) else o.get("text", "").strip()[:20] for o in walk]
     assert kinds == ["the ground truth of ", "png", "the 16 anchors, each", "png", "the boxes the activa", "png"], kinds
+
+
+def test_ssd_notebook_measures_how_the_anchors_fit(executed):
+    """Notebook 06's coverage table (the lesson's 4x4 and 189 anchors beside fitted ones) and the
+    picture of the objects the 189 anchors leave uncovered."""
+    _, out = executed
+    nb = nbformat.read(out / "06_ssd.ipynb", as_version=4)
+    (table,) = [o for o in cell_outputs(nb, '("189 fitted".into()') if "text/html" in o.get("data", {})]
+    for name in ["lesson 4x4", "4x4 fitted", "lesson 189", "189 fitted"]:
+        assert f"<td>{name}</td>" in table["data"]["text/html"], name
+    assert any("image/png" in o.get("data", {}) for o in cell_outputs(nb, "fit189.before.plot_uncovered("))
 
 
 def test_no_cell_shows_a_bare_unit(executed):

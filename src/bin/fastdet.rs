@@ -64,6 +64,47 @@ enum DataCommand {
         #[arg(long, value_enum)]
         format: Option<Format>,
     },
+    /// Look at a split before training: objects and images per class, objects per image, box
+    /// sizes and aspects, where centres fall, tiny and border boxes; --report writes an HTML page
+    /// with the pictures and random images.
+    Stats {
+        path: PathBuf,
+        #[arg(long, default_value = "train")]
+        split: String,
+        /// The training size: boxes under 4 px at it are tiny
+        #[arg(long, default_value_t = 224)]
+        sz: u32,
+        /// Write the page here
+        #[arg(long)]
+        report: Option<PathBuf>,
+        /// Seed of the random images on the page
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long, value_enum)]
+        format: Option<Format>,
+    },
+    /// Do the anchors fit the boxes? The coverage of the lesson's 4x4 and 189 anchors at a
+    /// training size, and of anchors fitted to the split (k-means with 1 - IoU, then a genetic
+    /// refinement).
+    Anchors {
+        path: PathBuf,
+        #[arg(long, default_value = "train")]
+        split: String,
+        #[arg(long, default_value_t = 224)]
+        sz: u32,
+        /// Seed of the fit
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Generations of each genetic refinement
+        #[arg(long, default_value_t = 1000)]
+        generations: usize,
+        /// Draw the objects the lesson's 189 anchors leave uncovered (the 12 worst, with the
+        /// anchor nearest each) to this PNG
+        #[arg(long)]
+        uncovered: Option<PathBuf>,
+        #[arg(long, value_enum)]
+        format: Option<Format>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -235,6 +276,42 @@ fn run(cli: Cli) -> Result<()> {
                 n => format!(", {n} ignored objects left out (YOLO has no such flag)"),
             };
             println!("wrote {} ({to}): {} images, {} objects{left_out}", out.display(), w.images, w.objects);
+        }
+        Command::Data(DataCommand::Stats { path, split, sz, report, seed, format }) => {
+            let ds = data_source(Some(&path), format)?.open(&split)?;
+            let stats = fastdet::data::DatasetStats::new(&ds, sz)?;
+            print!("{stats}");
+            if let Some(page) = report {
+                let opts = fastdet::show::DataReportOpts {
+                    title: format!("{} ({split})", path.display()),
+                    seed,
+                    ..fastdet::show::DataReportOpts::new(sz)
+                };
+                fastdet::show::dataset_report_with(&ds, opts)?.save(&page)?;
+                println!("wrote the report {}", page.display());
+            }
+        }
+        Command::Data(DataCommand::Anchors { path, split, sz, seed, generations, uncovered, format }) => {
+            use fastdet::anchors::{fit_anchors, unit_boxes, Coverage, CoverageTable, FitOpts};
+            use fastdet::model::ssd::SsdConfig;
+            let ds = data_source(Some(&path), format)?.open(&split)?;
+            let boxes = unit_boxes(&ds, sz)?;
+            anyhow::ensure!(!boxes.is_empty(), "{}: no objects (not difficult) to fit anchors to", ds.source.display());
+            let n = ds.classes.len() as i64;
+            let opts = FitOpts { seed, generations, ..Default::default() };
+            let mut table = CoverageTable { rows: vec![] };
+            for (name, cfg) in [("lesson 4x4", SsdConfig::lesson_4x4(n)), ("lesson 189", SsdConfig::lesson_189(n))] {
+                let anchors = cfg.fitted_to(sz).anchors;
+                let fit = fit_anchors(&anchors, &boxes, &opts)?;
+                table.rows.push((format!("{name} ({:?})", anchors.grids), Coverage::new(&anchors, &boxes)?));
+                table.rows.push((format!("{name}, fitted"), fit.after.clone()));
+                println!("{name}, fitted: zooms {:?}, ratios {:?}", fit.config.zooms, fit.config.ratios);
+            }
+            print!("{table}");
+            if let Some(png) = uncovered {
+                table.rows[2].1.plot_uncovered(&ds, sz, 12)?.save_png(&png)?;
+                println!("wrote {}", png.display());
+            }
         }
         Command::Voc2json { voc, split, out } => {
             let ds = Dataset::from_voc(&voc, &split)?;

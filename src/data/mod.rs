@@ -24,6 +24,7 @@ mod json;
 mod lesson_csv;
 pub mod loader;
 mod split;
+pub mod stats;
 pub mod synthetic;
 mod voc;
 mod yolo;
@@ -35,6 +36,7 @@ pub use loader::{
     TargetKind,
 };
 pub use split::get_cv_idxs;
+pub use stats::DatasetStats;
 
 use crate::boxes::BBox;
 use crate::error::{Error, Result};

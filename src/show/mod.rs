@@ -5,10 +5,12 @@
 //! the domain types (`Anchors::show`, `Recorder::plot`, `LrFind::plot`, `ApTable::pr_figure`,
 //! `evcxr_display`). No domain module imports this one; it imports them.
 
+pub mod data;
 pub mod live;
 pub mod mistakes;
 pub mod report;
 
+pub use data::{dataset_report, dataset_report_with, show_random_images, DataReport, DataReportOpts};
 pub use mistakes::{show_image_errors, show_ssd_errors, show_truth_vs_prediction};
 pub use report::{detection_report, Report, ReportOpts};
 

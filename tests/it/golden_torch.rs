@@ -35,7 +35,7 @@ fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
 // ResNet bodies against torchvision
 
 /// The python that has torch (see the module docs).
-fn python() -> Option<String> {
+pub(crate) fn python() -> Option<String> {
     let candidates: Vec<String> = match std::env::var("PYTHON") {
         Ok(p) if !p.is_empty() => vec![p],
         _ => vec!["python3".into(), "python".into()],

@@ -2,6 +2,7 @@
 //! Tests that draw from libtorch's global generator hold `common::TORCH_RNG`.
 
 mod amp;
+mod anchor_fit;
 mod aug_golden;
 mod bad_input;
 mod best_epoch;

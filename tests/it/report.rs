@@ -250,3 +250,56 @@ fn the_report_renders_in_headless_chromium() {
     assert!(colour > 0.01, "the pictures did not render: {:.1}% colourful pixels", colour * 100.0);
     assert!(bare_colour < colour / 10.0, "the colour comes from the pictures: {bare_colour} without them vs {colour}");
 }
+
+/// `fastdet data stats` on the sample: the printed summary is the statistics' own text, and the
+/// page holds every picture and the numbers.
+#[test]
+fn fastdet_data_stats_prints_the_statistics_and_writes_the_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let page = dir.path().join("stats.html");
+    let root = fastdet::data::sample_root();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fastdet"))
+        .args(["data", "stats"])
+        .arg(&root)
+        .args(["--sz", "224", "--report"])
+        .arg(&page)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let ds = fastdet::data::open_dataset(&root, "train").unwrap();
+    let stats = fastdet::data::DatasetStats::new(&ds, 224).unwrap();
+    assert!(stdout.starts_with(&stats.to_string()), "printed:\n{stdout}\nstats:\n{stats}");
+    assert!(stdout.contains(&format!("tiny boxes (under 4 px at 224): {}", stats.tiny.len())));
+    let html = std::fs::read_to_string(&page).unwrap();
+    for section in ["summary", "classes", "objects-per-image", "shapes", "centres", "tiny-and-border", "images"] {
+        assert!(html.contains(&format!("<section id=\"{section}\">")), "no section {section}");
+    }
+    assert_eq!(html.matches("src=\"data:image/png;base64,").count(), 5, "five pictures inline");
+    assert!(!html.contains("could not draw"));
+    assert!(html.contains(&format!("<tr><td>objects</td><td>{}</td></tr>", stats.n_objects)));
+    // Another training size counts other tiny boxes; a bad path names itself.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fastdet"))
+        .args(["data", "stats", "/nonexistent/fastdet-data"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/fastdet-data"));
+}
+
+/// The picture of the objects the lesson's 4x4 anchors leave uncovered on the sample: one panel
+/// per object asked for; and an error when nothing is uncovered.
+#[test]
+fn uncovered_objects_are_drawn() {
+    use fastdet::anchors::{AnchorConfig, Coverage};
+    let ds = fastdet::data::open_dataset(fastdet::data::sample_root(), "train").unwrap();
+    let cov = Coverage::of_dataset(&AnchorConfig::lesson_4x4(), &ds, 224).unwrap();
+    assert!(cov.uncovered().len() > 8);
+    let fig = cov.plot_uncovered(&ds, 224, 8).unwrap();
+    assert_eq!(fig.num_panels(), 8);
+    assert!(fig.to_png().is_ok());
+    // One box exactly on a 4x4 cell is covered: nothing to draw.
+    let b = fastdet::anchors::UnitBox { image: 0, object: 0, corners: [0.0, 0.0, 0.25, 0.25] };
+    let all = Coverage::new(&AnchorConfig::lesson_4x4(), &[b]).unwrap();
+    assert!(all.plot_uncovered(&ds, 224, 8).unwrap_err().to_string().contains("nothing uncovered"));
+}
