@@ -166,6 +166,14 @@ pub fn receptive_field(learn: &Learner, x: &tch::Tensor, grid: usize, row: usize
 /// checkpoint alone ([`Model::load`]); the training data is opened only for a checkpoint written
 /// before checkpoints described their model.
 pub fn predict_run(run_dir: &Path, data: &Dataset, out: &Path, opts: NmfOpts) -> Result<Vec<Detection>> {
+    let dets = run_detections(run_dir, data, opts)?;
+    crate::metrics::save_coco_results(out, &dets)?;
+    Ok(dets)
+}
+
+/// The detections of [`predict_run`] without writing them (`fastdet predict --report` scores
+/// those of [`NmfOpts::evaluation`], whatever threshold the written file has).
+pub fn run_detections(run_dir: &Path, data: &Dataset, opts: NmfOpts) -> Result<Vec<Detection>> {
     let cfg = TrainConfig::from_file(run_dir.join(CONFIG_FILE))?;
     let progress = RunProgress::read(&run_dir.join(PROGRESS_FILE))?;
     let last = progress
@@ -191,9 +199,7 @@ pub fn predict_run(run_dir: &Path, data: &Dataset, out: &Path, opts: NmfOpts) ->
         let ds =
             DetDataset::new(Arc::new(data.clone()), (0..data.len()).collect(), val_tfms, TargetKind::AllBoxes, false)?;
         let dl = DataLoader::new(ds, cfg.bs, false, 0, m.device())?;
-        let dets = detections_with(&m, |x| m.predict(x), &dl, opts)?;
-        crate::metrics::save_coco_results(out, &dets)?;
-        return Ok(dets);
+        return detections_with(&m, |x| m.predict(x), &dl, opts);
     }
     let mut learn = cfg.learner(run_dir)?;
     ssd_config(&learn)?;
@@ -207,9 +213,7 @@ pub fn predict_run(run_dir: &Path, data: &Dataset, out: &Path, opts: NmfOpts) ->
     let val_tfms = learn.data.val_dl.dataset.tfms.clone();
     let ds = DetDataset::new(Arc::new(data.clone()), (0..data.len()).collect(), val_tfms, TargetKind::AllBoxes, false)?;
     let dl = DataLoader::new(ds, learn.data.val_dl.bs, false, 0, learn.device())?;
-    let dets = detections(&learn, &dl, opts)?;
-    crate::metrics::save_coco_results(out, &dets)?;
-    Ok(dets)
+    detections(&learn, &dl, opts)
 }
 
 /// The synthetic-shapes SSD (`make ssd-synthetic`, and the last section of notebook 06): the

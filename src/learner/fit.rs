@@ -305,7 +305,11 @@ impl Learner {
             self.adam = Some(super::adam::Adam::default());
         }
         let spec = RunSpec { epochs: first..n_epochs, lrs: lrs.clone(), epochs_count: true, own_adam: true };
-        let end = self.run(&spec, &mut opt, &mut cbs)?;
+        let end = self.run(&spec, &mut opt, &mut cbs);
+        // The optimiser's state (twice the weights' memory) lives as long as its fit: last/ has
+        // it for a resume.
+        self.adam = None;
+        let end = end?;
         let mut report = progress.report(self);
         report.stopped = end.stopped;
         if let Some(b) = best {

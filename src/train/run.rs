@@ -83,7 +83,18 @@ impl Trainer {
         let mut learner = config.learner(&run_dir)?;
         learner.set_amp(config.amp);
         let names = learner.recorder.metric_names.clone();
-        if !progress.completed.is_empty() && progress.metric_names != names {
+        // A run of an older fastdet may lack metrics added since (the SSD's map): its rows keep
+        // the columns they had.
+        let older = names.starts_with(&progress.metric_names) && names.len() > progress.metric_names.len();
+        if older && !progress.completed.is_empty() {
+            println!(
+                "{}: the epochs recorded so far have metrics {:?}; the next ones add {:?}",
+                run_dir.join(PROGRESS_FILE).display(),
+                progress.metric_names,
+                &names[progress.metric_names.len()..]
+            );
+        }
+        if !progress.completed.is_empty() && progress.metric_names != names && !older {
             return Err(Error::run(
                 run_dir.join(PROGRESS_FILE),
                 format!("metrics {:?} are not this task's {:?}", progress.metric_names, names),

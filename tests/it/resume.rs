@@ -121,3 +121,38 @@ fn resume_continues_a_killed_stage_and_ends_with_the_uninterrupted_weights() {
          uninterrupted {whole_secs:.1} s, resumed part {resumed_secs:.1} s\n{whole_out}"
     );
 }
+
+/// A run folder written before a metric was added to its task (the SSD's map) resumes, its old
+/// rows keeping their columns; a run whose metrics are not a start of the task's is refused.
+#[test]
+fn resume_accepts_a_run_recorded_with_fewer_metrics() {
+    use fastdet::train::{TrainConfig, Trainer, PROGRESS_FILE};
+    let _rng = crate::common::torch_rng();
+    let tmp = tempfile::tempdir().unwrap();
+    let text = format!(
+        r#"{{"data": {:?}, "arch": "resnet18", "sz": 32, "bs": 8, "device": "cpu", "augmentations": [],
+        "stages": [{{"lrs": [1e-3]}}, {{"lrs": [1e-3]}}]}}"#,
+        sample_root().display().to_string()
+    );
+    let cfg = TrainConfig::from_json_str(&text).unwrap();
+    let run = tmp.path().join("run");
+    Trainer::open(&cfg, &run, false).unwrap().run_stage().unwrap().unwrap();
+    let path = run.join(PROGRESS_FILE);
+    let edit = |names: &[&str]| {
+        let mut p: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        p["metric_names"] = serde_json::json!(names);
+        for r in p["epochs"].as_array_mut().unwrap() {
+            r["metrics"] = serde_json::json!(r["metrics"].as_array().unwrap()[..names.len()].to_vec());
+        }
+        std::fs::write(&path, p.to_string()).unwrap();
+    };
+    edit(&["detn_acc"]);
+    let report = Trainer::open(&cfg, &run, true).unwrap().run_all().unwrap();
+    assert_eq!(
+        (report.stages_run.clone(), report.metric_names.clone()),
+        (vec![2], vec!["detn_acc".into(), "detn_l1".into()])
+    );
+    edit(&["detn_l1"]);
+    let e = Trainer::open(&cfg, &run, true).err().unwrap().to_string();
+    assert!(e.contains("are not this task's"), "{e}");
+}
