@@ -16,10 +16,8 @@
 //! `config.json` (`{"p": dropout}`). Output: one line `RESULT {json}` on stdout with the loss of
 //! every step (warm-up included; step 0 runs before any update) and the timed steps' seconds.
 
-use fastdet::data::BatchTarget;
-use fastdet::loss::{detn_loss, Loss};
-use fastdet::model::{read_state_dict, Arch, ConvModel, HeadKind};
-use fastdet::ssd::SsdConfig;
+use fastdet::data::{BatchTarget, TargetKind, VOC_CLASSES};
+use fastdet::model::{read_state_dict, Arch, HeadKind, Loss, Model, ModelSpec, SsdConfig};
 use serde_json::json;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -52,12 +50,17 @@ fn main() {
         serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
     let p = config["p"].as_f64().unwrap();
     let sz = 224;
-    let vs = nn::VarStore::new(Device::Cpu);
     let mut cfg = SsdConfig::lesson_189(20);
     (cfg.drop, cfg.conv_drop) = (p, p);
-    let head = if ssd { HeadKind::Ssd(cfg.clone()) } else { HeadKind::Detection { n_classes: 20, p } };
-    let model = ConvModel::new(&vs, Arch::ResNet34, head, sz);
-    let ssd_loss = Loss::Ssd { cfg, sz: sz as f64 };
+    let classes = VOC_CLASSES.iter().map(|c| c.to_string()).collect();
+    let spec = if ssd {
+        ModelSpec::new(TargetKind::AllBoxes, classes, sz, Arch::ResNet34, HeadKind::Ssd(cfg), Loss::Ssd {})
+    } else {
+        let head = HeadKind::Detection { n_classes: 20, p };
+        ModelSpec::new(TargetKind::BoxClass, classes, sz, Arch::ResNet34, head, Loss::detn(sz as f64))
+    };
+    let model = Model::new(spec, Device::Cpu);
+    let vs = &model.vs;
     // Every variable (body and head) from the one file, by name.
     let file: std::collections::HashMap<String, Tensor> =
         read_state_dict(&dir.join("weights.pth")).unwrap().into_iter().collect();
@@ -79,15 +82,17 @@ fn main() {
     });
     eprintln!("fastdet: {} variables loaded, x {:?}, {threads} threads, dropout {p}", vars.len(), x.size());
 
-    let mut opt = nn::Adam::default().build(&vs, lr).unwrap();
+    let mut opt = nn::Adam::default().build(vs, lr).unwrap();
     let (mut losses, mut secs, mut phases) = (vec![], vec![], vec![]);
     for step in 0..warmup + steps {
         let t = Instant::now();
         opt.zero_grad();
-        let out = model.forward(&x, true, 0);
+        let out = model.forward_t(&x, true, 0);
         let loss = match &boxes {
-            Some(y) => ssd_loss.compute(&out, y).unwrap(),
-            None => detn_loss(&out, &bbox, &class, sz as f64, 20.0),
+            Some(y) => model.loss(&out, y).unwrap(),
+            None => model
+                .loss(&out, &BatchTarget::BoxClass { bbox: bbox.shallow_clone(), class: class.shallow_clone() })
+                .unwrap(),
         };
         let t_fwd = t.elapsed().as_secs_f64();
         loss.backward();

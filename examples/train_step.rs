@@ -12,11 +12,9 @@
 //! there) and stops when the last loss is read back, which waits for the GPU. Output: a line
 //! `RESULT {json}`.
 
-use fastdet::data::BatchTarget;
+use fastdet::data::{BatchTarget, TargetKind, VOC_CLASSES};
 use fastdet::learner::{GradScaler, ScalerOpts};
-use fastdet::loss::{detn_loss, Loss};
-use fastdet::model::{Arch, ConvModel, HeadKind};
-use fastdet::ssd::SsdConfig;
+use fastdet::model::{Arch, HeadKind, Loss, Model, ModelSpec, SsdConfig};
 use std::time::Instant;
 use tch::nn::{self, OptimizerConfig};
 use tch::{Kind, Tensor};
@@ -39,11 +37,16 @@ fn main() -> anyhow::Result<()> {
     let ssd = arg("--head", "detection".to_string()) == "ssd";
     let device = fastdet::device::default_device();
     tch::manual_seed(0);
-    let vs = nn::VarStore::new(device);
     let cfg = SsdConfig::lesson_189(20).fitted_to(sz as u32);
-    let head = if ssd { HeadKind::Ssd(cfg.clone()) } else { HeadKind::Detection { n_classes: 20, p: 0.5 } };
-    let model = ConvModel::new(&vs, Arch::ResNet34, head, sz);
-    let ssd_loss = Loss::Ssd { cfg, sz: sz as f64 };
+    let classes = VOC_CLASSES.iter().map(|c| c.to_string()).collect();
+    let spec = if ssd {
+        ModelSpec::new(TargetKind::AllBoxes, classes, sz as u32, Arch::ResNet34, HeadKind::Ssd(cfg), Loss::Ssd {})
+    } else {
+        let head = HeadKind::Detection { n_classes: 20, p: 0.5 };
+        ModelSpec::new(TargetKind::BoxClass, classes, sz as u32, Arch::ResNet34, head, Loss::detn(sz as f64))
+    };
+    let model = Model::new(spec, device);
+    let vs = &model.vs;
     let x = Tensor::randn([bs, 3, sz, sz], (Kind::Float, device));
     let bbox = (Tensor::rand([bs, 4], (Kind::Float, device)) * sz as f64).sort(1, false).0;
     let class = Tensor::randint(20, [bs], (Kind::Int64, device));
@@ -58,13 +61,13 @@ fn main() -> anyhow::Result<()> {
         class: Tensor::randint(20, [bs, 4], (Kind::Int64, device)) * &real,
         n_objects,
     };
-    let mut opt = nn::Adam::default().build(&vs, 1e-4)?;
+    let single = BatchTarget::BoxClass { bbox: bbox.shallow_clone(), class: class.shallow_clone() };
+    let mut opt = nn::Adam::default().build(vs, 1e-4)?;
     let mut scaler = amp.then(|| GradScaler::new(ScalerOpts::default(), device));
     let params = vs.trainable_variables();
     let mut step = || -> anyhow::Result<Tensor> {
-        let out = tch::autocast(amp, || model.forward(&x, true, 0));
-        let out = out.to_kind(Kind::Float);
-        let loss = if ssd { ssd_loss.compute(&out, &y)? } else { detn_loss(&out, &bbox, &class, sz as f64, 20.0) };
+        let out = tch::autocast(amp, || model.forward_t(&x, true, 0)).float();
+        let loss = if ssd { model.loss(&out, &y)? } else { model.loss(&out, &single)? };
         match scaler.as_mut() {
             Some(s) => {
                 opt.zero_grad();

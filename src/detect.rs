@@ -3,163 +3,126 @@
 //! [`crate::metrics`]); `fastdet predict` on a run folder; and the synthetic-shapes SSD that
 //! notebook 06 and `make ssd-synthetic` train.
 
-use crate::anchors::{actn_to_bb, AnchorConfig, Anchors};
-use crate::checkpoint::Model;
+use crate::anchors::AnchorConfig;
 use crate::data::synthetic::{self, SyntheticConfig};
 use crate::data::{Batch, BatchTarget, DataLoader, DataOpts, Dataset, DetDataset, ImageData, Pascal, TargetKind};
 use crate::error::{Error, Result};
 use crate::learner::{FitOpts, Learner, LearnerOpts};
-use crate::loss::ssd::{print_ssd_loss, trace_ssd_1_loss, SsdTrace};
-use crate::loss::Loss;
+pub use crate::metrics::epoch_map::to_image_detections;
 use crate::metrics::{evaluate, ApMetric, ApTable, Detection};
 use crate::model::ssd::{Matching, SsdConfig, SsdOutput};
-use crate::model::{Arch, HeadKind};
-use crate::nms::{nms_detections, NmfOpts, ScoredBox};
+use crate::model::ssd_loss::{print_ssd_loss, trace_ssd_1_loss, SsdTrace};
+use crate::model::{Arch, Model, ModelOutput};
+use crate::nms::NmfOpts;
 use crate::task::TaskParts;
 use crate::train::{RunProgress, TrainConfig, CONFIG_FILE, PROGRESS_FILE};
 use crate::transforms::{tfms_from_model, CropType, RandomFlip, TfmY};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// The SSD configuration of a learner trained with [`Loss::Ssd`].
+/// The SSD configuration of an SSD learner's model.
 pub fn ssd_config(learn: &Learner) -> Result<SsdConfig> {
-    match &learn.loss {
-        Loss::Ssd { cfg, .. } => Ok(cfg.clone()),
-        other => Err(Error::Invalid(format!("detections need an SSD learner, this one trains with {other:?}"))),
-    }
+    Ok(learn.model.spec.ssd_config("detections")?.clone())
 }
 
 /// A batch's box targets: boxes, classes and objects per image.
 type BoxTargets<'a> = (&'a tch::Tensor, &'a tch::Tensor, &'a tch::Tensor);
 
-/// An SSD learner's configuration, input size and output on `batch`, with the batch's box
-/// targets.
-fn ssd_parts<'a>(learn: &Learner, batch: &'a Batch) -> Result<(SsdConfig, f64, SsdOutput, BoxTargets<'a>)> {
-    let (cfg, sz) = match &learn.loss {
-        Loss::Ssd { cfg, sz } => (cfg.clone(), *sz),
-        other => return Err(Error::Invalid(format!("an SSD learner is needed, this one trains with {other:?}"))),
-    };
+/// An SSD learner's output on `batch`, with the batch's box targets.
+fn ssd_parts<'a>(learn: &Learner, batch: &'a Batch) -> Result<(ModelOutput, BoxTargets<'a>)> {
+    learn.model.ssd_parts("an SSD batch loss")?;
     let BatchTarget::Boxes { bbox, class, n_objects } = &batch.y else {
         return Err(Error::Invalid(format!(
             "an SSD batch has all the boxes of each image, this one has {} targets",
             batch.y.kind_name()
         )));
     };
-    let out = SsdOutput::unpack(&learn.predict_batch(&batch.x), cfg.n_classes)?;
-    Ok((cfg, sz, out, (bbox, class, n_objects)))
+    Ok((learn.predict_batch(&batch.x), (bbox, class, n_objects)))
 }
 
 /// Lesson 9's `ssd_loss(batch, y, print_it=True)` on a learner's predictions for `batch`
 /// ([`print_ssd_loss`] on the learner's outputs): prints each image's best-anchor overlaps and
 /// the batch's `loc` and `clas` losses, and returns them.
 pub fn print_batch_loss(learn: &Learner, batch: &Batch) -> Result<(f64, f64)> {
-    let (cfg, sz, out, (bbox, class, n_objects)) = ssd_parts(learn, batch)?;
-    let anchors = Anchors::new(&cfg.anchors, out.class_logits.device());
-    let parts = print_ssd_loss(
-        &out,
-        &bbox.to_device(anchors.device()),
-        &class.to_device(anchors.device()),
-        Some(n_objects),
-        sz,
-        &anchors,
-        &cfg,
-    )?;
+    let (out, (bbox, class, n_objects)) = ssd_parts(learn, batch)?;
+    let (cfg, anchors) = learn.model.ssd_parts("print_batch_loss")?;
+    let dev = anchors.device();
+    let sz = learn.model.sz() as f64;
+    let o = out.ssd("print_batch_loss")?;
+    let parts = print_ssd_loss(o, &bbox.to_device(dev), &class.to_device(dev), Some(n_objects), sz, anchors, cfg)?;
     Ok((f64::try_from(&parts.loc)?, f64::try_from(&parts.class)?))
 }
 
 /// Lesson 9's "testing" walk-through on image `idx` of `batch`, with the learner's predictions
 /// and matching; anchors over `pos_iou` are positives (the lesson's testing cell: 0.5).
 pub fn trace_image(learn: &Learner, batch: &Batch, idx: usize, pos_iou: f64) -> Result<SsdTrace> {
-    let (mut cfg, sz, out, (bbox, class, n_objects)) = ssd_parts(learn, batch)?;
+    let (out, (bbox, class, n_objects)) = ssd_parts(learn, batch)?;
+    let (cfg, anchors) = learn.model.ssd_parts("trace_image")?;
     let i = idx as i64;
     if i >= bbox.size()[0] {
         return Err(Error::Invalid(format!("trace_image: image {idx} of a batch of {}", bbox.size()[0])));
     }
-    cfg.pos_iou = pos_iou;
-    let anchors = Anchors::new(&cfg.anchors, out.class_logits.device());
+    let cfg = SsdConfig { pos_iou, ..cfg.clone() };
+    let sz = learn.model.sz() as f64;
     let (n, k) = (bbox.size()[1], i64::try_from(n_objects.get(i))?);
     let dev = anchors.device();
     let bb = (bbox.get(i).narrow(0, n - k, k) / sz).to_kind(tch::Kind::Float).to_device(dev);
     let cl = class.get(i).narrow(0, n - k, k).to_device(dev);
-    let (logits, offsets) = out.image(i);
-    trace_ssd_1_loss(&logits, &offsets, &bb, &cl, &anchors, &cfg)
+    let (logits, offsets) = out.ssd("trace_image")?.image(i);
+    trace_ssd_1_loss(&logits, &offsets, &bb, &cl, anchors, &cfg)
 }
 
 /// Detections for every image of `dl` (in eval mode), boxes scaled from the `sz x sz` input back to
 /// each image's own size (the loader squashes: `CropType::No`).
 pub fn detections(learn: &Learner, dl: &DataLoader, opts: NmfOpts) -> Result<Vec<Detection>> {
-    let cfg = ssd_config(learn)?;
-    detections_with(&cfg, learn.device(), |x| learn.predict_batch(x), dl, opts)
+    detections_with(&learn.model, |x| learn.predict_batch(x), dl, opts)
 }
 
-/// [`detections`] of an SSD's config and forward pass.
+/// [`detections`] of an SSD and its forward pass.
 fn detections_with(
-    cfg: &SsdConfig,
-    device: tch::Device,
-    forward: impl Fn(&tch::Tensor) -> tch::Tensor,
+    model: &Model,
+    forward: impl Fn(&tch::Tensor) -> ModelOutput,
     dl: &DataLoader,
     opts: NmfOpts,
 ) -> Result<Vec<Detection>> {
+    model.ssd_parts("detections")?;
     let sz = dl.dataset.tfms.sz as f32;
-    let anchors = Anchors::new(&cfg.anchors, device);
     let mut dets = vec![];
     for batch in dl.iter(0) {
         let batch = batch?;
-        let out = SsdOutput::unpack(&forward(&batch.x), cfg.n_classes)?;
-        dets.extend(to_image_detections(
-            &dl.dataset.data,
-            &batch.indices,
-            batch_detections(&out, &anchors, sz, opts, usize::MAX)?,
-            sz,
-        ));
+        let found = model.detections(&forward(&batch.x), opts, usize::MAX)?;
+        dets.extend(to_image_detections(&dl.dataset.data, &batch.indices, found, sz));
     }
     Ok(dets)
 }
 
-/// Each image's boxes found at `sz x sz` (one list per entry of `indices`, positions in `data`)
-/// scaled back to the image's own size, as [`Detection`]s of its id.
-pub fn to_image_detections(data: &Dataset, indices: &[usize], found: Vec<Vec<ScoredBox>>, sz: f32) -> Vec<Detection> {
-    let mut dets = vec![];
-    for (&idx, boxes) in indices.iter().zip(found) {
-        let rec = &data.images[idx];
-        let (sy, sx) = (rec.height as f32 / sz, rec.width as f32 / sz);
-        dets.extend(boxes.into_iter().map(|d| Detection {
-            image_id: rec.id,
-            class: d.class,
-            bbox: d.bbox.scale(sy, sx),
-            score: d.score,
-        }));
+/// Seconds [`crate::metrics::Metric::Map`] adds to one validation pass of `learn`'s validation
+/// loader (the decoding, NMS and scoring, not the forward passes the loss needs anyway), and the
+/// mAP it gives.
+pub fn map_cost(learn: &Learner) -> Result<(f64, f64)> {
+    let dl = &learn.data.val_dl;
+    let mut whole = crate::metrics::WholeSetMetrics::new(&[crate::metrics::Metric::Map], &learn.model)?;
+    let mut outs = vec![];
+    for b in dl.iter(0) {
+        let b = b?;
+        outs.push((learn.predict_batch(&b.x), b.indices));
     }
-    dets
+    let t = std::time::Instant::now();
+    for (out, indices) in &outs {
+        whole.add(&learn.model, out, dl, indices)?;
+    }
+    let map = whole.merge(vec![], dl)?[0];
+    Ok((t.elapsed().as_secs_f64(), map))
 }
 
-/// The lesson's `show_nmf` post-processing of the first `n` images of a batch's SSD output:
-/// each image's boxes ([`actn_to_bb`]) through [`nms_detections`], in pixels of `sz x sz`.
-pub fn batch_detections(
-    out: &SsdOutput,
-    anchors: &Anchors,
-    sz: f32,
-    opts: NmfOpts,
-    n: usize,
-) -> Result<Vec<Vec<ScoredBox>>> {
-    let anchors = anchors.to_device(out.box_offsets.device());
-    let n = i64::try_from(n).unwrap_or(i64::MAX);
-    (0..out.class_logits.size()[0].min(n))
-        .map(|i| {
-            let (clas, offsets) = out.image(i);
-            nms_detections(&actn_to_bb(&offsets, &anchors), &clas, sz, opts)
-        })
-        .collect()
-}
-
-/// For a batch's packed SSD output `[B, A, C+1+4]`: how many (anchor, class) boxes score over
-/// `opts.thresh` before the lesson's NMS, and how many detections are left after it.
-pub fn nms_counts(out: &tch::Tensor, cfg: &SsdConfig, sz: f32, opts: NmfOpts) -> Result<(usize, usize)> {
-    let packed = SsdOutput::unpack(out, cfg.n_classes)?;
-    let anchors = Anchors::new(&cfg.anchors, out.device());
-    let scores = packed.class_logits.narrow(2, 0, cfg.n_classes).sigmoid(); // [B, A, C]
+/// For a batch's SSD output: how many (anchor, class) boxes score over `opts.thresh` before the
+/// lesson's NMS, and how many detections are left after it.
+pub fn nms_counts(out: &ModelOutput, model: &Model, opts: NmfOpts) -> Result<(usize, usize)> {
+    let (cfg, _) = model.ssd_parts("nms_counts")?;
+    let o: &SsdOutput = out.ssd("nms_counts")?;
+    let scores = o.class_logits.narrow(2, 0, cfg.n_classes).sigmoid(); // [B, A, C]
     let before = i64::try_from(scores.gt(opts.thresh as f64).sum(tch::Kind::Int64))? as usize;
-    let after = batch_detections(&packed, &anchors, sz, opts, usize::MAX)?.iter().map(Vec::len).sum();
+    let after = model.detections(out, opts, usize::MAX)?.iter().map(Vec::len).sum();
     Ok((before, after))
 }
 
@@ -188,9 +151,10 @@ pub fn receptive_field(learn: &Learner, x: &tch::Tensor, grid: usize, row: usize
     let k = cfg.anchors.k();
     let first = grids[..grid].iter().map(|g| g * g * k).sum::<usize>() + (row * g + col) * k;
     let x = x.detach().unsqueeze(0).to_device(learn.device()).set_requires_grad(true); // [1, 3, sz, sz]
-    let out = learn.model.forward(&x, false, crate::model::N_GROUPS); // [1, A, C+1+4]
-    let cell = out.narrow(1, first as i64, k as i64); // [1, k, C+1+4]
-    cell.abs().sum(tch::Kind::Float).backward();
+    let out = learn.model.forward_t(&x, false, crate::model::N_GROUPS);
+    let o = out.ssd("receptive_field")?;
+    let cell = |t: &tch::Tensor| t.narrow(1, first as i64, k as i64).abs().sum(tch::Kind::Float); // the cell's k anchors
+    (cell(&o.class_logits) + cell(&o.box_offsets)).backward();
     let heat = x.grad().abs().sum_dim_intlist(&[0i64, 1][..], false, tch::Kind::Float); // [sz, sz]
     let max = f64::try_from(heat.max())?;
     Ok(if max > 0.0 { heat / max } else { heat }.to_device(tch::Device::Cpu))
@@ -202,6 +166,14 @@ pub fn receptive_field(learn: &Learner, x: &tch::Tensor, grid: usize, row: usize
 /// checkpoint alone ([`Model::load`]); the training data is opened only for a checkpoint written
 /// before checkpoints described their model.
 pub fn predict_run(run_dir: &Path, data: &Dataset, out: &Path, opts: NmfOpts) -> Result<Vec<Detection>> {
+    let dets = run_detections(run_dir, data, opts)?;
+    crate::metrics::save_coco_results(out, &dets)?;
+    Ok(dets)
+}
+
+/// The detections of [`predict_run`] without writing them (`fastdet predict --report` scores
+/// those of [`NmfOpts::evaluation`], whatever threshold the written file has).
+pub fn run_detections(run_dir: &Path, data: &Dataset, opts: NmfOpts) -> Result<Vec<Detection>> {
     let cfg = TrainConfig::from_file(run_dir.join(CONFIG_FILE))?;
     let progress = RunProgress::read(&run_dir.join(PROGRESS_FILE))?;
     let last = progress
@@ -209,14 +181,14 @@ pub fn predict_run(run_dir: &Path, data: &Dataset, out: &Path, opts: NmfOpts) ->
         .last()
         .ok_or_else(|| Error::run(run_dir, "no stage is finished, so there are no weights to predict with"))?;
     let path = run_dir.join(&last.checkpoint);
-    if crate::checkpoint::ModelSpec::from_tensors(&crate::checkpoint::read(&path)?, &path)?.is_some() {
+    if crate::model::ModelSpec::from_tensors(&crate::model::checkpoint::read(&path)?, &path)?.is_some() {
         let m = Model::load_on(&path, cfg.device()?)?;
-        let HeadKind::Ssd(ssd) = &m.spec.head else {
+        if m.ssd().is_none() {
             return Err(Error::run(
                 run_dir,
                 format!("detections need an SSD, this run trains a {}", m.spec.describe()),
             ));
-        };
+        }
         if m.spec.classes != data.classes {
             return Err(Error::run(
                 run_dir,
@@ -226,10 +198,8 @@ pub fn predict_run(run_dir: &Path, data: &Dataset, out: &Path, opts: NmfOpts) ->
         let (_, val_tfms) = tfms_from_model(m.spec.sz, vec![], m.spec.crop, TfmY::Coord)?;
         let ds =
             DetDataset::new(Arc::new(data.clone()), (0..data.len()).collect(), val_tfms, TargetKind::AllBoxes, false)?;
-        let dl = DataLoader::new(ds, cfg.bs, false, 0, m.vs.device())?;
-        let dets = detections_with(ssd, m.vs.device(), |x| m.forward(x), &dl, opts)?;
-        crate::metrics::save_coco_results(out, &dets)?;
-        return Ok(dets);
+        let dl = DataLoader::new(ds, cfg.bs, false, 0, m.device())?;
+        return detections_with(&m, |x| m.predict(x), &dl, opts);
     }
     let mut learn = cfg.learner(run_dir)?;
     ssd_config(&learn)?;
@@ -243,9 +213,7 @@ pub fn predict_run(run_dir: &Path, data: &Dataset, out: &Path, opts: NmfOpts) ->
     let val_tfms = learn.data.val_dl.dataset.tfms.clone();
     let ds = DetDataset::new(Arc::new(data.clone()), (0..data.len()).collect(), val_tfms, TargetKind::AllBoxes, false)?;
     let dl = DataLoader::new(ds, learn.data.val_dl.bs, false, 0, learn.device())?;
-    let dets = detections(&learn, &dl, opts)?;
-    crate::metrics::save_coco_results(out, &dets)?;
-    Ok(dets)
+    detections(&learn, &dl, opts)
 }
 
 /// The synthetic-shapes SSD (`make ssd-synthetic`, and the last section of notebook 06): the
@@ -411,6 +379,7 @@ impl SyntheticSsd {
     pub fn ship(&mut self, path: &Path) -> Result<()> {
         let mut named: Vec<(String, tch::Tensor)> = self
             .learn
+            .model
             .vs
             .variables()
             .into_iter()
@@ -426,7 +395,7 @@ impl SyntheticSsd {
 
     /// Detections on the validation split with scores over `thresh` (boxes in image pixels).
     pub fn detections(&self, thresh: f32) -> Result<Vec<crate::metrics::Detection>> {
-        detections(&self.learn, &self.val_dl, NmfOpts { thresh, overlap: 0.4, top_k: 100 })
+        detections(&self.learn, &self.val_dl, NmfOpts { thresh, ..NmfOpts::evaluation() })
     }
 
     /// VOC07 (or another) mAP on the validation split, detections with scores over `thresh`.

@@ -451,7 +451,7 @@ impl Ax<'_> {
         log_x: bool,
         marks: &[Mark],
     ) -> &mut Self {
-        self.chart(xs, ys, xlabel, ylabel, log_x, marks, None)
+        self.chart_series(&[blue_line(xs, ys)], xlabel, ylabel, log_x, marks, None)
     }
 
     /// [`Ax::line_plot`] on fixed axes `x` and `y` (a precision-recall curve on 0..1 x 0..1, so
@@ -465,7 +465,7 @@ impl Ax<'_> {
         x: (f64, f64),
         y: (f64, f64),
     ) -> &mut Self {
-        self.chart(xs, ys, xlabel, ylabel, false, &[], Some((x, y)))
+        self.chart_series(&[blue_line(xs, ys)], xlabel, ylabel, false, &[], Some((x, y)))
     }
 
     /// Several series on one chart (a line, or dots for a series with `dots`), with a legend
@@ -473,22 +473,6 @@ impl Ax<'_> {
     /// per epoch.
     pub fn series_plot(&mut self, series: &[Series], xlabel: &str, ylabel: &str) -> &mut Self {
         self.chart_series(series, xlabel, ylabel, false, &[], None)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn chart(
-        &mut self,
-        xs: &[f64],
-        ys: &[f64],
-        xlabel: &str,
-        ylabel: &str,
-        log_x: bool,
-        marks: &[Mark],
-        fixed: Option<((f64, f64), (f64, f64))>,
-    ) -> &mut Self {
-        let line =
-            Series { xs: xs.to_vec(), ys: ys.to_vec(), color: Color(31, 119, 180), label: String::new(), dots: false };
-        self.chart_series(&[line], xlabel, ylabel, log_x, marks, fixed)
     }
 
     fn chart_series(
@@ -863,6 +847,11 @@ fn axis_range(lo: f64, hi: f64) -> (f64, f64) {
         let pad = if lo == 0.0 { 0.5 } else { lo.abs() * 0.1 };
         (lo - pad, hi + pad)
     }
+}
+
+/// One unlabelled curve in matplotlib's first colour.
+fn blue_line(xs: &[f64], ys: &[f64]) -> Series {
+    Series { xs: xs.to_vec(), ys: ys.to_vec(), color: Color(31, 119, 180), label: String::new(), dots: false }
 }
 
 #[cfg(test)]

@@ -3,22 +3,20 @@
 //! every model of the lessons, detectors included). The pictures are in [`crate::show`]
 //! (`plot_top_losses`, ground truth beside prediction).
 
-use crate::anchors::Anchors;
 use crate::data::{Batch, DataLoader, Dataset};
 use crate::error::{Error, Result};
 use crate::learner::Learner;
-use crate::loss::Loss;
 use crate::metrics::confusion::{confusion, Confusion};
 use crate::metrics::Detection;
-use crate::model::ssd::SsdOutput;
+use crate::model::{ModelOutput, ModelSpec};
 use crate::nms::NmfOpts;
-use tch::{Device, Tensor};
+use tch::Device;
 
 /// Every validation image's loss and the model's output for it.
 pub struct Interpretation {
-    pub loss: Loss,
-    pub classes: Vec<String>,
-    /// Names of the parts of each loss ([`Loss::part_names`]).
+    /// What the model is (its classes, size, loss, how its output reads).
+    pub spec: ModelSpec,
+    /// Names of the parts of each loss ([`crate::model::Loss::part_names`]).
     pub part_names: Vec<&'static str>,
     /// Per validation image, in the loader's order: its loss by part.
     pub losses: Vec<Vec<f64>>,
@@ -27,7 +25,7 @@ pub struct Interpretation {
     /// The validation loader the images come from.
     pub dl: DataLoader,
     /// The model's outputs, one row per image (on the CPU).
-    pub outputs: Tensor,
+    pub outputs: ModelOutput,
 }
 
 impl std::fmt::Debug for Interpretation {
@@ -49,7 +47,7 @@ impl Interpretation {
         for batch in dl.iter(0) {
             let batch = batch?;
             let out = learn.predict_batch(&batch.x);
-            let per = learn.loss.per_image(&out, &batch.y)?;
+            let per = learn.model.loss_per_image(&out, &batch.y)?;
             for (row, &idx) in per.iter().zip(&batch.indices) {
                 if let Some(v) = row.iter().find(|v| !v.is_finite()) {
                     let name = &dl.dataset.data.images[idx].file_name;
@@ -66,13 +64,12 @@ impl Interpretation {
             return Err(Error::Invalid("interpretation: the validation set is empty".into()));
         }
         Ok(Self {
-            loss: learn.loss.clone(),
-            classes: learn.data.classes.clone(),
-            part_names: learn.loss.part_names(),
+            spec: learn.model.spec.clone(),
+            part_names: learn.model.spec.loss.part_names(),
             losses,
             indices,
             dl: dl.clone(),
-            outputs: Tensor::cat(&outs, 0),
+            outputs: ModelOutput::cat(&outs)?,
         })
     }
 
@@ -113,7 +110,7 @@ impl Interpretation {
 
     /// The images at `positions` as one batch (transformed as for validation) and the model's
     /// outputs for them.
-    pub fn batch(&self, positions: &[usize]) -> Result<(Batch, Tensor)> {
+    pub fn batch(&self, positions: &[usize]) -> Result<(Batch, ModelOutput)> {
         if let Some(&bad) = positions.iter().find(|&&p| p >= self.len()) {
             return Err(Error::Invalid(format!("image {bad} of {} validation images", self.len())));
         }
@@ -126,7 +123,7 @@ impl Interpretation {
         }
         let batch = self.dl.batch_of(positions)?;
         let rows: Vec<i64> = positions.iter().map(|&p| p as i64).collect();
-        let out = self.outputs.index_select(0, &Tensor::from_slice(&rows));
+        let out = self.outputs.index_select(&rows);
         Ok((batch, out))
     }
 }
@@ -140,13 +137,8 @@ impl Interpretation {
     /// An SSD's detections on every validation image after the lesson's post-processing,
     /// boxes scaled back to each image's own size (as [`crate::detect::detections`]).
     pub fn detections(&self, opts: NmfOpts) -> Result<Vec<Detection>> {
-        let Loss::Ssd { cfg, .. } = &self.loss else {
-            return Err(Error::Invalid(format!("detections need an SSD, this model trains with {:?}", self.loss)));
-        };
+        let found = self.spec.detections(&self.outputs, opts, usize::MAX)?;
         let sz = self.dl.dataset.tfms.sz as f32;
-        let out = SsdOutput::unpack(&self.outputs, cfg.n_classes)?;
-        let anchors = Anchors::new(&cfg.anchors, Device::Cpu);
-        let found = crate::detect::batch_detections(&out, &anchors, sz, opts, usize::MAX)?;
         Ok(crate::detect::to_image_detections(&self.dl.dataset.data, &self.indices, found, sz))
     }
 

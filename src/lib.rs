@@ -11,17 +11,19 @@
 //!   lesson CSVs, the synthetic shapes set; augmentation where boxes follow the image; datasets
 //!   of the lesson's targets and a parallel, prefetching loader ([`data::loader`]);
 //! - [`anchors`]: lesson 9's anchor grids, and activations back to boxes;
-//! - [`model`]: the ResNet body and the lessons' heads ([`model::ssd`] for the SSD);
-//! - [`loss`], [`metrics`], [`nms`]: lesson 8's losses and lesson 9's SSD loss
-//!   ([`loss::ssd`]); epoch metrics and mAP; NMS;
+//! - [`model`]: a model as one value ([`model::Model`]: what it is, its network, its loss and
+//!   decoding, saved and loaded with its description): the ResNet body, lesson 8's heads and
+//!   losses, lesson 9's SSD ([`model::ssd`], its matching and loss in [`model::ssd_loss`]);
+//! - [`metrics`], [`nms`]: epoch metrics and mAP; NMS;
 //! - [`task`], [`learner`], [`stop`]: a task's target, head, loss and metrics; the fastai-style
 //!   learner (fit you can stop, watch and restore); the stop flag and SIGINT guard;
 //! - [`detect`], [`train`]: detections of a trained SSD; `fastdet train`'s runs;
 //! - [`notebook`]: outputs shown while a cell runs and updated in place (fastdet's kernel
 //!   launcher), with evcxr's and a terminal's fallbacks;
 //! - [`draw`], [`show`]: drawing boxes and text on figures, and the pictures of everything
-//!   above (the display layer, which nothing below imports);
-//! - [`ssd`]: lesson 9's SSD names, mapped to the modules above.
+//!   above (the display layer, which nothing below imports).
+//!
+//! Where each of the lessons' names lives: docs/layout.md.
 //!
 //! `tests/it/layers.rs` checks the layering from the `use crate::` lines of `src/`: no import cycle
 //! between modules, and no domain module imports [`draw`] or [`show`].
@@ -37,7 +39,6 @@
 
 pub mod anchors;
 pub mod boxes;
-pub mod checkpoint;
 pub mod data;
 pub mod detect;
 pub mod device;
@@ -45,13 +46,11 @@ pub mod draw;
 pub mod error;
 pub mod interpret;
 pub mod learner;
-pub mod loss;
 pub mod metrics;
 pub mod model;
 pub mod nms;
 pub mod notebook;
 pub mod show;
-pub mod ssd;
 pub mod stop;
 pub mod task;
 pub mod train;
@@ -74,7 +73,6 @@ pub fn quick_mode() -> bool {
 pub mod prelude {
     pub use crate::anchors::{AnchorConfig, Anchors};
     pub use crate::boxes::{bb_hw, hw_bb, iou_matrix, BBox};
-    pub use crate::checkpoint::{Model, ModelSpec, Prediction};
     pub use crate::data::{get_cv_idxs, open_image, Dataset, ImageRecord, Object, Pascal, VOC_CLASSES};
     pub use crate::data::{open_dataset, DataSource, Format};
     pub use crate::data::{Batch, BatchTarget, DataLoader, DataOpts, DetDataset, ImageData, TargetKind};
@@ -83,10 +81,9 @@ pub mod prelude {
     pub use crate::error::{Error, Result};
     pub use crate::interpret::Interpretation;
     pub use crate::learner::{Callback, ClipGradNorm, FitOpts, Flow, Learner, LearnerOpts, Lrs};
-    pub use crate::loss::Loss;
     pub use crate::metrics::{confusion, evaluate, ApMetric, ApTable, Confusion, Metric};
     pub use crate::model::ssd::{ClassLoss, Matching, SsdConfig, SsdOutput};
-    pub use crate::model::{find_weights, Arch, HeadKind};
+    pub use crate::model::{find_weights, Arch, HeadKind, Loss, Model, ModelOutput, ModelSpec, Prediction};
     pub use crate::nms::NmfOpts;
     pub use crate::notebook::{display, display_live, Live, Output, Show};
     pub use crate::quick_mode;

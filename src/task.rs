@@ -4,8 +4,8 @@
 //! and the notebooks both build their learners from it ([`crate::learner::Learner::for_task`]).
 
 use crate::data::TargetKind;
-use crate::loss::Loss;
 use crate::metrics::Metric;
+use crate::model::loss::Loss;
 use crate::model::ssd::{ClassLoss, SsdConfig};
 use crate::model::HeadKind;
 use serde::{Deserialize, Serialize};
@@ -80,13 +80,15 @@ impl Task {
 }
 
 impl TaskParts {
-    /// An SSD of one config: its head ([`HeadKind::Ssd`]) and loss ([`Loss::Ssd`]) share it.
-    pub fn ssd(cfg: SsdConfig, sz: u32) -> Self {
+    /// An SSD of one config, held by its head ([`HeadKind::Ssd`]); the loss ([`Loss::Ssd`])
+    /// reads it from there. The grids must be the ones the head makes at `sz`
+    /// ([`SsdConfig::fitted_to`]).
+    pub fn ssd(cfg: SsdConfig, _sz: u32) -> Self {
         TaskParts {
             target: TargetKind::AllBoxes,
-            head: HeadKind::Ssd(cfg.clone()),
-            loss: Loss::Ssd { cfg, sz: sz as f64 },
-            metrics: vec![],
+            head: HeadKind::Ssd(cfg),
+            loss: Loss::Ssd {},
+            metrics: vec![Metric::Map],
         }
     }
 }

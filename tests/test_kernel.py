@@ -211,6 +211,10 @@ def test_plain_evcxr_runs_a_notebook_without_the_launcher(tmp_path, monkeypatch)
     try:
         r = run_notebooks.run_one(NOTEBOOKS / "04_single_object_detection.ipynb", tmp_path / "out", 1200, "[plain]", km=km)
     finally:
+        # nbclient leaves a kernel it did not start running: shut it down (a CI run found it, and the
+        # child evcxr it spawns, still compiling in the shared slot after the tests had ended).
+        if km.has_kernel:
+            km.shutdown_kernel(now=True)
         lock.close()
     assert r["error"] is None, r["error"]
     nb = nbformat.read(r["ipynb"], as_version=4)

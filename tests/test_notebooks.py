@@ -212,3 +212,31 @@ def test_ssd_notebook_writes_its_reports(executed):
     for section in ["map", "per-class", "pr-curves", "confusion", "worst", "sample"]:
         assert f'<section id="{section}">' in html, section
     assert html.count("data:image/png;base64,") >= 3
+
+
+def test_training_notebooks_run_on_a_dataset_smaller_than_the_sample(tmp_path, monkeypatch):
+    """Quick mode on 20 images of the sample (16 train: 2 batches of 8, where the sample has 6):
+    each triangular cycle is lengthened to cover its cut (FitOpts::covering_cut) instead of
+    being refused, so notebooks 04, 05 and 06 run to the end on a user's small dataset."""
+    src = ROOT / "data" / "coco128-voc"
+    d = json.loads((src / "pascal_train2007.json").read_text())
+    images = d["images"][:20]
+    ids = {i["id"] for i in images}
+    small = dict(d, images=images, annotations=[a for a in d["annotations"] if a["image_id"] in ids])
+    root = tmp_path / "small"
+    jpegs = root / "VOCdevkit" / "VOC2007" / "JPEGImages"
+    jpegs.mkdir(parents=True)
+    for i in images:
+        (jpegs / i["file_name"]).symlink_to(src / "VOCdevkit" / "VOC2007" / "JPEGImages" / i["file_name"])
+    (root / "pascal_train2007.json").write_text(json.dumps(small))
+    monkeypatch.setenv("FASTDET_DATA", str(root))
+    monkeypatch.setenv("FASTDET_QUICK", "1")
+    for name in ["04_single_object_detection.ipynb", "05_multilabel.ipynb", "06_ssd.ipynb"]:
+        r = run_notebooks.run_one(ROOT / "notebooks" / name, tmp_path / "out", 1200, "[20 images]")
+        assert r["error"] is None, f"{name}: {r['error']}"
+        nb = nbformat.read(tmp_path / "out" / name, as_version=4)
+        # The data in use was the small set: 16 training images, 2 batches (the sample makes 6).
+        if name.startswith("04"):
+            assert "2 training batches, 1 validation batches" in text_of(nb), text_of(nb)[:2000]
+        fits = [o for o in outputs(nb, "display_data") if "fit: " in o.get("data", {}).get("text/html", "")]
+        assert fits, f"{name}: no fit report"

@@ -5,7 +5,7 @@
 //!
 //! Objects are those the SSD trains on ([`Dataset::annotations`]: not difficult), squashed to
 //! `sz x sz` as the lesson's loader does (`CropType::No`) and divided by `sz`, in the order
-//! `(y1, x1, y2, x2)`: the boxes [`crate::loss::ssd::count_lost`] and the loss match. IoU is the
+//! `(y1, x1, y2, x2)`: the boxes [`crate::model::ssd_loss::count_lost`] and the loss match. IoU is the
 //! lesson's `jaccard` ([`crate::boxes::iou_matrix_corners`]: no `+1`).
 
 use super::AnchorConfig;

@@ -357,10 +357,13 @@ fn run(cli: Cli) -> Result<()> {
                     detections.display()
                 );
                 println!("{table}");
+                if metric == fastdet::metrics::ApMetric::Coco {
+                    println!("{}", fastdet::metrics::coco_summary(&ds, &dets)?);
+                }
             }
         }
         Command::Predict { model: Some(model), image, thresh, .. } => {
-            let m = fastdet::checkpoint::Model::load(&model)?;
+            let m = fastdet::model::Model::load(&model)?;
             println!("{}: {}", model.display(), m.spec.describe());
             let opts = fastdet::nms::NmfOpts { thresh, ..Default::default() };
             for img in &image {
@@ -385,9 +388,12 @@ fn run(cli: Cli) -> Result<()> {
             println!("wrote {} detections on {} images to {}", dets.len(), ds.len(), out.display());
             if let Some(path) = &report {
                 let title = format!("{} on {}", weights.display(), ds.source.display());
+                // The mAP needs the low-scoring detections too (NmfOpts::evaluation); --thresh
+                // filters what the confusion matrix and the pictures count.
+                let scored = fastdet::detect::run_detections(&weights, &ds, fastdet::nms::NmfOpts::evaluation())?;
                 write_report(
                     &ds,
-                    &dets,
+                    &scored,
                     path,
                     fastdet::show::ReportOpts { title, score_thresh: thresh, ..Default::default() },
                 )?;

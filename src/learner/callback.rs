@@ -1,8 +1,9 @@
 //! The events around each batch of the one training loop ([`Learner::run`], which `fit`,
 //! `lr_find` and `fit_background` share) and what hooks into them: fastai's callbacks (0.7's
 //! `on_batch_end`, v2's `before_batch` ... `after_fit`). The schedule, the recorder, the
-//! progress display, the autosave, the stop flag, the NaN guard and mixed precision are each a
-//! [`Callback`] here; a user adds their own with [`Learner::add_callback`] (say
+//! progress display, the autosave, the stop flag, the NaN guard, mixed precision and the
+//! per-epoch seed are each a [`Callback`] here (keeping the best epoch and stopping early:
+//! [`super::best`]); a user adds their own with [`Learner::add_callback`] (say
 //! [`ClipGradNorm`]).
 //!
 //! The events of one batch, in order: [`Callback::before_batch`] (the learning rates of its
@@ -125,6 +126,29 @@ impl Callback for ClipGradNorm {
     fn before_step(&mut self, _learn: &mut Learner, opt: &mut nn::Optimizer) -> Result<StepChoice> {
         opt.clip_grad_norm(self.0);
         Ok(StepChoice::Take)
+    }
+}
+
+/// `fit`'s random numbers inside the model (dropout): libtorch's generator is seeded at each
+/// epoch's start from the training loader's seed and the learner's epoch count, as the loader
+/// seeds each epoch's shuffle and augmentations, so an epoch draws the same masks whether the
+/// fit ran through or was resumed from `last/` before it.
+pub(crate) struct EpochSeedCb;
+
+impl EpochSeedCb {
+    /// The seed of epoch `epochs_done` of a loader seeded with `seed` (splitmix64's finaliser).
+    pub fn seed(seed: u64, epochs_done: usize) -> i64 {
+        let mut z = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (epochs_done as u64).wrapping_add(0xD1B5_4A32_D192_ED03);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        ((z ^ (z >> 31)) >> 1) as i64
+    }
+}
+
+impl Callback for EpochSeedCb {
+    fn before_epoch(&mut self, learn: &mut Learner, _epoch: usize) -> Result<Flow> {
+        tch::manual_seed(Self::seed(learn.data.trn_dl.seed, learn.epochs_done()));
+        Ok(Flow::Continue)
     }
 }
 
@@ -259,7 +283,7 @@ impl Callback for AmpCb {
     }
 
     fn before_step(&mut self, learn: &mut Learner, _opt: &mut nn::Optimizer) -> Result<StepChoice> {
-        let params = learn.vs.trainable_variables();
+        let params = learn.model.vs.trainable_variables();
         let Some(scaler) = &mut learn.amp else { return Ok(StepChoice::Take) };
         let found_inf = scaler.unscale(&params);
         let ok = found_inf.double_value(&[0]) == 0.0;

@@ -2,9 +2,10 @@
 //! Ctrl-C, or [`FitHandle::stop`] for a fit running in the background), with progress while
 //! they run and the learner's state written to `models_dir/last` after every epoch.
 
+use super::best::BestCb;
 use super::callback::{
-    last_lr, AmpCb, BatchEnd, BatchInfo, Callback, FinderCb, FitProgressCb, Flow, NanGuard, PublishCb, RecordCb,
-    ScheduleCb, StepChoice, StopCb,
+    last_lr, AmpCb, BatchEnd, BatchInfo, Callback, EpochSeedCb, FinderCb, FitProgressCb, Flow, NanGuard, PublishCb,
+    RecordCb, ScheduleCb, StepChoice, StopCb,
 };
 use super::progress::{Bar, BatchProgress, LiveView};
 use super::record::{EpochRow, FitPreview, FitReport, LrFind, LrFinder, SmoothedLoss, PREVIEW_IMAGES};
@@ -83,6 +84,9 @@ pub(crate) struct RunSpec {
     pub lrs: Vec<f64>,
     /// Validate after each epoch, count it and call the epoch events (`fit`); `lr_find` does not.
     pub epochs_count: bool,
+    /// Step with the learner's [`super::adam::Adam`] (`fit`, whose state `last/` saves) instead
+    /// of `opt` (`lr_find`, whose steps are undone).
+    pub own_adam: bool,
 }
 
 /// How a run ended: where a callback stopped it, if one did.
@@ -193,7 +197,10 @@ impl Learner {
                     }
                 }
                 if take {
-                    opt.step();
+                    match (&mut self.adam, spec.own_adam) {
+                        (Some(adam), true) => adam.step(&self.model.vs, &lrs),
+                        _ => opt.step(),
+                    }
                 }
                 let stop_now = each(cbs, |c| c.after_step(self, &info, take))? == Flow::Stop;
                 if pending.len() < read_every && !stop_now && batches.peek().is_some() {
@@ -240,7 +247,7 @@ impl Learner {
     /// Train the epochs of `plan` from `plan.epochs_done` on (the schedule continues where it
     /// was): a fit from its start, or one resumed by [`Learner::resume_fit`].
     pub(crate) fn fit_from(&mut self, plan: FitInProgress) -> Result<FitReport> {
-        let FitInProgress { ref lrs, n_cycle, opts, epochs_done: first } = plan;
+        let FitInProgress { ref lrs, n_cycle, ref opts, epochs_done: first } = plan;
         let lrs = lrs.per_group()?;
         let nb = self.data.trn_dl.len();
         if nb == 0 {
@@ -277,19 +284,42 @@ impl Learner {
         // In fastdet's kernel the live output holds the table; elsewhere it is printed.
         progress.print = !quiet && !progress.progress.is_live();
         progress.header(self);
-        let (mut schedule, mut stop, mut guard, mut amp) =
-            (ScheduleCb { sched }, StopCb, NanGuard::default(), AmpCb::default());
+        let (mut schedule, mut stop, mut guard, mut amp, mut seed) =
+            (ScheduleCb { sched }, StopCb, NanGuard::default(), AmpCb::default(), EpochSeedCb);
         let mut record = RecordCb { plan: plan.clone() };
         let mut publish = PublishCb;
-        let mut cbs: Vec<&mut dyn Callback> = vec![&mut schedule, &mut guard, &mut amp, &mut stop, &mut record];
+        let mut best = BestCb::new(self, opts, n_epochs, first)?;
+        let mut cbs: Vec<&mut dyn Callback> =
+            vec![&mut schedule, &mut guard, &mut amp, &mut stop, &mut seed, &mut record];
         if quiet {
             cbs.push(&mut publish);
         }
         cbs.push(&mut progress);
-        let spec = RunSpec { epochs: first..n_epochs, lrs: lrs.clone(), epochs_count: true };
-        let end = self.run(&spec, &mut opt, &mut cbs)?;
+        // Last of the built-in ones: an early stop comes after the epoch is recorded and shown.
+        if let Some(b) = best.as_mut() {
+            cbs.push(b);
+        }
+        // A fresh optimiser per fit, as fastai builds one; a resumed fit continues the state
+        // `last/` saved (restore_last put it on the learner).
+        if first == 0 || self.adam.is_none() {
+            self.adam = Some(super::adam::Adam::default());
+        }
+        let spec = RunSpec { epochs: first..n_epochs, lrs: lrs.clone(), epochs_count: true, own_adam: true };
+        let end = self.run(&spec, &mut opt, &mut cbs);
+        // The optimiser's state (twice the weights' memory) lives as long as its fit: last/ has
+        // it for a resume.
+        self.adam = None;
+        let end = end?;
         let mut report = progress.report(self);
         report.stopped = end.stopped;
+        if let Some(b) = best {
+            report.best = b.best().map(Box::new);
+            if b.stopped_early.is_some() {
+                // Not an interruption: the fit is complete.
+                report.stopped = None;
+                report.early_stop = b.stopped_early;
+            }
+        }
         report.secs = start.elapsed().as_secs_f64();
         report.preview = self.preview().ok().map(|p| Arc::new(Mutex::new(p)));
         if let Some(sc) = self.amp() {
@@ -307,8 +337,11 @@ impl Learner {
             ));
         }
         if progress.print {
-            for n in &report.notes {
+            for n in report.early_stop.iter().chain(&report.notes) {
                 println!("{n}");
+            }
+            if let Some(b) = &report.best {
+                println!("{b}");
             }
         }
         if let (Some(st), true) = (report.stopped, progress.print) {
@@ -330,7 +363,7 @@ impl Learner {
         let n = self.data.val_dl.dataset.len().min(PREVIEW_IMAGES);
         let batch = self.data.val_dl.batch_of(&(0..n).collect::<Vec<_>>())?;
         let out = self.predict_batch(&batch.x).to_device(tch::Device::Cpu);
-        Ok(FitPreview { batch, out, loss: self.loss.clone(), classes: self.data.classes.clone() })
+        Ok(FitPreview { batch, out, spec: self.model.spec.clone() })
     }
 
     /// Update what a fit in the background shows.
@@ -360,7 +393,7 @@ impl Learner {
         // that many batches late: those extra steps are undone with the rest when the weights
         // are restored, and the record stops where fastai's would. The learning rates the data
         // epoch sees are those of the learner's epoch count (lr_find does not count one).
-        let spec = RunSpec { epochs: 0..1, lrs: start.clone(), epochs_count: false };
+        let spec = RunSpec { epochs: 0..1, lrs: start.clone(), epochs_count: false, own_adam: false };
         let result = self.run(&spec, &mut opt, &mut [&mut find, &mut amp, &mut stop]);
         self.restore_vars(&snap);
         let end = match result {

@@ -19,7 +19,9 @@
 //! A NaN or infinite loss or validation number stops training with an error naming the epoch
 //! (and batch); the weights are put back to what they were at the start of that epoch.
 
+pub mod adam;
 pub mod amp;
+pub mod best;
 pub mod callback;
 pub mod fit;
 pub mod progress;
@@ -28,20 +30,22 @@ pub mod schedule;
 pub mod state;
 
 pub use amp::{GradScaler, ScalerOpts};
+pub use best::{BestEpoch, BEST_DIR};
 pub use callback::{BatchEnd, BatchInfo, Callback, ClipGradNorm, Flow, StepChoice};
 pub use fit::FitHandle;
 pub use record::{
     epoch_table, table_header, table_line, EpochRow, FitReport, LrFind, LrFinder, LrSuggestion, Recorder, SmoothedLoss,
     AVG_MOM,
 };
-pub use schedule::{FitOpts, Lrs, Schedule};
+pub use schedule::{EarlyStop, FitOpts, Lrs, Schedule};
 pub use state::Checkpoint;
 
 use crate::data::{Batch, DataLoader, ImageData};
 use crate::error::{Error, Result};
-use crate::loss::Loss;
 use crate::metrics::Metric;
-use crate::model::{count_params, group_of, load_backbone, Arch, ConvModel, HeadKind, N_GROUPS};
+use crate::model::{
+    count_params, group_of, load_backbone, Arch, Model, ModelOutput, ModelSpec, N_GROUPS, SPEC_VERSION,
+};
 use crate::stop::StopFlag;
 use crate::task::{Task, TaskParts};
 use std::path::{Path, PathBuf};
@@ -65,12 +69,12 @@ impl std::fmt::Display for Summary {
     }
 }
 
-/// A model, its weights, its data and how to train it. See the module docs.
+/// A model and how to train it: its data, the optimiser's settings, the schedule and the
+/// recorder. The model ([`Model`]) holds its weights, computes its loss and knows what it is.
+/// See the module docs.
 pub struct Learner {
-    pub vs: nn::VarStore,
-    pub model: ConvModel,
+    pub model: Model,
     pub data: ImageData,
-    pub loss: Loss,
     pub metrics: Vec<Metric>,
     pub recorder: Recorder,
     /// Where `save`/`load` put weights (set with [`LearnerOpts::models_dir`]).
@@ -91,6 +95,8 @@ pub struct Learner {
     loss_read_every: Option<usize>,
     /// The user's callbacks ([`Learner::add_callback`]), after the built-in ones in every run.
     callbacks: Vec<Box<dyn Callback + Send>>,
+    /// The optimiser of the latest `fit` and its state ([`adam`]; `last/` saves it).
+    adam: Option<adam::Adam>,
 }
 
 /// How to build a [`Learner`] beyond its data and task: the backbone, its ImageNet weights and
@@ -151,12 +157,20 @@ impl Learner {
         }
         let LearnerOpts { arch, weights, models_dir } = opts;
         let device = data.trn_dl.device;
-        let sz = data.trn_dl.dataset.tfms.sz as i64;
-        let mut vs = nn::VarStore::new(device);
-        let model = ConvModel::new(&vs, arch, head, sz);
+        let spec = ModelSpec {
+            version: SPEC_VERSION,
+            target,
+            classes: data.classes.clone(),
+            sz: data.trn_dl.dataset.tfms.sz,
+            crop: data.val_dl.dataset.tfms.crop,
+            arch,
+            head,
+            loss,
+        };
+        let mut model = Model::new(spec, device);
         match &weights {
             Some(w) => {
-                let n = load_backbone(&mut vs, w)?;
+                let n = load_backbone(&mut model.vs, w)?;
                 println!("loaded {n} backbone tensors of {} from {}", arch.name(), w.display());
             }
             None if announce => println!(
@@ -167,10 +181,8 @@ impl Learner {
         }
         let metric_names = metrics.iter().map(|m| m.name()).collect();
         let mut learner = Self {
-            vs,
             model,
             data,
-            loss,
             metrics,
             recorder: Recorder { metric_names, ..Default::default() },
             models_dir,
@@ -182,36 +194,22 @@ impl Learner {
             amp: None,
             loss_read_every: None,
             callbacks: vec![],
+            adam: None,
         };
         learner.freeze_to(-1);
         Ok(learner)
     }
 
-    /// Change an SSD learner's config where it trains and where it is recorded (the head's copy,
-    /// which checkpoints and `last/` save, and the loss's): the matching rule or the class loss,
-    /// which change no layer. Nothing for other learners.
-    pub fn configure_ssd(&mut self, f: impl Fn(&mut crate::model::ssd::SsdConfig)) {
-        if let Loss::Ssd { cfg, .. } = &mut self.loss {
-            f(cfg);
-        }
-        if let HeadKind::Ssd(cfg) = &mut self.model.head.kind {
-            f(cfg);
-        }
+    /// Change an SSD learner's loss settings (the matching rule, the class loss), which change
+    /// no layer, in its model's one config ([`Model::configure_ssd`]). Nothing for other learners.
+    pub fn configure_ssd(&mut self, f: impl Fn(&mut crate::model::ssd::SsdConfig)) -> Result<()> {
+        self.model.configure_ssd(f)
     }
 
-    /// What this learner's model is, as its checkpoints record it ([`crate::checkpoint`]):
-    /// [`crate::checkpoint::Model::load`] rebuilds the model from a checkpoint alone.
-    pub fn spec(&self) -> crate::checkpoint::ModelSpec {
-        crate::checkpoint::ModelSpec {
-            version: crate::checkpoint::SPEC_VERSION,
-            target: self.data.trn_dl.dataset.target,
-            classes: self.data.classes.clone(),
-            sz: self.model.sz as u32,
-            crop: self.data.val_dl.dataset.tfms.crop,
-            arch: self.model.body.arch,
-            head: self.model.head.kind.clone(),
-            loss: self.loss.clone(),
-        }
+    /// What this learner's model is, as its checkpoints record it ([`crate::model::checkpoint`]):
+    /// [`Model::load`] rebuilds the model from a checkpoint alone.
+    pub fn spec(&self) -> ModelSpec {
+        self.model.spec.clone()
     }
 
     /// Where `save` and `load` put weights.
@@ -228,15 +226,15 @@ impl Learner {
     /// What the head, loss and metrics are (to rebuild the learner elsewhere).
     pub fn parts(&self) -> TaskParts {
         TaskParts {
-            target: self.data.trn_dl.dataset.target,
-            head: self.model.head.kind.clone(),
-            loss: self.loss.clone(),
+            target: self.model.spec.target,
+            head: self.model.spec.head.clone(),
+            loss: self.model.spec.loss.clone(),
             metrics: self.metrics.clone(),
         }
     }
 
     pub fn device(&self) -> Device {
-        self.vs.device()
+        self.model.device()
     }
 
     /// Freeze the layer groups before `n` (negative counts from the end: `-2` leaves the last
@@ -244,7 +242,7 @@ impl Learner {
     pub fn freeze_to(&mut self, n: isize) {
         let n = if n < 0 { (N_GROUPS as isize + n).max(0) as usize } else { (n as usize).min(N_GROUPS) };
         self.frozen_to = n;
-        for (name, t) in self.vs.variables() {
+        for (name, t) in self.model.vs.variables() {
             if name.ends_with("running_mean") || name.ends_with("running_var") {
                 continue;
             }
@@ -273,20 +271,19 @@ impl Learner {
         self.epochs_done = n;
     }
 
-    /// Model outputs for a batch of images, in eval mode, without gradients.
-    pub fn predict_batch(&self, x: &Tensor) -> Tensor {
-        let out = tch::no_grad(|| {
-            tch::autocast(self.amp.is_some(), || self.model.forward(&x.to_device(self.device()), false, N_GROUPS))
-        });
+    /// Model outputs for a batch of images, in eval mode, without gradients (fp32 with mixed
+    /// precision too).
+    pub fn predict_batch(&self, x: &Tensor) -> ModelOutput {
+        let out = tch::autocast(self.amp.is_some(), || self.model.predict(x));
         if self.amp.is_some() {
-            out.to_kind(Kind::Float)
+            out.float()
         } else {
             out
         }
     }
 
     /// Outputs for the whole validation set, in order (fastai's `learn.predict()`).
-    pub fn predict(&self) -> Result<Tensor> {
+    pub fn predict(&self) -> Result<ModelOutput> {
         let mut outs = vec![];
         for b in self.data.val_dl.iter(0) {
             outs.push(self.predict_batch(&b?.x));
@@ -294,23 +291,27 @@ impl Learner {
         if outs.is_empty() {
             return Err(Error::Invalid("predict: the validation set is empty".into()));
         }
-        Ok(Tensor::cat(&outs, 0))
+        ModelOutput::cat(&outs)
     }
 
-    /// Validation loss and metrics, averaged weighted by batch size. (`fit` checks that they
+    /// Validation loss and metrics, averaged weighted by batch size, but for whole-set metrics
+    /// ([`Metric::Map`]), computed on all the batches' outputs at once. (`fit` checks that they
     /// are finite.) The sums stay on the model's device and are read once, at the end: no wait
     /// for the GPU at every batch.
     pub fn validate(&self, dl: &DataLoader) -> Result<(f64, Vec<f64>)> {
         let mut sums: Option<Vec<Tensor>> = None;
         let mut n = 0usize;
+        let mut whole = crate::metrics::WholeSetMetrics::new(&self.metrics, &self.model)?;
+        let per_batch: Vec<&Metric> = self.metrics.iter().filter(|m| m.per_batch()).collect();
         for b in dl.iter(0) {
             let b = b?;
             let bs = b.indices.len() as f64;
             let out = self.predict_batch(&b.x);
-            let mut values = vec![self.loss.compute(&out, &b.y)?];
-            for m in &self.metrics {
+            let mut values = vec![self.model.loss(&out, &b.y)?];
+            for m in &per_batch {
                 values.push(m.compute_tensor(&out, &b.y)?);
             }
+            whole.add(&self.model, &out, dl, &b.indices)?;
             let values: Vec<Tensor> = values.iter().map(|v| v.detach().to_kind(Kind::Double) * bs).collect();
             sums = Some(match sums {
                 None => values,
@@ -320,14 +321,14 @@ impl Learner {
         }
         let n = n.max(1) as f64;
         let totals: Vec<f64> = match sums {
-            None => vec![0.0; 1 + self.metrics.len()],
+            None => vec![0.0; 1 + per_batch.len()],
             Some(sums) => Vec::try_from(Tensor::stack(&sums, 0))?,
         };
-        Ok((totals[0] / n, totals[1..].iter().map(|m| m / n).collect()))
+        Ok((totals[0] / n, whole.merge(totals[1..].iter().map(|m| m / n).collect(), dl)?))
     }
 
     pub(crate) fn optimizer(&self, lrs: &[f64]) -> Result<nn::Optimizer> {
-        let mut opt = nn::Adam::default().build(&self.vs, lrs[N_GROUPS - 1])?;
+        let mut opt = nn::Adam::default().build(&self.model.vs, lrs[N_GROUPS - 1])?;
         for (g, lr) in lrs.iter().enumerate() {
             opt.set_lr_group(g, *lr);
         }
@@ -336,11 +337,11 @@ impl Learner {
 
     /// A copy of every variable (weights and BatchNorm statistics).
     pub(crate) fn snapshot(&self) -> Vec<(String, Tensor)> {
-        self.vs.variables().into_iter().map(|(n, t)| (n, t.detach().copy())).collect()
+        self.model.vs.variables().into_iter().map(|(n, t)| (n, t.detach().copy())).collect()
     }
 
     pub(crate) fn restore_vars(&self, snap: &[(String, Tensor)]) {
-        let vars = self.vs.variables();
+        let vars = self.model.vs.variables();
         tch::no_grad(|| {
             for (n, t) in snap {
                 if let Some(v) = vars.get(n) {
@@ -353,8 +354,8 @@ impl Learner {
 
     /// The training forward pass (under autocast with mixed precision) and its loss, in fp32.
     pub(crate) fn forward_loss(&self, batch: &Batch) -> Result<Tensor> {
-        let out = tch::autocast(self.amp.is_some(), || self.model.forward(&batch.x, true, self.frozen_to));
-        self.loss.compute(&out.to_kind(Kind::Float), &batch.y)
+        let out = tch::autocast(self.amp.is_some(), || self.model.forward_t(&batch.x, true, self.frozen_to));
+        self.model.loss(&out.float(), &batch.y)
     }
 
     /// Mixed precision on or off: forward passes under autocast (fp16 on CUDA; tch's autocast
@@ -386,11 +387,11 @@ impl Learner {
 
     /// Output shapes and parameter counts of each layer for a batch of 2 (fastai's `summary()`).
     pub fn summary(&self) -> Summary {
-        let sz = self.model.sz;
+        let sz = self.model.sz() as i64;
         let x = Tensor::zeros([2, 3, sz, sz], (Kind::Float, self.device()));
         let mut rows = vec![];
         tch::no_grad(|| {
-            let stages = self.model.body.stages(&x, [false, false]);
+            let stages = self.model.net.body.stages(&x, [false, false]);
             let feats = stages.last().map(|s| s.1.shallow_clone()).unwrap_or(x.shallow_clone());
             for (name, t) in &stages {
                 let prefix = match *name {
@@ -398,10 +399,11 @@ impl Learner {
                     "maxpool" => "-".to_string(),
                     n => format!("{n}."),
                 };
-                rows.push((name.to_string(), t.size(), count_params(&self.vs, &prefix)));
+                rows.push((name.to_string(), t.size(), count_params(&self.model.vs, &prefix)));
             }
-            for (name, t, prefix) in self.model.head.stages(&feats, false) {
-                rows.push((format!("head {name}"), t.size(), prefix.map(|p| count_params(&self.vs, p)).unwrap_or(0)));
+            for (name, t, prefix) in self.model.net.head.stages(&feats, false) {
+                let params = prefix.map(|p| count_params(&self.model.vs, p)).unwrap_or(0);
+                rows.push((format!("head {name}"), t.size(), params));
             }
         });
         Summary { rows }
@@ -414,14 +416,13 @@ impl Learner {
     /// Save every variable to `models/<name>.safetensors`, atomically.
     pub fn save(&self, name: &str) -> Result<PathBuf> {
         let path = self.path_of(name);
-        crate::util::write_atomic_with(&path, |tmp| crate::checkpoint::write(tmp, &self.vs, &self.spec()))?;
+        self.model.save(&path)?;
         Ok(path)
     }
 
     /// Load `models/<name>.safetensors` (or a path ending in `.safetensors`).
     pub fn load(&mut self, name: &str) -> Result<()> {
         let path = if name.ends_with(".safetensors") { PathBuf::from(name) } else { self.path_of(name) };
-        let file = crate::checkpoint::read(&path)?;
-        crate::model::copy_all_converting(&mut self.vs, &file, &path)
+        self.model.load_weights(&path)
     }
 }

@@ -100,9 +100,9 @@ impl SmoothedLoss {
 /// ground truth.
 pub struct FitPreview {
     pub batch: crate::data::Batch,
-    pub out: tch::Tensor,
-    pub loss: crate::loss::Loss,
-    pub classes: Vec<String>,
+    pub out: crate::model::ModelOutput,
+    /// What the model is (classes, size, how its output reads).
+    pub spec: crate::model::ModelSpec,
 }
 
 impl std::fmt::Debug for FitPreview {
@@ -140,6 +140,11 @@ pub struct FitReport {
     pub shown_live: bool,
     /// Seconds of the fit spent drawing and sending its live output (0 without one).
     pub live_draw_secs: f64,
+    /// With [`super::FitOpts::keep_best`] or `early_stop`: the best epoch by the watched column
+    /// and where its weights are (boxed: the report travels in the live view's enum).
+    pub best: Option<Box<super::BestEpoch>>,
+    /// Why the fit stopped early ([`super::FitOpts::early_stop`]), when it did.
+    pub early_stop: Option<String>,
 }
 
 impl FitReport {
@@ -163,6 +168,12 @@ impl FitReport {
         if let Some(st) = self.stopped {
             s += &format!("; stopped during epoch {} after {} batches", st.epoch, st.batches);
         }
+        if let Some(e) = &self.early_stop {
+            s += &format!("; {e}");
+        }
+        if let Some(b) = &self.best {
+            s += &format!("; {b}");
+        }
         for n in &self.notes {
             s += &format!("; {n}");
         }
@@ -179,6 +190,12 @@ impl FitReport {
                 st.batches,
                 self.epochs.len()
             );
+        }
+        if let Some(e) = &self.early_stop {
+            s += &format!("\n{e}");
+        }
+        if let Some(b) = &self.best {
+            s += &format!("\n{b}");
         }
         s
     }

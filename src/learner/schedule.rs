@@ -54,8 +54,9 @@ impl Lrs {
     }
 }
 
-/// The schedule options of `fit` (fastai 0.7's keyword arguments).
-#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+/// The options of `fit`: fastai 0.7's schedule keywords, and beyond fastai, keeping the best
+/// epoch and stopping early ([`super::best`]).
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct FitOpts {
     /// Epochs per cycle; `None` = constant learning rate, one epoch per cycle.
     pub cycle_len: Option<usize>,
@@ -63,6 +64,26 @@ pub struct FitOpts {
     pub cycle_mult: Option<usize>,
     /// `(div, cut)` for the triangular CLR schedule.
     pub use_clr: Option<(f64, usize)>,
+    /// Keep the weights of the best epoch by this column of the epoch table (`val_loss`,
+    /// `trn_loss` or a metric's name such as `map`; lower or higher is better as the column
+    /// says) in `models_dir/best/` ([`super::best`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_best: Option<String>,
+    /// Stop after `patience` epochs without improvement of the `keep_best` column (`val_loss`
+    /// without one), not before `min_epochs` epochs of this fit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub early_stop: Option<EarlyStop>,
+}
+
+/// When a fit stops early ([`FitOpts::early_stop`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EarlyStop {
+    /// Epochs without improvement after which the fit stops (at least 1).
+    pub patience: usize,
+    /// The fit trains at least this many epochs whatever the column does (0: no minimum).
+    #[serde(default)]
+    pub min_epochs: usize,
 }
 
 impl FitOpts {
@@ -76,6 +97,43 @@ impl FitOpts {
         Self { cycle_len: Some(cycle_len), use_clr: Some((div, cut)), ..Default::default() }
     }
 
+    /// The same options with `cycle_len` raised where it must be, so that a triangular cycle
+    /// covers its `cut` at `n_batches` batches an epoch (the loader's `len()`): quick mode's
+    /// short cycles on a dataset smaller than the bundled sample (16 training images make 2
+    /// batches of 8, and `clr(1, 32., 5)`'s 2 iterations cannot hold a cut of 5). Nothing changes
+    /// for SGDR, a constant rate, or a cycle already long enough.
+    pub fn covering_cut(mut self, n_batches: usize) -> Self {
+        if let (Some((_, cut)), Some(cl)) = (self.use_clr, self.cycle_len) {
+            if n_batches > 0 && cl * n_batches < cut {
+                self.cycle_len = Some(cut.div_ceil(n_batches));
+            }
+        }
+        self
+    }
+
+    /// Keep the best epoch by `column` in `models_dir/best/` ([`FitOpts::keep_best`]):
+    /// `FitOpts::clr(4, 20., 8).keep_best("map")`.
+    pub fn keep_best(mut self, column: &str) -> Self {
+        self.keep_best = Some(column.to_string());
+        self
+    }
+
+    /// Stop after `patience` epochs without improvement, not before `min_epochs` epochs
+    /// ([`FitOpts::early_stop`]).
+    pub fn early_stop(mut self, patience: usize, min_epochs: usize) -> Self {
+        self.early_stop = Some(EarlyStop { patience, min_epochs });
+        self
+    }
+
+    /// The column that keeping the best epoch and early stopping watch, if either is on.
+    pub fn monitored(&self) -> Option<&str> {
+        match (&self.keep_best, &self.early_stop) {
+            (Some(c), _) => Some(c),
+            (None, Some(_)) => Some("val_loss"),
+            (None, None) => None,
+        }
+    }
+
     /// `n_cycle` epochs with these options: the error names the option (`cycle_len`,
     /// `cycle_mult`, `use_clr`) and says what is wrong. With `n_batches` (batches per epoch) the
     /// triangular cycle must be at least `cut` iterations long, else fastai's schedule divides by
@@ -87,6 +145,14 @@ impl FitOpts {
     ) -> std::result::Result<(), (&'static str, String)> {
         if n_cycle == 0 {
             return Err(("n_cycle", "must be at least 1".into()));
+        }
+        if self.keep_best.as_ref().is_some_and(|c| c.trim().is_empty()) {
+            return Err(("keep_best", "names no column (val_loss, trn_loss or a metric such as map)".into()));
+        }
+        if let Some(es) = self.early_stop {
+            if es.patience == 0 {
+                return Err(("early_stop", "patience must be at least 1 epoch".into()));
+            }
         }
         if self.cycle_len == Some(0) {
             return Err(("cycle_len", "must be at least 1".into()));
@@ -219,5 +285,22 @@ mod tests {
         assert!(e.starts_with("learning rate -2 is not"), "{e}");
         let (field, e) = FitOpts::clr(1, -1e300, 5).validate(1, None).unwrap_err();
         assert_eq!((field, e.as_str()), ("use_clr", "div -1e300 must be a number >= 1"));
+    }
+
+    #[test]
+    fn a_triangular_cycle_is_lengthened_to_cover_its_cut_and_nothing_else_changes() {
+        // 2 batches an epoch: a cut of 5 needs 3 epochs, of 10 needs 5; refused before, valid after.
+        for (cut, epochs) in [(5, 3), (10, 5), (2, 1)] {
+            let o = FitOpts::clr(1, 32., cut);
+            assert_eq!(o.validate(1, Some(2)).is_ok(), cut <= 2, "cut {cut}");
+            let long = o.covering_cut(2);
+            assert_eq!(long.cycle_len, Some(epochs), "cut {cut}");
+            assert_eq!(long.use_clr, Some((32., cut)));
+            assert!(long.validate(1, Some(2)).is_ok(), "cut {cut}");
+        }
+        // Long enough already (the sample's 6 batches), SGDR, a constant rate: unchanged.
+        assert_eq!(FitOpts::clr(2, 32., 10).covering_cut(6), FitOpts::clr(2, 32., 10));
+        assert_eq!(FitOpts::cycle_len(1).covering_cut(1), FitOpts::cycle_len(1));
+        assert_eq!(FitOpts::default().covering_cut(0), FitOpts::default());
     }
 }

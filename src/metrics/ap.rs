@@ -187,13 +187,31 @@ fn image_indices(ds: &Dataset, dets: &[Detection]) -> Result<Vec<usize>> {
                     ds.classes.len()
                 )));
             }
+            if let Some(problem) = box_problem(d.bbox.to_xywh()) {
+                return Err(bad(format!("detection {k}: {problem}")));
+            }
             Ok(i)
         })
         .collect()
 }
 
+/// What is wrong with a detection's `[x, y, w, h]` box, if anything: a negative width or
+/// height (or a coordinate that is not a number) would otherwise be scored, with a negative area.
+fn box_problem(b: [f32; 4]) -> Option<String> {
+    if !b.iter().all(|v| v.is_finite()) {
+        Some(format!("bbox {b:?} has a coordinate that is not a finite number"))
+    } else if b[2] < 0.0 {
+        Some(format!("bbox {b:?} has a negative width {}", b[2]))
+    } else if b[3] < 0.0 {
+        Some(format!("bbox {b:?} has a negative height {}", b[3]))
+    } else {
+        None
+    }
+}
+
 /// Mean average precision of `dets` on the ground truth of `ds` (see the module docs).
-/// An error names the first detection whose image id or class the dataset does not have.
+/// An error names the first detection whose image id or class the dataset does not have, or
+/// whose box has a negative width or height.
 pub fn evaluate(ds: &Dataset, dets: &[Detection], metric: ApMetric) -> Result<ApTable> {
     let img = image_indices(ds, dets)?;
     let nc = ds.classes.len();
@@ -371,7 +389,44 @@ fn xywh64(b: &BBox) -> [f64; 4] {
     b.to_xywh().map(|v| v as f64)
 }
 
+/// pycocotools' `areaRng` (`[0, 1e5^2]`, `[0, 32^2]`, `[32^2, 96^2]`, `[96^2, 1e5^2]`): an
+/// object is outside a range when its area is below the low end or above the high end.
+pub const COCO_AREA_ALL: [f64; 2] = [0.0, 1e10];
+pub const COCO_AREA_SMALL: [f64; 2] = [0.0, 1024.0];
+pub const COCO_AREA_MEDIUM: [f64; 2] = [1024.0, 9216.0];
+pub const COCO_AREA_LARGE: [f64; 2] = [9216.0, 1e10];
+
+/// One class evaluated as pycocotools' `evaluateImg` + `accumulate` at one area range and
+/// maximum of detections per image.
+struct CocoClassEval {
+    /// AP at each IoU threshold (the mean of the 101 interpolated precisions).
+    ap: [f64; N_IOU],
+    /// Recall at each IoU threshold with every detection (pycocotools' `recall`).
+    recall: [f64; N_IOU],
+    /// The interpolated precision at the 101 recall points at IoU 0.5.
+    q0: [f64; N_REC],
+}
+
 fn coco_class(ds: &Dataset, dets: &[Detection], img: &[usize], idx: &[usize], c: usize, out: &mut ClassAp) {
+    let Some(e) = coco_class_eval(ds, dets, img, idx, c, COCO_AREA_ALL, MAX_DETS) else { return };
+    out.recall = coco_recall_thresholds().to_vec();
+    out.precision = e.q0.to_vec();
+    out.ap = Some(e.ap.iter().sum::<f64>() / N_IOU as f64);
+    out.ap50 = Some(e.ap[0]);
+    out.ap75 = Some(e.ap[5]);
+}
+
+/// `None` when the class has no object that counts in `area` (pycocotools' `-1`).
+fn coco_class_eval(
+    ds: &Dataset,
+    dets: &[Detection],
+    img: &[usize],
+    idx: &[usize],
+    c: usize,
+    area: [f64; 2],
+    max_dets: usize,
+) -> Option<CocoClassEval> {
+    let outside = |a: f64| a < area[0] || a > area[1];
     let thr = coco_iou_thresholds();
     let rec_thr = coco_recall_thresholds();
     // Detections of this class per image, in input order.
@@ -394,13 +449,12 @@ fn coco_class(ds: &Dataset, dets: &[Detection], img: &[usize], idx: &[usize], c:
         if objs.is_empty() && dk.is_empty() {
             continue;
         }
-        // Ground truth: area range "all" = [0, 1e10]; ignore = crowd (difficult). Ignored last.
+        // Ground truth: ignored when a crowd (difficult) or outside the area range; ignored last.
         let mut gt: Vec<([f64; 4], bool)> = objs
             .iter()
             .map(|o| {
                 let b = xywh64(&o.bbox);
-                let area = b[2] * b[3];
-                (b, o.difficult || !(0.0..=1e10).contains(&area))
+                (b, o.difficult || outside(b[2] * b[3]))
             })
             .collect();
         let crowd_of: Vec<bool> = objs.iter().map(|o| o.difficult).collect();
@@ -410,7 +464,7 @@ fn coco_class(ds: &Dataset, dets: &[Detection], img: &[usize], idx: &[usize], c:
         gt = gorder.iter().map(|&g| gt[g]).collect();
         npig += gt.iter().filter(|g| !g.1).count();
         let mut dorder = by_score(dets, dk);
-        dorder.truncate(MAX_DETS);
+        dorder.truncate(max_dets);
         let db: Vec<[f64; 4]> = dorder.iter().map(|&k| xywh64(&dets[k].bbox)).collect();
         let ious: Vec<Vec<f64>> =
             db.iter().map(|d| gt.iter().zip(&crowd).map(|(g, &cr)| coco_iou(d, &g.0, cr)).collect()).collect();
@@ -434,7 +488,6 @@ fn coco_class(ds: &Dataset, dets: &[Detection], img: &[usize], idx: &[usize], c:
                     iou = ious[di][g];
                     m = Some(g);
                 }
-                let area = d[2] * d[3];
                 match m {
                     Some(g) => {
                         gtm[g] = true;
@@ -443,7 +496,7 @@ fn coco_class(ds: &Dataset, dets: &[Detection], img: &[usize], idx: &[usize], c:
                     }
                     None => {
                         matched[t].push(false);
-                        ignored[t].push(!(0.0..=1e10).contains(&area));
+                        ignored[t].push(outside(d[2] * d[3]));
                     }
                 }
             }
@@ -451,11 +504,11 @@ fn coco_class(ds: &Dataset, dets: &[Detection], img: &[usize], idx: &[usize], c:
         scores.extend(dorder.iter().map(|&k| dets[k].score));
     }
     if npig == 0 {
-        return;
+        return None;
     }
     let order = crate::nms::score_order(&scores);
     let nd = order.len();
-    let mut ap = [0.0f64; N_IOU];
+    let mut e = CocoClassEval { ap: [0.0; N_IOU], recall: [0.0; N_IOU], q0: [0.0; N_REC] };
     for t in 0..N_IOU {
         let (mut tp, mut fp) = (0.0f64, 0.0f64);
         let mut rc = Vec::with_capacity(nd);
@@ -471,6 +524,7 @@ fn coco_class(ds: &Dataset, dets: &[Detection], img: &[usize], idx: &[usize], c:
             rc.push(tp / npig as f64);
             pr.push(tp / (fp + tp + f64::EPSILON));
         }
+        e.recall[t] = rc.last().copied().unwrap_or(0.0);
         for i in (1..nd).rev() {
             if pr[i] > pr[i - 1] {
                 pr[i - 1] = pr[i];
@@ -484,15 +538,94 @@ fn coco_class(ds: &Dataset, dets: &[Detection], img: &[usize], idx: &[usize], c:
             }
             q[ri] = pr[p];
         }
-        ap[t] = q.iter().sum::<f64>() / N_REC as f64;
+        e.ap[t] = q.iter().sum::<f64>() / N_REC as f64;
         if t == 0 {
-            out.recall = rec_thr.to_vec();
-            out.precision = q.to_vec();
+            e.q0 = q;
         }
     }
-    out.ap = Some(ap.iter().sum::<f64>() / N_IOU as f64);
-    out.ap50 = Some(ap[0]);
-    out.ap75 = Some(ap[5]);
+    Some(e)
+}
+
+/// pycocotools' `COCOeval.summarize()` for boxes, the numbers of its printout: AP@[.5:.95], AP50,
+/// AP75 and AP by object size (maxDets 100), and the average recall AR@1, AR@10 and AR@100 (area
+/// all). `None` where no class has an object that counts (pycocotools prints `-1`).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct CocoSummary {
+    pub ap: Option<f64>,
+    pub ap50: Option<f64>,
+    pub ap75: Option<f64>,
+    /// Objects of area below 32^2 pixels, between 32^2 and 96^2, above 96^2.
+    pub ap_small: Option<f64>,
+    pub ap_medium: Option<f64>,
+    pub ap_large: Option<f64>,
+    /// Recall averaged over the IoU thresholds and classes with at most 1, 10, 100 detections
+    /// per image and class.
+    pub ar1: Option<f64>,
+    pub ar10: Option<f64>,
+    pub ar100: Option<f64>,
+}
+
+impl CocoSummary {
+    /// The numbers with pycocotools' names, in its order.
+    pub fn rows(&self) -> [(&'static str, Option<f64>); 9] {
+        [
+            ("AP@[.5:.95]", self.ap),
+            ("AP50", self.ap50),
+            ("AP75", self.ap75),
+            ("AP small", self.ap_small),
+            ("AP medium", self.ap_medium),
+            ("AP large", self.ap_large),
+            ("AR@1", self.ar1),
+            ("AR@10", self.ar10),
+            ("AR@100", self.ar100),
+        ]
+    }
+}
+
+impl fmt::Display for CocoSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let rows: Vec<String> = self.rows().iter().map(|(n, v)| format!("{n} {}", fmt_ap(*v))).collect();
+        f.write_str(&rows.join(", "))
+    }
+}
+
+/// [`CocoSummary`] of `dets` on `ds` (the COCO rules of [`evaluate`]: difficult objects are
+/// crowds). An error names the first detection [`evaluate`] would reject.
+pub fn coco_summary(ds: &Dataset, dets: &[Detection]) -> Result<CocoSummary> {
+    let img = image_indices(ds, dets)?;
+    let mut by_class: Vec<Vec<usize>> = vec![Vec::new(); ds.classes.len()];
+    for (k, d) in dets.iter().enumerate() {
+        by_class[d.class].push(k);
+    }
+    let mean_of = |area: [f64; 2], max_dets: usize, f: &dyn Fn(&CocoClassEval) -> f64| {
+        let v: Vec<f64> = by_class
+            .iter()
+            .enumerate()
+            .filter_map(|(c, idx)| coco_class_eval(ds, dets, &img, idx, c, area, max_dets).map(|e| f(&e)))
+            .collect();
+        (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+    };
+    let all: Vec<CocoClassEval> = by_class
+        .iter()
+        .enumerate()
+        .filter_map(|(c, idx)| coco_class_eval(ds, dets, &img, idx, c, COCO_AREA_ALL, MAX_DETS))
+        .collect();
+    let over_all = |f: &dyn Fn(&CocoClassEval) -> f64| {
+        (!all.is_empty()).then(|| all.iter().map(f).sum::<f64>() / all.len() as f64)
+    };
+    let mean_ap = |e: &CocoClassEval| e.ap.iter().sum::<f64>() / N_IOU as f64;
+    let mean_ar = |e: &CocoClassEval| e.recall.iter().sum::<f64>() / N_IOU as f64;
+    Ok(CocoSummary {
+        ap: over_all(&mean_ap),
+        ap50: over_all(&|e| e.ap[0]),
+        ap75: over_all(&|e| e.ap[5]),
+        ap_small: mean_of(COCO_AREA_SMALL, MAX_DETS, &mean_ap),
+        ap_medium: mean_of(COCO_AREA_MEDIUM, MAX_DETS, &mean_ap),
+        ap_large: mean_of(COCO_AREA_LARGE, MAX_DETS, &mean_ap),
+        ar1: mean_of(COCO_AREA_ALL, 1, &mean_ar),
+        ar10: mean_of(COCO_AREA_ALL, 10, &mean_ar),
+        ar100: over_all(&mean_ar),
+    })
 }
 
 // ------------------------------------------------------------------------------------------
@@ -510,7 +643,8 @@ struct CocoResult {
 /// Read detections in the COCO results format (a JSON list of
 /// `{image_id, category_id, bbox: [x, y, w, h], score}`), with the lesson's category ids
 /// (class index + 1); boxes through [`BBox::from_xywh`]. An unknown `image_id` or
-/// `category_id` is an error naming the file and the entry.
+/// `category_id`, or a box with a negative width or height, is an error naming the file and the
+/// entry.
 pub fn load_coco_results(path: impl AsRef<Path>, ds: &Dataset) -> Result<Vec<Detection>> {
     let path = path.as_ref();
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
@@ -529,6 +663,9 @@ pub fn load_coco_results(path: impl AsRef<Path>, ds: &Dataset) -> Result<Vec<Det
                     r.category_id,
                     ds.classes.len()
                 )));
+            }
+            if let Some(problem) = box_problem(r.bbox) {
+                return Err(bad(format!("entry {k}: {problem}")));
             }
             Ok(Detection {
                 image_id: r.image_id,

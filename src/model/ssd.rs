@@ -1,7 +1,7 @@
 //! Lesson 9's SSD as a model (`pascal-multi.ipynb`): its config ([`SsdConfig`]: anchors, head
 //! and the loss settings [`Matching`] and [`ClassLoss`]) and its heads (`StdConv`, `OutConv`,
 //! `SSD_Head`, `SSD_MultiHead`), whose output [`SsdOutput`] lists the anchors in the order of
-//! [`crate::anchors::Anchors`]. The matching and the loss are in [`crate::loss::ssd`]; decoding
+//! [`crate::anchors::Anchors`]. The matching and the loss are in [`crate::model::ssd_loss`]; decoding
 //! boxes ([`crate::anchors::actn_to_bb`]) is with the anchors; [`crate::ssd`] maps every lesson
 //! name to its place.
 
@@ -18,16 +18,16 @@ pub const HEAD_CHANNELS: i64 = 256;
 // ---------------------------------------------------------------------------------------------
 // Config
 
-/// How anchors are matched to ground-truth boxes ([`crate::loss::ssd::map_to_ground_truth`]);
+/// How anchors are matched to ground-truth boxes ([`crate::model::ssd_loss::map_to_ground_truth`]);
 /// the lesson's rule is the default, so the notebooks' numbers are the lesson's (`"lesson"` or
 /// `"no_gt_lost"` in a `fastdet train` config).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Matching {
     /// The lesson's: each anchor takes the ground truth it overlaps most; then each ground
-    /// truth's best anchor is forced to it (overlap [`FORCED_OVERLAP`](crate::loss::ssd::FORCED_OVERLAP)), in ground-truth order, so when two
+    /// truth's best anchor is forced to it (overlap [`FORCED_OVERLAP`](crate::model::ssd_loss::FORCED_OVERLAP)), in ground-truth order, so when two
     /// ground truths share a best anchor the later one wins and the earlier one may get no
-    /// anchor at all ([`crate::loss::ssd::lost_objects`] finds them).
+    /// anchor at all ([`crate::model::ssd_loss::lost_objects`] finds them).
     #[default]
     Lesson,
     /// As the lesson, but the forcing goes through the ground truths in order of decreasing best
@@ -38,7 +38,7 @@ pub enum Matching {
     NoGtLost,
 }
 
-/// The classification loss of [`crate::loss::ssd::ssd_loss`].
+/// The classification loss of [`crate::model::ssd_loss::ssd_loss`].
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
 pub enum ClassLoss {
     /// Lesson 9's `BCE_Loss`: one-hot over `C + 1`, background column dropped, summed BCE / C.
@@ -251,6 +251,11 @@ impl SsdOutput {
             });
         }
         Ok(Self { class_logits: packed.narrow(2, 0, n_classes + 1), box_offsets: packed.narrow(2, n_classes + 1, 4) })
+    }
+
+    /// A view sharing the tensors.
+    pub fn shallow_clone(&self) -> Self {
+        Self { class_logits: self.class_logits.shallow_clone(), box_offsets: self.box_offsets.shallow_clone() }
     }
 
     /// Image `i`'s `(class logits [A, C+1], box activations [A, 4])`.

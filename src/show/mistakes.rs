@@ -3,16 +3,15 @@
 //! targets, the images with the largest losses ([`Interpretation::plot_top_losses`]) and the
 //! confusion matrix as a heat map.
 
-use crate::anchors::Anchors;
 use crate::boxes::BBox;
 use crate::data::{Batch, BatchTarget, Dataset};
 use crate::draw::{evcxr_show, Ax, Color, Display, Figure};
 use crate::error::{Error, Result};
 use crate::interpret::Interpretation;
-use crate::loss::Loss;
 use crate::metrics::confusion::{match_image, Confusion, ImageErrors, Outcome};
 use crate::metrics::Detection;
-use crate::model::ssd::{SsdConfig, SsdOutput};
+use crate::model::loss::Loss;
+use crate::model::{ModelOutput, ModelSpec};
 use crate::nms::NmfOpts;
 use image::RgbImage;
 use tch::{Device, Kind, Tensor};
@@ -52,18 +51,10 @@ fn name(classes: &[String], c: usize) -> &str {
     classes.get(c).map(String::as_str).unwrap_or("?")
 }
 
-/// One image's ground truth (on `gt`) and detections (on `pred`), marked by outcome. `objects`
-/// are `(box, class, difficult)` in the image's pixels, as the detections.
-#[allow(clippy::too_many_arguments)]
-fn draw_pair(
-    gt: &mut Ax<'_>,
-    im: &RgbImage,
-    objects: &[(BBox, usize, bool)],
-    matched: &[(Detection, Outcome)],
-    missed: &[usize],
-    classes: &[String],
-    caption: &str,
-) {
+/// One image's ground truth (on `gt`) marked by outcome: found, found as another class, missed,
+/// difficult; `caption` under it.
+fn draw_truth(gt: &mut Ax<'_>, p: &ErrorPair, classes: &[String], caption: &str) {
+    let ErrorPair { im, objects, matched, missed } = p;
     gt.show_img(im);
     let label_sz = 13;
     for (j, (b, c, difficult)) in objects.iter().enumerate() {
@@ -114,19 +105,20 @@ fn draw_predictions(
 /// background), with `captions[i]` under image `i` and a legend.
 pub fn show_ssd_errors(
     batch: &Batch,
-    out: &Tensor,
-    cfg: &SsdConfig,
-    classes: &[String],
+    out: &ModelOutput,
+    model: &impl AsRef<ModelSpec>,
     opts: NmfOpts,
     captions: &[String],
 ) -> Result<Figure> {
-    let packed = SsdOutput::unpack(out, cfg.n_classes)?;
+    let spec = model.as_ref();
+    let classes = &spec.classes;
     let images = batch.images()?;
     let n = images.len();
-    let sz =
-        images.first().map(|i| i.width()).ok_or_else(|| Error::Invalid("show_ssd_errors: an empty batch".into()))?;
-    let anchors = Anchors::new(&cfg.anchors, out.device());
-    let found = crate::detect::batch_detections(&packed, &anchors, sz as f32, opts, n)?;
+    if n == 0 {
+        return Err(Error::Invalid("show_ssd_errors: an empty batch".into()));
+    }
+    let sz = spec.sz;
+    let found = spec.detections(out, opts, n)?;
     let mut pairs = vec![];
     for (i, (im, dets)) in images.into_iter().zip(found).enumerate() {
         let objects: Vec<(BBox, usize, bool)> =
@@ -152,7 +144,7 @@ fn error_figure(pairs: Vec<ErrorPair>, cell: u32, classes: &[String], captions: 
     let mut fig = Figure::for_items(2 * n, if n > 1 { 4 } else { 2 }, cell)?;
     for (i, p) in pairs.iter().enumerate() {
         let caption = captions.get(i).map(String::as_str).unwrap_or("");
-        draw_pair(&mut fig.ax(2 * i), &p.im, &p.objects, &p.matched, &p.missed, classes, caption);
+        draw_truth(&mut fig.ax(2 * i), p, classes, caption);
         draw_predictions(&mut fig.ax(2 * i + 1), &p.im, &p.objects, &p.matched, classes);
     }
     let footer = fig.add_footer(40);
@@ -184,17 +176,20 @@ pub fn show_image_errors(ds: &Dataset, errors: &[&ImageErrors], captions: &[Stri
 /// extra (orange).
 pub fn show_truth_vs_prediction(
     batch: &Batch,
-    out: &Tensor,
-    loss: &Loss,
-    classes: &[String],
+    out: &ModelOutput,
+    model: &impl AsRef<ModelSpec>,
     captions: &[String],
 ) -> Result<Figure> {
+    let spec = model.as_ref();
+    let (loss, classes) = (&spec.loss, &spec.classes);
     if matches!(loss, Loss::Ssd { .. }) {
         return Err(Error::Invalid(
             "show_truth_vs_prediction: an SSD draws ground truth beside prediction with show_ssd_errors".into(),
         ));
     }
-    crate::loss::check_output("show_truth_vs_prediction", out, &batch.y)?;
+    crate::model::loss::check_output("show_truth_vs_prediction", out, &batch.y)?;
+    // One row per image in the lesson's layout (the single-object detector's 4 + C).
+    let out = out.packed();
     let images = batch.images()?;
     let cell = images.first().map(|i| i.width()).unwrap_or(1);
     let mut fig = Figure::for_items(images.len(), 4, cell)?;
@@ -310,9 +305,9 @@ impl Interpretation {
     pub fn plot_positions(&self, positions: &[usize]) -> Result<Figure> {
         let (batch, out) = self.batch(positions)?;
         let captions: Vec<String> = positions.iter().map(|&p| self.caption(p)).collect();
-        match &self.loss {
-            Loss::Ssd { cfg, .. } => show_ssd_errors(&batch, &out, cfg, &self.classes, NmfOpts::default(), &captions),
-            loss => show_truth_vs_prediction(&batch, &out, loss, &self.classes, &captions),
+        match &self.spec.loss {
+            Loss::Ssd { .. } => show_ssd_errors(&batch, &out, &self.spec, NmfOpts::default(), &captions),
+            _ => show_truth_vs_prediction(&batch, &out, &self.spec, &captions),
         }
     }
 }

@@ -20,11 +20,12 @@ use crate::data::{Batch, BatchTarget, Dataset};
 use crate::draw::{draw_im, evcxr_show, Color, Display, Figure, Mark, Series, LESSON_TICKS};
 use crate::error::{Error, Result};
 use crate::learner::{FitReport, LrFind, Recorder, Summary};
-use crate::loss::ssd::{lost_objects, match_anchors};
-use crate::loss::Loss;
 use crate::metrics::ap::{fmt_ap, ApMetric, ApTable, ClassAp};
 use crate::metrics::Detection;
-use crate::model::ssd::{Matching, SsdConfig, SsdOutput};
+use crate::model::loss::{check_output, Loss};
+use crate::model::ssd::Matching;
+use crate::model::ssd_loss::{lost_objects, match_anchors};
+use crate::model::{ModelOutput, ModelSpec};
 use crate::nms::NmfOpts;
 use crate::transforms::Augmented;
 use image::RgbImage;
@@ -109,14 +110,15 @@ pub fn show_batch(batch: &Batch, classes: &[String], n: usize) -> Result<Figure>
 /// for the single-object detector (`Detn`), classes with probability over
 /// [`MULTILABEL_SHOW_THRESH`] for multi-label (`Bce`, as the lesson shows them). The first `n`
 /// images, [`GRID_COLS`] wide (the lesson's `plt.subplots(3, 4)`: `n = 12`).
-pub fn show_predictions(batch: &Batch, out: &Tensor, loss: &Loss, classes: &[String], n: usize) -> Result<Figure> {
+pub fn show_predictions(batch: &Batch, out: &ModelOutput, model: &impl AsRef<ModelSpec>, n: usize) -> Result<Figure> {
+    let spec = model.as_ref();
+    let (loss, classes) = (&spec.loss, &spec.classes);
     let images = batch.images()?;
     let n = n.clamp(1, images.len().max(1));
     let mut fig = Figure::for_items(n, GRID_COLS, images.first().map(|i| i.width()).unwrap_or(1))?;
-    if !matches!(loss, Loss::Ssd { .. }) {
-        crate::loss::check_output("show_predictions", out, &batch.y)?;
-    }
-    let out = out.to_device(Device::Cpu).to_kind(Kind::Float);
+    check_output("show_predictions", out, &batch.y)?;
+    // One row per image in the lesson's layout (the single-object detector's 4 + C).
+    let out = out.packed().to_device(Device::Cpu).to_kind(Kind::Float);
     let name = |c: usize| classes.get(c).cloned().unwrap_or_else(|| "?".into());
     for (i, im) in images.iter().take(n).enumerate() {
         let row: Vec<f32> = Vec::try_from(out.get(i as i64))?;
@@ -171,22 +173,22 @@ pub const GRID_COLS: u32 = 4;
 /// Lesson 9's result grids for the first `n` images of a batch (12 in the lesson: 3 rows of
 /// [`GRID_COLS`]): each anchor's box ([`crate::anchors::actn_to_bb`]) with its most likely
 /// class over all `C + 1` columns (`bg` for background) and that probability, drawn where the
-/// probability passes `thresh`. `out` is the model's packed output `[B, A, C+1+4]`.
+/// probability passes `thresh`. `out` is an SSD's output on the batch.
 pub fn show_results(
     batch: &Batch,
-    out: &Tensor,
-    cfg: &SsdConfig,
-    classes: &[String],
+    out: &ModelOutput,
+    model: &impl AsRef<ModelSpec>,
     thresh: Threshold,
     n: usize,
 ) -> Result<Figure> {
-    let out = SsdOutput::unpack(out, cfg.n_classes)?;
-    let anchors = Anchors::new(&cfg.anchors, out.box_offsets.device());
+    let spec = model.as_ref();
+    let decoded = spec.decode(out)?;
+    let classes = &spec.classes;
     let images = batch.images()?;
     let n = n.clamp(1, images.len().max(1));
     let cell = images.first().map(|i| i.width()).unwrap_or(1).max(1);
     let mut fig = Figure::for_items(n, GRID_COLS, cell)?;
-    for (i, (im, d)) in images.iter().zip(out.decode(&anchors)).take(n).enumerate() {
+    for (i, (im, d)) in images.iter().zip(decoded).take(n).enumerate() {
         let (clas, prs) = d.best()?;
         let cut = match thresh {
             Threshold::Above(t) => t,
@@ -204,12 +206,12 @@ pub fn show_results(
 /// its probability, all of them (threshold 0). [`anchor_prediction_steps`] gives them one by one.
 pub fn show_anchor_predictions(
     batch: &Batch,
-    out: &Tensor,
-    cfg: &SsdConfig,
-    classes: &[String],
+    out: &ModelOutput,
+    model: &impl AsRef<ModelSpec>,
     idx: usize,
 ) -> Result<Figure> {
-    let steps = AnchorSteps::of(batch, out, cfg, classes, idx)?;
+    let classes = &model.as_ref().classes;
+    let steps = AnchorSteps::of(batch, out, model.as_ref(), idx)?;
     let mut fig = Figure::grid(1, 3, steps.im.width(), steps.im.height())?;
     for k in 0..3 {
         steps.draw(&mut fig, k, k, classes);
@@ -221,12 +223,12 @@ pub fn show_anchor_predictions(
 /// each with its caption: `for (caption, fig) in anchor_prediction_steps(..)? { println!("{caption}"); display(&fig); }`.
 pub fn anchor_prediction_steps(
     batch: &Batch,
-    out: &Tensor,
-    cfg: &SsdConfig,
-    classes: &[String],
+    out: &ModelOutput,
+    model: &impl AsRef<ModelSpec>,
     idx: usize,
 ) -> Result<Vec<(String, Figure)>> {
-    let steps = AnchorSteps::of(batch, out, cfg, classes, idx)?;
+    let classes = &model.as_ref().classes;
+    let steps = AnchorSteps::of(batch, out, model.as_ref(), idx)?;
     let captions = [
         format!("the ground truth of image {idx}"),
         format!(
@@ -258,17 +260,18 @@ struct AnchorSteps {
 }
 
 impl AnchorSteps {
-    fn of(batch: &Batch, out: &Tensor, cfg: &SsdConfig, classes: &[String], idx: usize) -> Result<Self> {
-        let out = SsdOutput::unpack(out, cfg.n_classes)?;
-        let anchors = Anchors::new(&cfg.anchors, out.box_offsets.device());
+    fn of(batch: &Batch, out: &ModelOutput, spec: &ModelSpec, idx: usize) -> Result<Self> {
+        let classes = &spec.classes;
+        let cfg = spec.ssd_config("show_anchor_predictions")?;
+        let anchors = Anchors::new(&cfg.anchors, Device::Cpu);
         let mut images = batch.images()?;
         if idx >= images.len() {
             return Err(Error::Invalid(format!("show_anchor_predictions: image {idx} of a batch of {}", images.len())));
         }
         let im = images.swap_remove(idx);
         let sz = im.width() as f32;
-        let d = out
-            .decode(&anchors)
+        let d = spec
+            .decode(out)?
             .into_iter()
             .nth(idx)
             .ok_or_else(|| Error::Invalid(format!("no output for image {idx}")))?;
@@ -299,22 +302,21 @@ impl AnchorSteps {
 /// The lesson's `show_nmf` for the first `n` images of a batch: each image with its detections
 /// after the lesson's post-processing ([`crate::nms::nms_detections`]: per class, scores over
 /// `opts.thresh`, NMS), boxes, classes and scores drawn as `show_ground_truth` does, 4 panels
-/// wide. `out` is the model's packed output `[B, A, C+1+4]`.
+/// wide. `out` is an SSD's output on the batch.
 pub fn show_nmf(
     batch: &Batch,
-    out: &Tensor,
-    cfg: &SsdConfig,
-    classes: &[String],
+    out: &ModelOutput,
+    model: &impl AsRef<ModelSpec>,
     opts: NmfOpts,
     n: usize,
 ) -> Result<Figure> {
-    let packed = SsdOutput::unpack(out, cfg.n_classes)?;
+    let spec = model.as_ref();
+    let classes = &spec.classes;
     let images = batch.images()?;
     let n = n.min(images.len()).max(1);
     let sz = images.first().map(|i| i.width()).unwrap_or(1);
     let mut fig = Figure::for_items(n, 4, sz)?;
-    let anchors = Anchors::new(&cfg.anchors, out.device());
-    let found = crate::detect::batch_detections(&packed, &anchors, sz as f32, opts, n)?;
+    let found = spec.detections(out, opts, n)?;
     for (i, (im, dets)) in images.iter().zip(found).enumerate() {
         let b: Vec<BBox> = dets.iter().map(|d| d.bbox).collect();
         let c: Vec<usize> = dets.iter().map(|d| d.class).collect();
@@ -523,11 +525,9 @@ impl FitReport {
     pub fn plot_preview(&self) -> Result<Figure> {
         let p = self.preview.as_ref().ok_or_else(|| Error::Draw("this fit has no preview".into()))?;
         let p = p.lock().unwrap_or_else(|e| e.into_inner());
-        match &p.loss {
-            Loss::Ssd { cfg, .. } => {
-                mistakes::show_ssd_errors(&p.batch, &p.out, cfg, &p.classes, NmfOpts::default(), &[])
-            }
-            loss => mistakes::show_truth_vs_prediction(&p.batch, &p.out, loss, &p.classes, &[]),
+        match &p.spec.loss {
+            Loss::Ssd { .. } => mistakes::show_ssd_errors(&p.batch, &p.out, &p.spec, NmfOpts::default(), &[]),
+            _ => mistakes::show_truth_vs_prediction(&p.batch, &p.out, &p.spec, &[]),
         }
     }
 

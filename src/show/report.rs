@@ -9,7 +9,7 @@ use crate::draw::{evcxr_show, Display, Figure};
 use crate::error::{Error, Result};
 use crate::metrics::ap::fmt_ap;
 use crate::metrics::confusion::{confusion, Confusion};
-use crate::metrics::{evaluate, ApMetric, ApTable, Detection};
+use crate::metrics::{coco_summary, evaluate, ApMetric, ApTable, CocoSummary, Detection};
 use base64::Engine;
 use std::fmt::Write as _;
 use std::path::Path;
@@ -51,6 +51,8 @@ pub struct Report {
     pub n_detections: usize,
     /// VOC07, VOC and COCO.
     pub tables: Vec<ApTable>,
+    /// COCO's summary beyond the table: AP by object size, AR@1/10/100 (pycocotools' numbers).
+    pub coco: CocoSummary,
     pub confusion: Confusion,
     /// Objects found by size and by position ([`Confusion::found_by_size`]).
     pub by_size: Vec<(&'static str, usize, usize)>,
@@ -85,6 +87,7 @@ pub fn detection_report(ds: &Dataset, dets: &[Detection], losses: Option<&[f64]>
         .into_iter()
         .map(|m| evaluate(ds, dets, m))
         .collect::<Result<Vec<_>>>()?;
+    let coco = coco_summary(ds, dets)?;
     let cm = confusion(ds, dets, opts.score_thresh)?;
     let worst: Vec<(usize, String)> = match losses {
         Some(l) => crate::interpret::rank(l, opts.n_worst, true)
@@ -119,6 +122,7 @@ pub fn detection_report(ds: &Dataset, dets: &[Detection], losses: Option<&[f64]>
         n_objects: ds.images.iter().flat_map(|r| &r.objects).filter(|o| !o.difficult).count(),
         n_detections: dets.len(),
         tables,
+        coco,
         by_size: cm.found_by_size(ds),
         by_position: cm.found_by_position(ds),
         confusion: cm,
@@ -184,7 +188,9 @@ impl Report {
                 fmt_ap(t.map75)
             );
         }
-        h += "</table></section>";
+        h += "</table><p>COCO, as pycocotools' summary: ";
+        h += &self.coco.rows().iter().map(|(n, v)| format!("{n} {}", fmt_ap(*v))).collect::<Vec<_>>().join(", ");
+        h += " (small: objects under 32x32 pixels, large: over 96x96; AR@k: recall with k detections per image and class; - where no object counts).</p></section>";
         // per class
         h += "<section id=\"per-class\"><h2>Per class</h2><table><tr><th>class</th><th>objects</th><th>detections</th>";
         for t in &self.tables {
@@ -266,7 +272,7 @@ impl crate::interpret::Interpretation {
     /// The evaluation page of an SSD on its validation images: detections after the lesson's
     /// NMS down to score 0.01 for the mAP, the gallery ranked by each image's loss.
     pub fn report(&self, opts: ReportOpts) -> Result<Report> {
-        let dets = self.detections(crate::nms::NmfOpts { thresh: 0.01, ..Default::default() })?;
+        let dets = self.detections(crate::nms::NmfOpts::evaluation())?;
         let losses: Vec<f64> = (0..self.len()).map(|i| self.total(i)).collect();
         detection_report(&self.ground_truth(), &dets, Some(&losses), opts)
     }

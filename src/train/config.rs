@@ -4,7 +4,7 @@
 use crate::data::{DataOpts, DataSource, ImageData};
 use crate::error::{Error, Result};
 use crate::learner::schedule::check_lr;
-use crate::learner::{FitOpts, Learner, LearnerOpts};
+use crate::learner::{EarlyStop, FitOpts, Learner, LearnerOpts};
 use crate::model::ssd::{ClassLoss, Matching};
 use crate::model::{Arch, N_GROUPS};
 use crate::task::Task;
@@ -103,6 +103,16 @@ pub struct Stage {
     /// `FocalLoss`): lesson 9 continues the BCE model with focal loss.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub class_loss: Option<StageLoss>,
+    /// Keep this stage's best epoch by a column of the epoch table (`"val_loss"`, `"trn_loss"`
+    /// or a metric of the task, such as the SSD's `"map"`) in `<run dir>/best/`
+    /// ([`FitOpts::keep_best`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_best: Option<String>,
+    /// `{"patience": p, "min_epochs": n}`: end the stage after `p` epochs without improvement of
+    /// `keep_best`'s column (`val_loss` without one), not before its epoch `n`
+    /// ([`FitOpts::early_stop`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub early_stop: Option<EarlyStop>,
 }
 
 /// The class loss an SSD stage switches to.
@@ -124,7 +134,13 @@ impl From<StageLoss> for ClassLoss {
 
 impl Stage {
     pub fn opts(&self) -> FitOpts {
-        FitOpts { cycle_len: self.cycle_len, cycle_mult: self.cycle_mult, use_clr: self.use_clr }
+        FitOpts {
+            cycle_len: self.cycle_len,
+            cycle_mult: self.cycle_mult,
+            use_clr: self.use_clr,
+            keep_best: self.keep_best.clone(),
+            early_stop: self.early_stop,
+        }
     }
 
     /// Epochs this stage trains (as [`Learner::fit`] counts them).
@@ -153,6 +169,12 @@ impl std::fmt::Display for Stage {
         write!(f, ")")?;
         if let Some(l) = self.class_loss {
             write!(f, " with {l:?} class loss")?;
+        }
+        if let Some(c) = &self.keep_best {
+            write!(f, ", keeping the best epoch by {c}")?;
+        }
+        if let Some(es) = self.early_stop {
+            write!(f, ", stopping after {} epochs without improvement (not before {})", es.patience, es.min_epochs)?;
         }
         Ok(())
     }
@@ -188,6 +210,8 @@ pub fn task_stages(task: Task) -> Vec<Stage> {
         cycle_mult,
         use_clr,
         class_loss: None,
+        keep_best: None,
+        early_stop: None,
     };
     let lrs = |lr: f64, d: [f64; 3], by: f64| d.iter().map(|x| lr / x / by).collect::<Vec<f64>>();
     let fr = |n| Some(FreezeTo::Group(n));
@@ -395,6 +419,24 @@ impl TrainConfig {
                     return Err(self.invalid(&field("freeze_to"), format!("{n}: there are {N_GROUPS} layer groups")));
                 }
             }
+            if let Some(c) = &s.keep_best {
+                let metrics = self.task.parts(1, self.sz).metrics;
+                let names: Vec<String> = ["val_loss", "trn_loss"]
+                    .iter()
+                    .map(|n| n.to_string())
+                    .chain(metrics.iter().map(|m| m.name()))
+                    .collect();
+                if !names.iter().any(|n| n == c || n.split('(').next() == Some(c)) {
+                    return Err(self.invalid(
+                        &field("keep_best"),
+                        format!(
+                            "{c:?} is not a column of the {:?} task's epoch table ({})",
+                            self.task,
+                            names.join(", ")
+                        ),
+                    ));
+                }
+            }
             if s.class_loss.is_some() && !matches!(self.task, Task::Ssd | Task::SsdFocal) {
                 return Err(
                     self.invalid(&field("class_loss"), format!("applies to the ssd tasks, not to {:?}", self.task))
@@ -481,7 +523,7 @@ impl TrainConfig {
         tch::manual_seed(self.seed as i64);
         let opts = LearnerOpts { arch: self.arch, weights: self.weights.clone(), models_dir: models_dir.into() };
         let mut learn = Learner::for_task(data, self.task, opts)?;
-        learn.configure_ssd(|cfg| cfg.matching = self.matching);
+        learn.configure_ssd(|cfg| cfg.matching = self.matching)?;
         Ok(learn)
     }
 }
@@ -545,6 +587,18 @@ mod tests {
         bad(r#"{"sz": 8}"#, "sz");
         bad(r#"{"augmentations": [{"type": "flip", "p": 2}]}"#, "augmentations");
         bad(r#"{"weights": "/nonexistent/resnet34.pth"}"#, "weights");
+        bad(r#"{"stages": [{"lrs": [1], "keep_best": "map"}]}"#, "stages[0].keep_best");
+        bad(r#"{"stages": [{"lrs": [1], "early_stop": {"patience": 0}}]}"#, "stages[0].early_stop");
+        // The SSD's table has map; the single-object detector's has detn_acc.
+        for ok in [
+            r#"{"task": "ssd", "stages": [{"lrs": [1], "keep_best": "map", "early_stop": {"patience": 2}}]}"#,
+            r#"{"stages": [{"lrs": [1], "keep_best": "detn_acc", "early_stop": {"patience": 2, "min_epochs": 3}}]}"#,
+        ] {
+            let c = TrainConfig::from_json_str(ok).unwrap();
+            c.validate().unwrap();
+            let back = TrainConfig::from_json_str(&serde_json::to_string(&c).unwrap()).unwrap();
+            assert_eq!(back.stages[0].opts(), c.stages[0].opts());
+        }
     }
 
     #[test]

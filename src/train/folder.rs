@@ -65,6 +65,9 @@ pub struct StageRecord {
     /// epochs see the shuffles and augmentations an uninterrupted run would have.
     #[serde(default)]
     pub epochs_done: usize,
+    /// The stage's best epoch, when it kept one (`keep_best`, `early_stop`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub best: Option<crate::learner::BestEpoch>,
 }
 
 /// `progress.json`: what a run has done so far.

@@ -19,8 +19,11 @@
 //! <run dir>/progress.json            the completed stages (with each one's epoch count) and
 //!                                    the epoch table so far
 //! <run dir>/last/                    the learner's state after its latest epoch, within a
-//!                                    stage (weights-<n>.safetensors, state.json), as every
-//!                                    fit writes it to its models_dir; --resume does not read it
+//!                                    stage (weights-<n>.safetensors, optim-<n>.safetensors,
+//!                                    state.json), as every fit writes it to its models_dir;
+//!                                    --resume continues a stage cut short from it
+//! <run dir>/best/                    with a stage's `keep_best`: its best epoch's weights and
+//!                                    best.json
 //! ```
 //!
 //! Every file is written atomically (`util::write_atomic`: a temporary file, synced, then
@@ -28,14 +31,17 @@
 //! [`run`](fn@run) with `resume` checks that the config is the run's (every field but
 //! `comment`, `device` and `amp`, which take the new config's values), loads the last completed
 //! stage's checkpoint, restores the freezing and class loss of the completed stages and the
-//! epoch count, and trains the remaining stages; a stage cut short starts again from its
-//! beginning.
+//! epoch count, and trains the remaining stages. A stage cut short continues from its last
+//! completed epoch when `last/` holds that stage's unfinished fit (the same model, rates and
+//! options, begun after the completed stages): its weights, optimiser state, schedule position,
+//! epoch count and recorded rows ([`crate::learner::Learner::take_unfinished_fit`]); else it
+//! starts again from its beginning.
 //!
-//! What a resumed run reproduces: the optimiser is fresh at every stage anyway (fastai builds
-//! one per `fit`) and so is the smoothed loss; the epoch count (which seeds the loader's shuffle
-//! and augmentations) continues from `progress.json`, so the remaining stages see the batches
-//! an uninterrupted run would have. What it does not: libtorch's random state (dropout) starts
-//! again, so the weights differ from an uninterrupted run's within the randomness of training.
+//! What a resumed run reproduces: everything an epoch depends on is in `last/` or seeded by the
+//! epoch count (the loader's shuffle and augmentations, and libtorch's generator for dropout at
+//! each epoch's start), so a resumed run ends with the uninterrupted run's weights, bit for bit
+//! on the same machine (tests/it/resume.rs). Only the smoothed training loss restarts, which
+//! shows in the `trn_loss` of the resumed epochs.
 
 pub mod config;
 pub mod folder;

@@ -6,7 +6,9 @@ use super::folder::{
     checkpoint_name, prepare, write_json, EpochRecord, Prepared, RunProgress, StageRecord, PROGRESS_FILE,
 };
 use crate::error::{Error, Result};
-use crate::learner::Learner;
+use crate::learner::state::FitInProgress;
+use crate::learner::{BestEpoch, Learner, Lrs};
+use crate::model::HeadKind;
 use std::path::{Path, PathBuf};
 
 /// What [`run`] did.
@@ -21,6 +23,10 @@ pub struct RunReport {
     pub metric_names: Vec<String>,
     /// `[val_loss, metrics...]` after the last stage.
     pub result: Vec<f64>,
+    /// The best epoch of each stage that kept one or stopped early (1-based stage).
+    pub best: Vec<(usize, BestEpoch)>,
+    /// Epochs this call trained (a stage resumed mid-way counts only its missing epochs).
+    pub epochs_trained: usize,
 }
 
 impl RunReport {
@@ -44,7 +50,11 @@ impl std::fmt::Display for RunReport {
         for (n, v) in names.zip(&self.result) {
             write!(f, " {n} {v:.6}")?;
         }
-        write!(f, "  {:?}", self.result)
+        write!(f, "  {:?}", self.result)?;
+        for (k, b) in &self.best {
+            write!(f, "\nstage {k}: {b}")?;
+        }
+        write!(f, "\nepochs trained by this call: {}", self.epochs_trained)
     }
 }
 
@@ -56,6 +66,10 @@ pub struct Trainer {
     pub progress: RunProgress,
     resumed_after: Option<usize>,
     stages_run: Vec<usize>,
+    /// Epochs trained by this call.
+    epochs_trained: usize,
+    /// The next stage's fit, cut short and found in `last/`, to continue.
+    unfinished: Option<FitInProgress>,
 }
 
 impl Trainer {
@@ -69,7 +83,18 @@ impl Trainer {
         let mut learner = config.learner(&run_dir)?;
         learner.set_amp(config.amp);
         let names = learner.recorder.metric_names.clone();
-        if !progress.completed.is_empty() && progress.metric_names != names {
+        // A run of an older fastdet may lack metrics added since (the SSD's map): its rows keep
+        // the columns they had.
+        let older = names.starts_with(&progress.metric_names) && names.len() > progress.metric_names.len();
+        if older && !progress.completed.is_empty() {
+            println!(
+                "{}: the epochs recorded so far have metrics {:?}; the next ones add {:?}",
+                run_dir.join(PROGRESS_FILE).display(),
+                progress.metric_names,
+                &names[progress.metric_names.len()..]
+            );
+        }
+        if !progress.completed.is_empty() && progress.metric_names != names && !older {
             return Err(Error::run(
                 run_dir.join(PROGRESS_FILE),
                 format!("metrics {:?} are not this task's {:?}", progress.metric_names, names),
@@ -83,11 +108,12 @@ impl Trainer {
                 .map_err(|(name, problem)| config.invalid(&format!("stages[{i}].{name}"), problem))?;
         }
         let mut resumed_after = None;
+        let epochs_before = progress.completed.last().map_or(0, |r| r.epochs_done);
         if let Some(last) = progress.completed.last() {
             // The freezing the completed stages left, then their last weights.
             for s in &config.stages[..progress.completed.len()] {
                 apply_freeze(&mut learner, s.freeze_to);
-                apply_class_loss(&mut learner, s.class_loss);
+                apply_class_loss(&mut learner, s.class_loss)?;
             }
             learner.load(&run_dir.join(&last.checkpoint).to_string_lossy())?;
             learner.set_epochs_done(last.epochs_done);
@@ -100,7 +126,40 @@ impl Trainer {
             );
             resumed_after = Some(last.stage);
         }
-        Ok(Self { learner, config, run_dir, progress, resumed_after, stages_run: vec![] })
+        // A stage cut short: `last/` holds its state after its last completed epoch.
+        let mut unfinished = None;
+        if let Some(stage) = config.stages.get(progress.completed.len()) {
+            // The head and loss the stage trains with (its class loss).
+            let mut expected = learner.parts();
+            if let Some(l) = stage.class_loss {
+                if let HeadKind::Ssd(cfg) = &mut expected.head {
+                    cfg.class_loss = l.into();
+                }
+            }
+            let (lrs, opts) = (Lrs(stage.lrs.clone()), stage.opts());
+            let same_fit = |f: &FitInProgress| f.lrs == lrs && f.n_cycle == stage.n_cycle && f.opts == opts;
+            if let Some(fit) = learner.take_unfinished_fit(epochs_before, &expected, same_fit)? {
+                println!(
+                    "resuming stage {}/{} after its epoch {} of {} from {}",
+                    progress.completed.len() + 1,
+                    config.stages.len(),
+                    fit.epochs_done,
+                    stage.epochs(),
+                    run_dir.join(crate::learner::state::LAST_DIR).display()
+                );
+                unfinished = Some(fit);
+            }
+        }
+        Ok(Self {
+            learner,
+            config,
+            run_dir,
+            progress,
+            resumed_after,
+            stages_run: vec![],
+            epochs_trained: 0,
+            unfinished,
+        })
     }
 
     /// The next stage to train (1-based), if any.
@@ -115,14 +174,19 @@ impl Trainer {
         let stage = self.config.stages[k - 1].clone();
         println!("stage {k}/{}: {stage}", self.config.stages.len());
         apply_freeze(&mut self.learner, stage.freeze_to);
-        apply_class_loss(&mut self.learner, stage.class_loss);
-        let before = self.learner.recorder.epochs.len();
-        let report = self.learner.fit(stage.lrs.clone(), stage.n_cycle, stage.opts())?;
+        apply_class_loss(&mut self.learner, stage.class_loss)?;
+        // A stage resumed mid-way: its first epochs' rows are in the recorder `last/` restored.
+        let earlier = self.unfinished.as_ref().map_or(0, |f| f.epochs_done);
+        let report = match self.unfinished.take() {
+            Some(_) => self.learner.resume_fit()?,
+            None => self.learner.fit(stage.lrs.clone(), stage.n_cycle, stage.opts())?,
+        };
+        let before = self.learner.recorder.epochs.len().saturating_sub(report.epochs.len() + earlier);
         if let Some(st) = report.stopped {
             return Err(Error::run(
                 &self.run_dir,
                 format!(
-                    "stopped during stage {k}, epoch {} (interrupt): the {} stages before it are saved; --resume trains stage {k} again",
+                    "stopped during stage {k}, epoch {} (interrupt): the {} stages before it are saved, and its last completed epoch in last/; --resume continues from there",
                     st.epoch,
                     k - 1
                 ),
@@ -140,7 +204,20 @@ impl Trainer {
         });
         self.progress.epochs.extend(rows);
         let checkpoint = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let record = StageRecord { stage: k, checkpoint, result, epochs_done: self.learner.epochs_done() };
+        if let Some(e) = &report.early_stop {
+            println!("stage {k}: {e}");
+        }
+        if let Some(b) = &report.best {
+            println!("stage {k}: {b}");
+        }
+        self.epochs_trained += report.epochs.len();
+        let record = StageRecord {
+            stage: k,
+            checkpoint,
+            result,
+            epochs_done: self.learner.epochs_done(),
+            best: report.best.map(|b| *b),
+        };
         self.progress.completed.push(record.clone());
         write_json(&self.run_dir.join(PROGRESS_FILE), &self.progress)?;
         println!("saved {}", path.display());
@@ -155,14 +232,22 @@ impl Trainer {
     }
 
     pub fn report(&self) -> RunReport {
-        report(&self.run_dir, &self.config, &self.progress, self.stages_run.clone(), self.resumed_after)
+        report(
+            &self.run_dir,
+            &self.config,
+            &self.progress,
+            self.stages_run.clone(),
+            self.resumed_after,
+            self.epochs_trained,
+        )
     }
 }
 
 /// An SSD stage's class loss: the learner keeps its model and continues with this loss.
-fn apply_class_loss(learner: &mut Learner, l: Option<StageLoss>) {
-    if let Some(l) = l {
-        learner.configure_ssd(|cfg| cfg.class_loss = l.into());
+fn apply_class_loss(learner: &mut Learner, l: Option<StageLoss>) -> Result<()> {
+    match l {
+        Some(l) => learner.configure_ssd(|cfg| cfg.class_loss = l.into()),
+        None => Ok(()),
     }
 }
 
@@ -180,6 +265,7 @@ fn report(
     progress: &RunProgress,
     stages_run: Vec<usize>,
     resumed_after: Option<usize>,
+    epochs_trained: usize,
 ) -> RunReport {
     RunReport {
         run_dir: run_dir.into(),
@@ -188,6 +274,8 @@ fn report(
         resumed_after,
         metric_names: progress.metric_names.clone(),
         result: progress.completed.last().map(|r| r.result.clone()).unwrap_or_default(),
+        best: progress.completed.iter().filter_map(|r| r.best.clone().map(|b| (r.stage, b))).collect(),
+        epochs_trained,
     }
 }
 
@@ -208,6 +296,7 @@ pub fn run_stages(config: &TrainConfig, run_dir: &Path, resume: bool, max_stages
             &prepared.progress,
             vec![],
             prepared.progress.completed.last().map(|c| c.stage),
+            0,
         );
         println!(
             "{}: all {} stages are done already (see {PROGRESS_FILE}); nothing to train",

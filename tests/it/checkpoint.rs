@@ -1,10 +1,10 @@
 //! Checkpoints that know their model: each of the six tasks saved by a learner loads with
 //! `Model::load` alone (no data), gives the learner's outputs, and predicts an image from the CLI.
 
-use fastdet::checkpoint::{Model, ModelSpec, Prediction, SPEC_KEY};
 use fastdet::data::{sample_root, DataOpts, ImageData, Pascal};
 use fastdet::learner::{Learner, LearnerOpts};
 use fastdet::model::Arch;
+use fastdet::model::{Model, ModelSpec, Prediction, SPEC_KEY};
 use fastdet::nms::NmfOpts;
 use fastdet::task::Task;
 use fastdet::transforms::{tfms_from_model, CropType, TfmY};
@@ -32,10 +32,10 @@ fn a_checkpoint_of_each_task_loads_without_data_and_gives_the_learners_outputs()
         assert_eq!(m.spec, learn.spec(), "{task:?}");
         assert_eq!(m.spec.classes.len(), 20);
         let batch = learn.data.val_dl.one_batch().unwrap();
-        let (a, b) = (learn.predict_batch(&batch.x), m.forward(&batch.x));
+        let (a, b) = (learn.predict_batch(&batch.x).packed(), m.predict(&batch.x).packed());
         assert!(a.equal(&b), "{task:?}: the loaded model's outputs differ from the learner's");
         // The spec is one more tensor of the file, readable on its own.
-        let file = fastdet::checkpoint::read(&path).unwrap();
+        let file = fastdet::model::checkpoint::read(&path).unwrap();
         assert_eq!(ModelSpec::from_tensors(&file, &path).unwrap().as_ref(), Some(&m.spec));
         assert!(file.contains_key(SPEC_KEY));
     }
@@ -87,7 +87,7 @@ fn what_each_task_predicts_for_one_image_reads_as_its_task() {
 #[test]
 fn boxes_go_back_to_the_pixels_of_the_original_image() {
     use fastdet::boxes::BBox;
-    use fastdet::checkpoint::to_original;
+    use fastdet::model::to_original;
     // Squashed: a 640x480 image became 224x224.
     let b = to_original(BBox::new(0.0, 0.0, 223.0, 223.0), CropType::No, 224, (640, 480));
     assert_eq!(b, BBox::new(0.0, 0.0, 479.0, 639.0));
@@ -103,28 +103,35 @@ fn a_checkpoint_without_a_spec_says_how_to_load_it() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("old.safetensors");
     tch::Tensor::write_safetensors(&[("w", tch::Tensor::zeros([2], (tch::Kind::Float, Device::Cpu)))], &path).unwrap();
-    let err = Model::load_on(&path, Device::Cpu).err().expect("an error").to_string();
+    let err = Model::load_on(&path, Device::Cpu).expect_err("an error").to_string();
     assert!(err.contains("old.safetensors") && err.contains("learn.load"), "{err}");
 }
 
-/// `fastdet train` changes an SSD's matching and class loss through `configure_ssd`: the head's
-/// copy of the config, which checkpoints record, changes with the loss's.
+/// `fastdet train` changes an SSD's matching and class loss through `configure_ssd`: the model's
+/// one config, which its loss reads and its checkpoints record. Anchors and layers stay.
 #[test]
 fn an_ssd_config_changed_for_training_is_the_one_its_checkpoint_records() {
-    use fastdet::loss::Loss;
     use fastdet::model::ssd::{ClassLoss, Matching};
     use fastdet::model::HeadKind;
     let _rng = crate::common::torch_rng();
     let dir = tempfile::tempdir().unwrap();
     let mut learn = learner(Task::Ssd, CropType::No, dir.path());
-    learn.configure_ssd(|cfg| {
-        cfg.matching = Matching::NoGtLost;
-        cfg.class_loss = ClassLoss::focal();
-    });
-    let Loss::Ssd { cfg: trained, .. } = &learn.loss else { panic!("an SSD loss") };
+    learn
+        .configure_ssd(|cfg| {
+            cfg.matching = Matching::NoGtLost;
+            cfg.class_loss = ClassLoss::focal();
+        })
+        .unwrap();
+    let trained = learn.model.ssd().unwrap().clone();
+    let HeadKind::Ssd(in_the_net) = &learn.model.net.head.kind else { panic!("an SSD head") };
+    assert_eq!(in_the_net, &trained);
     let spec = Model::load_on(learn.save("ssd").unwrap(), Device::Cpu).unwrap().spec;
     let HeadKind::Ssd(recorded) = &spec.head else { panic!("an SSD head") };
-    assert_eq!(recorded, trained);
-    assert_eq!(recorded.matching, Matching::NoGtLost);
-    assert_eq!(spec.loss, learn.loss);
+    assert_eq!(recorded, &trained);
+    assert_eq!((recorded.matching, recorded.class_loss), (Matching::NoGtLost, ClassLoss::focal()));
+    assert_eq!(spec, learn.spec());
+    // The anchors and the layers belong to the model: changing them is refused, nothing changes.
+    let err = learn.configure_ssd(|cfg| cfg.n_classes = 3).unwrap_err().to_string();
+    assert!(err.contains("new model"), "{err}");
+    assert_eq!(learn.model.ssd(), Some(&trained));
 }

@@ -33,9 +33,9 @@ fn checkpoint(dir: &Path, stage: usize) -> PathBuf {
 fn assert_weights_equal_checkpoint(t: &Trainer, path: &Path) {
     let saved: std::collections::HashMap<String, Tensor> =
         Tensor::read_safetensors(path).unwrap().into_iter().collect();
-    let vars = t.learner.vs.variables();
+    let vars = t.learner.model.vs.variables();
     assert_eq!(vars.len() + 1, saved.len(), "the variables and the model spec");
-    assert!(saved.contains_key(fastdet::checkpoint::SPEC_KEY));
+    assert!(saved.contains_key(fastdet::model::SPEC_KEY));
     for (name, v) in vars {
         let s = saved.get(&name).unwrap_or_else(|| panic!("{name} not in {}", path.display()));
         assert!(v.detach().equal(s), "{name} differs from {}", path.display());
@@ -224,7 +224,7 @@ fn example_configs_parse_and_the_lesson_one_is_the_default_schedule() {
     let lesson =
         TrainConfig::from_json_str(&std::fs::read_to_string(root.join("detector_lesson.json")).unwrap()).unwrap();
     let default = TrainConfig {
-        weights: Some("models/resnet34.pth".into()),
+        weights: Some("models/resnet34.safetensors".into()),
         comment: lesson.comment.clone(),
         ..TrainConfig::default()
     };

@@ -13,7 +13,7 @@
 //! - Learning-rate schedules: `tests/golden/schedules.json` (`gen_schedules.py`, a verbatim copy
 //!   of fastai 0.7's `CosAnneal`, `CircularLR` and `LR_Finder` driven as fastai's fit loop does).
 
-use fastdet::loss::{detn_loss, Loss};
+use fastdet::model::loss::{detn_loss, Loss};
 use fastdet::model::{load_backbone, Arch, ConvModel, HeadKind, ResNetBody};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -213,13 +213,14 @@ fn detn_loss_value_and_gradient_match_pytorch() {
             Tensor::from_slice(&c["class"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect::<Vec<_>>());
         let sz = c["sz"].as_f64().unwrap();
         let w = c["class_weight"].as_f64().unwrap();
-        let loss = detn_loss(&out, &bbox, &class, sz, w);
+        let loss = detn_loss(&out.narrow(1, 0, 4), &out.narrow(1, 4, 20), &bbox, &class, sz, w);
         let value = f64::try_from(&loss).unwrap();
         let expected = c["loss"].as_f64().unwrap();
         assert!(((value - expected) / expected).abs() < 1e-5, "seed {}: loss {value} vs PyTorch {expected}", c["seed"]);
         // The same through Loss::compute, as the learner calls it.
         let y = fastdet::data::BatchTarget::BoxClass { bbox: bbox.shallow_clone(), class: class.shallow_clone() };
-        let via = f64::try_from(Loss::detn(sz).compute(&out, &y).unwrap()).unwrap();
+        let typed = fastdet::model::ModelOutput::single_from_packed(&out);
+        let via = f64::try_from(Loss::detn(sz).compute(&typed, &y).unwrap()).unwrap();
         assert!(((via - expected) / expected).abs() < 1e-5);
         loss.backward();
         let grad = to_vec(&out.grad());

@@ -6,10 +6,9 @@ use fastdet::boxes::BBox;
 use fastdet::data::{sample_root, BatchTarget, DataOpts, ImageData, Pascal, TargetKind};
 use fastdet::interpret::{rank, Interpretation};
 use fastdet::learner::{Learner, LearnerOpts};
-use fastdet::loss::Loss;
 use fastdet::metrics::{confusion, Detection};
-use fastdet::model::ssd::SsdConfig;
-use fastdet::model::Arch;
+use fastdet::model::ssd::{SsdConfig, SsdOutput};
+use fastdet::model::{Arch, HeadKind, Loss, Model, ModelOutput, ModelSpec};
 use fastdet::show::mistakes::{RIGHT, WRONG, WRONG_CLASS};
 use fastdet::show::show_image_errors;
 use fastdet::task::{Task, TaskParts};
@@ -31,17 +30,25 @@ fn per_image_parts_add_up_to_the_loss() {
     let class = Tensor::from_slice(&[0i64, 3, 1, 2, 3]);
     let bbox = Tensor::rand([b, 4], (Kind::Float, Device::Cpu)) * 100.0;
     let multi = Tensor::rand([b, c], (Kind::Float, Device::Cpu)).gt(0.5).to_kind(Kind::Float);
-    let cases: Vec<(Loss, Tensor, BatchTarget)> = vec![
+    let cases: Vec<(Loss, ModelOutput, BatchTarget)> = vec![
         (
             Loss::CrossEntropy,
-            Tensor::randn([b, c], (Kind::Float, Device::Cpu)),
+            ModelOutput::Logits(Tensor::randn([b, c], (Kind::Float, Device::Cpu))),
             BatchTarget::Class(class.shallow_clone()),
         ),
-        (Loss::L1, Tensor::randn([b, 4], (Kind::Float, Device::Cpu)) * 50.0, BatchTarget::Box(bbox.shallow_clone())),
-        (Loss::Bce, Tensor::randn([b, c], (Kind::Float, Device::Cpu)), BatchTarget::MultiLabel(multi)),
+        (
+            Loss::L1,
+            ModelOutput::Box(Tensor::randn([b, 4], (Kind::Float, Device::Cpu)) * 50.0),
+            BatchTarget::Box(bbox.shallow_clone()),
+        ),
+        (
+            Loss::Bce,
+            ModelOutput::Logits(Tensor::randn([b, c], (Kind::Float, Device::Cpu))),
+            BatchTarget::MultiLabel(multi),
+        ),
         (
             Loss::detn(128.0),
-            Tensor::randn([b, 4 + c], (Kind::Float, Device::Cpu)),
+            ModelOutput::single_from_packed(&Tensor::randn([b, 4 + c], (Kind::Float, Device::Cpu))),
             BatchTarget::BoxClass { bbox: bbox.shallow_clone(), class: class.shallow_clone() },
         ),
     ];
@@ -52,20 +59,23 @@ fn per_image_parts_add_up_to_the_loss() {
         let mean: f64 = per.iter().map(|p| p.iter().sum::<f64>()).sum::<f64>() / b as f64;
         close(mean, f64::try_from(loss.compute(&out, &y).unwrap()).unwrap(), &format!("{loss:?}"));
     }
-    // The SSD sums its images (as the lesson's ssd_loss does).
+    // The SSD sums its images (as the lesson's ssd_loss does); its model holds the anchors.
     let cfg = SsdConfig::lesson_4x4(c);
-    let out = Tensor::randn([2, 16, c + 1 + 4], (Kind::Float, Device::Cpu));
+    let names = (0..c).map(|k| format!("c{k}")).collect();
+    let spec = ModelSpec::new(TargetKind::AllBoxes, names, 224, Arch::ResNet18, HeadKind::Ssd(cfg), Loss::Ssd {});
+    let model = Model::new(spec, Device::Cpu);
+    let out =
+        ModelOutput::Ssd(SsdOutput::unpack(&Tensor::randn([2, 16, c + 1 + 4], (Kind::Float, Device::Cpu)), c).unwrap());
     let y = BatchTarget::Boxes {
         bbox: Tensor::from_slice(&[0f32, 0., 0., 0., 10., 20., 100., 120., 50., 60., 200., 220., 0., 0., 100., 100.])
             .view([2, 2, 4]),
         class: Tensor::from_slice(&[0i64, 2, 1, 3]).view([2, 2]),
         n_objects: Tensor::from_slice(&[1i64, 2]),
     };
-    let loss = Loss::Ssd { cfg, sz: 224.0 };
-    let per = loss.per_image(&out, &y).unwrap();
-    assert_eq!(loss.part_names(), vec!["loc", "class"]);
+    let per = model.loss_per_image(&out, &y).unwrap();
+    assert_eq!(model.spec.loss.part_names(), vec!["loc", "class"]);
     let sum: f64 = per.iter().flatten().sum();
-    close(sum, f64::try_from(loss.compute(&out, &y).unwrap()).unwrap(), "ssd");
+    close(sum, f64::try_from(model.loss(&out, &y).unwrap()).unwrap(), "ssd");
 }
 
 #[test]

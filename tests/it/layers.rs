@@ -7,17 +7,15 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// Modules that hold the lessons' ideas: none of them may import `draw` or `show`.
-const DOMAIN: [&str; 16] = [
+const DOMAIN: [&str; 14] = [
     "anchors",
     "boxes",
-    "checkpoint",
     "data",
     "detect",
     "device",
     "error",
     "interpret",
     "learner",
-    "loss",
     "metrics",
     "model",
     "nms",

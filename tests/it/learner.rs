@@ -22,12 +22,14 @@ fn learner(sz: u32, bs: usize) -> (std::sync::MutexGuard<'static, ()>, Learner) 
 }
 
 fn values(l: &Learner, prefix: &str) -> Vec<(String, Tensor)> {
-    let mut v: Vec<(String, Tensor)> =
-        l.vs.variables()
-            .into_iter()
-            .filter(|(n, _)| n.starts_with(prefix))
-            .map(|(n, t)| (n, t.detach().copy()))
-            .collect();
+    let mut v: Vec<(String, Tensor)> = l
+        .model
+        .vs
+        .variables()
+        .into_iter()
+        .filter(|(n, _)| n.starts_with(prefix))
+        .map(|(n, t)| (n, t.detach().copy()))
+        .collect();
     v.sort_by(|a, b| a.0.cmp(&b.0));
     v
 }
@@ -63,13 +65,13 @@ fn overfits_a_small_batch() {
     let batch = l.data.trn_dl.one_batch().unwrap();
     let mut opt = {
         use tch::nn::OptimizerConfig;
-        tch::nn::Adam::default().build(&l.vs, 1e-3).unwrap()
+        tch::nn::Adam::default().build(&l.model.vs, 1e-3).unwrap()
     };
     let loss_of =
-        |l: &Learner| f64::try_from(l.loss.compute(&l.model.forward(&batch.x, true, 0), &batch.y).unwrap()).unwrap();
+        |l: &Learner| f64::try_from(l.model.loss(&l.model.forward_t(&batch.x, true, 0), &batch.y).unwrap()).unwrap();
     let first = loss_of(&l);
     for _ in 0..80 {
-        let loss = l.loss.compute(&l.model.forward(&batch.x, true, 0), &batch.y).unwrap();
+        let loss = l.model.loss(&l.model.forward_t(&batch.x, true, 0), &batch.y).unwrap();
         opt.backward_step(&loss);
     }
     let last = loss_of(&l);
@@ -80,22 +82,22 @@ fn overfits_a_small_batch() {
 fn save_load_round_trip_and_corrupt_checkpoint() {
     let (_seq, mut l) = learner(64, 4);
     let x = l.data.val_dl.one_batch().unwrap().x;
-    let before = l.predict_batch(&x);
+    let before = l.predict_batch(&x).packed();
     let path = l.save("ckpt").unwrap();
     assert!(path.exists());
     l.unfreeze();
     l.fit(1e-2, 1, FitOpts::default()).unwrap();
-    assert!(f64::try_from((l.predict_batch(&x) - &before).abs().max()).unwrap() > 0.0);
+    assert!(f64::try_from((l.predict_batch(&x).packed() - &before).abs().max()).unwrap() > 0.0);
     l.load("ckpt").unwrap();
-    assert_eq!(f64::try_from((l.predict_batch(&x) - &before).abs().max()).unwrap(), 0.0);
+    assert_eq!(f64::try_from((l.predict_batch(&x).packed() - &before).abs().max()).unwrap(), 0.0);
 
     // A checkpoint in fp16 (as fastdet ships weights) loads into the fp32 variables.
     let half: Vec<(String, Tensor)> =
-        l.vs.variables().into_iter().map(|(n, t)| (n, t.to_kind(tch::Kind::Half))).collect();
+        l.model.vs.variables().into_iter().map(|(n, t)| (n, t.to_kind(tch::Kind::Half))).collect();
     Tensor::write_safetensors(&half, l.models_dir().join("half.safetensors")).unwrap();
     l.load("half").unwrap();
-    assert!(l.vs.variables().values().all(|t| t.kind() == tch::Kind::Float));
-    assert!(f64::try_from((l.predict_batch(&x) - &before).abs().max()).unwrap() < 0.05);
+    assert!(l.model.vs.variables().values().all(|t| t.kind() == tch::Kind::Float));
+    assert!(f64::try_from((l.predict_batch(&x).packed() - &before).abs().max()).unwrap() < 0.05);
 
     std::fs::write(l.models_dir().join("bad.safetensors"), b"not a checkpoint").unwrap();
     let e = l.load("bad").unwrap_err().to_string();
@@ -148,7 +150,7 @@ fn summary_shows_the_cut_and_flatten() {
 fn nan_in_validation_is_an_error_and_restores_weights() {
     let (_seq, mut l) = learner(32, 8);
     tch::no_grad(|| {
-        let mut v = l.vs.variables()["head.bn.running_var"].shallow_clone();
+        let mut v = l.model.vs.variables()["head.bn.running_var"].shallow_clone();
         let _ = v.fill_(f64::NAN);
     });
     let before = values(&l, "head.");
@@ -237,7 +239,7 @@ fn restore_last_after_a_kill_and_resume_the_fit() {
     assert_eq!(back.epochs_done(), saved_epochs);
     assert_eq!(back.frozen_to(), 1);
     assert_eq!(back.recorder.epochs.len(), saved_epochs);
-    for (name, t) in back.vs.variables() {
+    for (name, t) in back.model.vs.variables() {
         assert!(t.equal(&saved[&name]), "{name} differs from {}", file.display());
     }
     let rest = back.resume_fit().unwrap();
@@ -311,24 +313,21 @@ fn heads_are_initialised_as_pytorch_and_fastai_do() {
 #[test]
 fn losses_and_metrics_check_the_output_shape() {
     use fastdet::data::BatchTarget;
-    use fastdet::loss::Loss;
     use fastdet::metrics::Metric;
+    use fastdet::model::{Loss, ModelOutput};
+    let zeros = |s: [i64; 2]| Tensor::zeros(s, (tch::Kind::Float, Device::Cpu));
     let class = BatchTarget::Class(Tensor::from_slice(&[0i64, 3]));
-    assert!(Loss::CrossEntropy.compute(&Tensor::zeros([2, 5], (tch::Kind::Float, Device::Cpu)), &class).is_ok());
+    assert!(Loss::CrossEntropy.compute(&ModelOutput::Logits(zeros([2, 5])), &class).is_ok());
     for (out, what) in [([3, 5], "rows"), ([2, 3], "class 3 of 3 outputs")] {
-        let e = Loss::CrossEntropy.compute(&Tensor::zeros(out, (tch::Kind::Float, Device::Cpu)), &class);
+        let e = Loss::CrossEntropy.compute(&ModelOutput::Logits(zeros(out)), &class);
         assert!(e.is_err(), "{what}");
-        assert!(
-            Metric::Accuracy.compute(&Tensor::zeros(out, (tch::Kind::Float, Device::Cpu)), &class).is_err(),
-            "{what}"
-        );
+        assert!(Metric::Accuracy.compute(&ModelOutput::Logits(zeros(out)), &class).is_err(), "{what}");
     }
-    let boxes = BatchTarget::Box(Tensor::zeros([2, 4], (tch::Kind::Float, Device::Cpu)));
-    assert!(Loss::L1
-        .compute(&Tensor::zeros([2, 5], (tch::Kind::Float, Device::Cpu)), &boxes)
-        .unwrap_err()
-        .to_string()
-        .contains("[2, 4]"));
+    let boxes = BatchTarget::Box(zeros([2, 4]));
+    assert!(Loss::L1.compute(&ModelOutput::Box(zeros([2, 5])), &boxes).unwrap_err().to_string().contains("[2, 4]"));
+    // An output of another kind than the targets need is an error naming both.
+    let e = Loss::L1.compute(&ModelOutput::Logits(zeros([2, 4])), &boxes).unwrap_err().to_string();
+    assert!(e.contains("class logits") && e.contains("Box"), "{e}");
 }
 
 /// Mixed precision through `fit`: on the CPU autocast does nothing and the scale is a power of
@@ -391,6 +390,7 @@ impl fastdet::learner::Callback for GradNorms {
         _opt: &mut tch::nn::Optimizer,
     ) -> fastdet::error::Result<fastdet::learner::StepChoice> {
         let sq: f64 = learn
+            .model
             .vs
             .trainable_variables()
             .iter()

@@ -8,7 +8,7 @@ use fastdet::data::{
     get_cv_idxs, sample_root, Batch, BatchTarget, DataLoader, DataOpts, Dataset, DetDataset, ImageData, Pascal,
     TargetKind,
 };
-use fastdet::loss::ssd::get_y;
+use fastdet::model::ssd_loss::get_y;
 use fastdet::tch::{Device, Kind, Tensor};
 use fastdet::transforms::{tfms_from_model, Aug, CropType, RandomFlip, RandomLighting, RandomRotate, TfmY};
 use std::path::Path;

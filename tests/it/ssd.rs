@@ -4,11 +4,13 @@
 //! `flatten_conv`), plus head shapes, edge cases and a short training run.
 
 use crate::common;
-use fastdet::anchors::{AnchorConfig, Anchors};
+use fastdet::anchors::{actn_to_bb, AnchorConfig, Anchors};
+use fastdet::boxes::jaccard as iou;
 use fastdet::data::BatchTarget;
-use fastdet::loss::Loss;
-use fastdet::model::{feature_side, group_of, Arch, ConvModel, HeadKind};
-use fastdet::ssd::*;
+use fastdet::data::TargetKind;
+use fastdet::model::ssd::*;
+use fastdet::model::ssd_loss::*;
+use fastdet::model::{feature_side, group_of, Arch, ConvModel, HeadKind, Loss, Model, ModelOutput, ModelSpec};
 use proptest::prelude::*;
 use serde_json::Value;
 use tch::nn::{self, OptimizerConfig};
@@ -54,6 +56,14 @@ fn checksums(t: &Tensor) -> Vec<f64> {
     let a: f64 = v.iter().map(|x| x.abs()).sum();
     let w: f64 = v.iter().enumerate().map(|(i, x)| x * (i as f64 * 0.3).cos()).sum();
     vec![s, a, w]
+}
+
+/// An SSD of `cfg` on a ResNet18 for `sz x sz` images (its loss uses its own anchors).
+fn ssd_model(cfg: &SsdConfig, sz: u32) -> Model {
+    let names = (0..cfg.n_classes).map(|c| format!("c{c}")).collect();
+    let spec =
+        ModelSpec::new(TargetKind::AllBoxes, names, sz, Arch::ResNet18, HeadKind::Ssd(cfg.clone()), Loss::Ssd {});
+    Model::new(spec, Device::Cpu)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -284,8 +294,9 @@ fn ssd_loss_matches_the_lesson() {
         let with_n = ssd_loss(&out, &bbox, &clas, Some(&n_objects), sz, &anchors, &cfg).unwrap().total();
         close1("n_objects", f64::try_from(&with_n).unwrap(), want["total"].as_f64().unwrap(), 1e-5);
         let y = BatchTarget::Boxes { bbox: bbox.shallow_clone(), class: clas.shallow_clone(), n_objects };
-        let via = Loss::Ssd { cfg: cfg.clone(), sz }.compute(&out.pack(), &y).unwrap();
-        close1("Loss::Ssd", f64::try_from(&via).unwrap(), want["total"].as_f64().unwrap(), 1e-5);
+        let model = ssd_model(&cfg, sz as u32);
+        let via = model.loss(&ModelOutput::Ssd(out.shallow_clone()), &y).unwrap();
+        close1("Model::loss", f64::try_from(&via).unwrap(), want["total"].as_f64().unwrap(), 1e-5);
     }
     // The matching of image 0.
     let (bb, _) = get_y(&bbox.get(0), &clas.get(0), sz);
@@ -435,9 +446,10 @@ fn heads_have_the_lessons_shapes_and_names() {
         cfg.check(224).unwrap();
         let vs = nn::VarStore::new(Device::Cpu);
         let model = ConvModel::new(&vs, Arch::ResNet34, HeadKind::Ssd(cfg.clone()), 224);
-        let packed = tch::no_grad(|| model.forward(&x, false, 0));
+        let typed = tch::no_grad(|| model.forward(&x, false, 0));
+        let packed = typed.packed();
         assert_eq!(packed.size(), [2, a, 20 + 1 + 4]); // [B, A, C+1+4]
-        let out = SsdOutput::unpack(&packed, 20).unwrap();
+        let out = typed.ssd("test").unwrap();
         assert_eq!(out.class_logits.size(), [2, a, 21]); // 4x4: 16 anchors; multi: (16+4+1)*9
         assert_eq!(out.box_offsets.size(), [2, a, 4]);
         assert_eq!(to_vec(&out.pack()), to_vec(&packed));
@@ -518,13 +530,11 @@ fn a_few_steps_lower_the_ssd_loss() {
         class: Tensor::from_slice(&cl).view([4, 2]),
         n_objects: Tensor::from_slice(&n),
     };
-    let vs = nn::VarStore::new(Device::Cpu);
-    let model = ConvModel::new(&vs, Arch::ResNet18, HeadKind::Ssd(cfg.clone()), sz);
-    let loss = Loss::Ssd { cfg, sz: sz as f64 };
-    let mut opt = nn::Adam::default().build(&vs, 1e-3).unwrap();
+    let model = ssd_model(&cfg, sz as u32);
+    let mut opt = nn::Adam::default().build(&model.vs, 1e-3).unwrap();
     let mut losses = vec![];
     for _ in 0..30 {
-        let l = loss.compute(&model.forward(&x, true, 0), &y).unwrap();
+        let l = model.loss(&model.forward_t(&x, true, 0), &y).unwrap();
         opt.backward_step(&l);
         losses.push(f64::try_from(&l).unwrap());
     }
@@ -787,7 +797,7 @@ fn batched_ssd_loss_is_the_host_loss() {
         for matching in [Matching::Lesson, Matching::NoGtLost] {
             for cl in [ClassLoss::Bce, ClassLoss::focal()] {
                 let cfg = SsdConfig::lesson_189(20).with_class_loss(cl).with_matching(matching);
-                let parts = fastdet::loss::ssd::ssd_loss_per_image(
+                let parts = fastdet::model::ssd_loss::ssd_loss_per_image(
                     &out,
                     &bbox,
                     &class,
@@ -829,24 +839,38 @@ fn batched_ssd_loss_is_the_host_loss() {
 
 /// A training step's SSD loss reads nothing back from the device (on CUDA each read is a wait
 /// for the GPU): the functions on its path hold no host read and no op whose output shape
-/// depends on the data (which waits too). Read from the source, so that a read added later fails
-/// here.
+/// depends on the data (which waits too), and the model's loss uses the anchors it built once
+/// (no `Anchors::new`, a host-to-device copy, per step). Read from the source, so that a read
+/// added later fails here.
 #[test]
 fn the_ssd_loss_path_makes_no_host_read() {
-    let src =
-        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/loss/ssd.rs")).unwrap();
-    let body = |name: &str| -> String {
+    let read = |f: &str| std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(f)).unwrap();
+    // A function's body up to its closing brace at `indent` (4 for a method).
+    let body = |src: &str, name: &str, indent: usize| -> String {
         let start = src.find(&format!("fn {name}(")).unwrap_or_else(|| panic!("no fn {name}"));
         let rest = &src[start..];
-        let end = rest.find("\n}\n").expect("end of fn");
+        let end = rest.find(&format!("\n{}}}\n", " ".repeat(indent))).expect("end of fn");
         rest[..end].to_string()
     };
-    for f in
+    let (loss, model) = (read("src/model/ssd_loss.rs"), read("src/model/mod.rs"));
+    let path =
         ["ssd_loss", "ssd_loss_per_image", "ssd_loss_images", "batch_loss", "match_batch", "first_true", "real_rows"]
-    {
-        let b = body(f);
-        for read in ["try_from", "int64_value", "double_value", "Device::Cpu", "nonzero", "masked_select", "Vec::<"] {
-            assert!(!b.contains(read), "{f} in src/loss/ssd.rs has `{read}`: a host read on the training step's path");
+            .map(|f| (format!("{f} in src/model/ssd_loss.rs"), body(&loss, f, 0)));
+    let step = [("Model::loss in src/model/mod.rs".to_string(), body(&model, "loss", 4))];
+    for (f, b) in path.iter().chain(&step) {
+        assert!(b.len() > 40, "{f}: {b}");
+        for read in [
+            "try_from",
+            "int64_value",
+            "double_value",
+            "Device::Cpu",
+            "nonzero",
+            "masked_select",
+            "Vec::<",
+            "Anchors::new",
+        ] {
+            assert!(!b.contains(read), "{f} has `{read}`: a host read on the training step's path");
         }
     }
+    assert!(step[0].1.contains("ssd_loss::ssd_loss("), "Model::loss calls the lesson's ssd_loss: {}", step[0].1);
 }
