@@ -261,7 +261,7 @@ def test_stop_button_keeps_the_learner_and_restart_restores_it(tmp_path):
         same = k.run(f"""let f = std::fs::read_dir("{models}/last")?.flatten().map(|e| e.path())
     .find(|p| p.extension().is_some_and(|x| x == "safetensors")).ok_or(Error::Invalid("no weights".into()))?;
 let saved: std::collections::HashMap<String, Tensor> = Tensor::read_safetensors(&f)?.into_iter().collect();
-learn.vs.variables().iter().all(|(n, t)| saved.get(n).is_some_and(|s| t.equal(s)))""").ok()
+learn.model.vs.variables().iter().all(|(n, t)| saved.get(n).is_some_and(|s| t.equal(s)))""").ok()
         assert same.text.strip() == "true", same.text
 
         # A fit in the background: watch it, stop it, change the learning rate, continue.
