@@ -11,7 +11,6 @@ use crate::data::stats::{DatasetStats, ASPECT_OCTAVES, SIZE_BINS};
 use crate::data::Dataset;
 use crate::draw::{evcxr_show, Ax, Color, Display, Figure, SET3};
 use crate::error::{Error, Result};
-use base64::Engine;
 use image::RgbImage;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -189,22 +188,12 @@ pub fn dataset_report_with(ds: &Dataset, opts: DataReportOpts) -> Result<DataRep
     Ok(DataReport { opts, stats, figures })
 }
 
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
-}
+use super::report::{esc, img_html};
 
 impl DataReport {
     /// The picture `key` as an inline `<img>` (or why it is missing).
     fn img(&self, key: &str, alt: &str) -> String {
-        match self.figures.iter().find(|f| f.0 == key).map(|f| &f.1) {
-            Some(Ok(png)) => format!(
-                "<img alt=\"{}\" src=\"data:image/png;base64,{}\">",
-                esc(alt),
-                base64::engine::general_purpose::STANDARD.encode(png)
-            ),
-            Some(Err(e)) => format!("<p class=\"empty\">could not draw {}: {}</p>", esc(alt), esc(e)),
-            None => format!("<p class=\"empty\">no {}</p>", esc(alt)),
-        }
+        img_html(&self.figures, key, alt)
     }
 
     /// The page: one `<section>` per part (`summary`, `classes`, `objects-per-image`, `shapes`,

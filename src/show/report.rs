@@ -133,8 +133,22 @@ pub fn detection_report(ds: &Dataset, dets: &[Detection], losses: Option<&[f64]>
     })
 }
 
-fn esc(s: &str) -> String {
+pub(super) fn esc(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+/// The picture `key` of a page's `figures` as an inline `<img>`, or a line saying why it is
+/// missing (the evaluation report's and the dataset report's pages).
+pub(super) fn img_html(figures: &[(String, std::result::Result<Vec<u8>, String>)], key: &str, alt: &str) -> String {
+    match figures.iter().find(|f| f.0 == key).map(|f| &f.1) {
+        Some(Ok(png)) => format!(
+            "<img alt=\"{}\" src=\"data:image/png;base64,{}\">",
+            esc(alt),
+            base64::engine::general_purpose::STANDARD.encode(png)
+        ),
+        Some(Err(e)) => format!("<p class=\"empty\">could not draw {}: {}</p>", esc(alt), esc(e)),
+        None => format!("<p class=\"empty\">no {}</p>", esc(alt)),
+    }
 }
 
 impl std::fmt::Debug for Report {
@@ -144,20 +158,8 @@ impl std::fmt::Debug for Report {
 }
 
 impl Report {
-    fn figure(&self, key: &str) -> Option<&std::result::Result<Vec<u8>, String>> {
-        self.figures.iter().find(|f| f.0 == key).map(|f| &f.1)
-    }
-
     fn img(&self, key: &str, alt: &str) -> String {
-        match self.figure(key) {
-            Some(Ok(png)) => format!(
-                "<img alt=\"{}\" src=\"data:image/png;base64,{}\">",
-                esc(alt),
-                base64::engine::general_purpose::STANDARD.encode(png)
-            ),
-            Some(Err(e)) => format!("<p class=\"empty\">could not draw {}: {}</p>", esc(alt), esc(e)),
-            None => format!("<p class=\"empty\">no {}</p>", esc(alt)),
-        }
+        img_html(&self.figures, key, alt)
     }
 
     /// The page: one `<section>` per part (`map`, `per-class`, `pr-curves`, `confusion`,
