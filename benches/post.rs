@@ -68,6 +68,7 @@ fn coco_gt(path: &Path) -> Dataset {
         source: path.into(),
         image_dir: ".".into(),
         classes: cats.into_iter().map(|c| c.1).collect(),
+        category_ids: vec![],
         images,
         warnings: vec![],
     }

@@ -78,6 +78,23 @@ pub fn detections(learn: &Learner, dl: &DataLoader, opts: NmfOpts) -> Result<Vec
     detections_with(&learn.model, |x| learn.predict_batch(x), dl, opts)
 }
 
+/// Detections of an SSD `model` on every image of `data` (any split of any dataset with the
+/// model's classes), in batches of `bs`, boxes in each image's pixels: what to write with
+/// [`crate::metrics::save_coco_results`] or score with [`crate::metrics::evaluate`].
+pub fn detections_on(model: &Model, data: &Dataset, bs: usize, opts: NmfOpts) -> Result<Vec<Detection>> {
+    model.ssd_parts("detections_on")?;
+    if model.spec.classes != data.classes {
+        return Err(Error::Dataset {
+            path: data.source.clone(),
+            problem: format!("has the classes {:?}, the model was trained on {:?}", data.classes, model.spec.classes),
+        });
+    }
+    let (_, val_tfms) = tfms_from_model(model.spec.sz, vec![], model.spec.crop, TfmY::Coord)?;
+    let ds = DetDataset::new(Arc::new(data.clone()), (0..data.len()).collect(), val_tfms, TargetKind::AllBoxes, false)?;
+    let dl = DataLoader::new(ds, bs, false, 0, model.device())?;
+    detections_with(model, |x| model.predict(x), &dl, opts)
+}
+
 /// [`detections`] of an SSD and its forward pass.
 fn detections_with(
     model: &Model,
@@ -167,7 +184,7 @@ pub fn receptive_field(learn: &Learner, x: &tch::Tensor, grid: usize, row: usize
 /// before checkpoints described their model.
 pub fn predict_run(run_dir: &Path, data: &Dataset, out: &Path, opts: NmfOpts) -> Result<Vec<Detection>> {
     let dets = run_detections(run_dir, data, opts)?;
-    crate::metrics::save_coco_results(out, &dets)?;
+    crate::metrics::save_coco_results(out, &dets, data)?;
     Ok(dets)
 }
 
@@ -195,11 +212,7 @@ pub fn run_detections(run_dir: &Path, data: &Dataset, opts: NmfOpts) -> Result<V
                 format!("the run was trained on classes {:?}, the data has {:?}", m.spec.classes, data.classes),
             ));
         }
-        let (_, val_tfms) = tfms_from_model(m.spec.sz, vec![], m.spec.crop, TfmY::Coord)?;
-        let ds =
-            DetDataset::new(Arc::new(data.clone()), (0..data.len()).collect(), val_tfms, TargetKind::AllBoxes, false)?;
-        let dl = DataLoader::new(ds, cfg.bs, false, 0, m.device())?;
-        return detections_with(&m, |x| m.predict(x), &dl, opts);
+        return detections_on(&m, data, cfg.bs, opts);
     }
     let mut learn = cfg.learner(run_dir)?;
     ssd_config(&learn)?;

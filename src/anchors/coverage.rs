@@ -317,6 +317,7 @@ mod tests {
             source: "hand-made.json".into(),
             image_dir: ".".into(),
             classes: vec!["cat".into()],
+            category_ids: vec![],
             // 200 x 100: the box's outer edges 50..150 across and 0..50 down.
             images: vec![rec(
                 200,

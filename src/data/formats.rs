@@ -339,8 +339,9 @@ fn place(src: &Path, dst: &Path) -> Result<()> {
 /// Write `sets` (each a split name, or `None` for one set, and its dataset) into the empty or
 /// new folder `out` as COCO (`<split>.json` or `annotations.json`, images in `images/<split>/`
 /// or `images/`) or YOLO (`images/<split>/`, `labels/<split>/`, `data.yaml`). Images are hard
-/// linked where possible, else copied; their names lose any sub-folder. Category ids become
-/// 1..=n in class order; YOLO leaves difficult objects out (it has no such flag).
+/// linked where possible, else copied; their names lose any sub-folder. COCO keeps the
+/// dataset's category ids ([`Dataset::category_id`]: 1..=n unless it came from COCO with
+/// others); YOLO numbers classes from 0 and leaves difficult objects out (it has no such flag).
 pub fn export(sets: &[(Option<String>, Dataset)], to: Format, out: &Path) -> Result<Written> {
     if !matches!(to, Format::Coco | Format::Yolo) {
         return Err(Error::Invalid(format!("fastdet writes COCO and YOLO, not {to}")));

@@ -69,6 +69,7 @@ pub(super) fn load(path: &Path, image_dir: &Path, flavor: Flavor) -> Result<Data
         source: path.to_path_buf(),
         image_dir: image_dir.to_path_buf(),
         classes: cats.iter().map(|c| c.name.clone()).collect(),
+        category_ids: cats.iter().map(|c| c.id).collect(),
         images: Vec::with_capacity(file.images.len()),
         warnings: Vec::new(),
     };
@@ -154,7 +155,8 @@ fn num(v: f32) -> serde_json::Value {
 
 /// Write `ds` in the lesson's JSON format (what `pascal_train2007.json` holds: boxes as
 /// `[x, y, w, h]`, a rectangle `segmentation`, `area = w * h`, `ignore` for difficult objects,
-/// category ids from 1, annotation ids from 1 in image order). As [`Flavor::Coco`] a difficult
+/// category ids as the dataset has them ([`Dataset::category_id`]: from 1 unless it came from a
+/// COCO file with other ids), annotation ids from 1 in image order). As [`Flavor::Coco`] a difficult
 /// object is also written `iscrowd: 1`, so that COCO tools ignore it too.
 pub(super) fn save(ds: &Dataset, path: &Path, flavor: Flavor) -> Result<()> {
     use serde_json::json;
@@ -173,7 +175,7 @@ pub(super) fn save(ds: &Dataset, path: &Path, flavor: Flavor) -> Result<()> {
                 "iscrowd": u8::from(flavor == Flavor::Coco && o.difficult),
                 "image_id": r.id,
                 "bbox": [num(x), num(y), num(w), num(h)],
-                "category_id": o.class + 1,
+                "category_id": ds.category_id(o.class),
                 "id": annotations.len() + 1,
                 "ignore": u8::from(o.difficult),
             }));
@@ -183,7 +185,7 @@ pub(super) fn save(ds: &Dataset, path: &Path, flavor: Flavor) -> Result<()> {
         .classes
         .iter()
         .enumerate()
-        .map(|(i, name)| json!({"supercategory": "none", "id": i + 1, "name": name}))
+        .map(|(i, name)| json!({"supercategory": "none", "id": ds.category_id(i), "name": name}))
         .collect();
     let file = json!({"images": images, "type": "instances", "annotations": annotations, "categories": categories});
     let text = serde_json::to_string(&file).map_err(|e| Error::json(path, e))?;

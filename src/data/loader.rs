@@ -615,6 +615,35 @@ impl ImageData {
         )
     }
 
+    /// The data of a dataset found on disk ([`super::DataSource`]), split as it says: a
+    /// source with a `train` split and a validation split (`val`, `valid`, `validation` or
+    /// `test`, the first found) trains and validates on those ([`ImageData::from_split`]); a
+    /// source of one set is split with the lesson's seeded `opts.val_pct`
+    /// ([`ImageData::from_dataset`]). A source with splits but none of those names is an error
+    /// that lists its splits.
+    pub fn from_source(
+        source: &super::DataSource,
+        target: TargetKind,
+        tfms: (Tfms, Tfms),
+        opts: DataOpts,
+    ) -> Result<Self> {
+        if source.whole.is_some() {
+            return Self::from_dataset(source.open("all")?, target, tfms, opts);
+        }
+        let names = source.split_names();
+        let val = ["val", "valid", "validation", "test"].into_iter().find(|v| names.contains(v));
+        match (names.contains(&"train"), val) {
+            (true, Some(val)) => Self::from_split(source.open("train")?, source.open(val)?, target, tfms, opts),
+            _ => Err(Error::Dataset {
+                path: source.path.clone(),
+                problem: format!(
+                    "has the splits {}: training needs \"train\" and a validation split (val, valid, validation or test)",
+                    names.join(", ")
+                ),
+            }),
+        }
+    }
+
     fn from_parts(
         (trn_data, trn_idxs): (Arc<Dataset>, Vec<usize>),
         (val_data, val_idxs): (Arc<Dataset>, Vec<usize>),

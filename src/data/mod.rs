@@ -107,6 +107,11 @@ pub struct Dataset {
     pub source: PathBuf,
     pub image_dir: PathBuf,
     pub classes: Vec<String>,
+    /// The COCO `category_id` of each class, in class order, as the COCO JSON it came from
+    /// numbers them (they need not be 1..=n); empty for the other formats, whose ids are the
+    /// lesson's class index + 1. [`Dataset::category_id`] and [`Dataset::class_of_category`]
+    /// read it; results files (`fastdet predict`, `fastdet eval`) use these ids.
+    pub category_ids: Vec<u64>,
     pub images: Vec<ImageRecord>,
     /// Annotations skipped while loading, one line each (also printed to stderr).
     pub warnings: Vec<String>,
@@ -214,6 +219,28 @@ impl Dataset {
 
     pub fn class_name(&self, class: usize) -> &str {
         &self.classes[class]
+    }
+
+    /// The COCO `category_id` of class index `class`: the source JSON's id, else `class + 1`.
+    pub fn category_id(&self, class: usize) -> u64 {
+        self.category_ids.get(class).copied().unwrap_or(class as u64 + 1)
+    }
+
+    /// The class index of a COCO `category_id` ([`Dataset::category_id`]'s inverse); `None`
+    /// for an id no class has.
+    pub fn class_of_category(&self, id: u64) -> Option<usize> {
+        (0..self.classes.len()).find(|&c| self.category_id(c) == id)
+    }
+
+    /// The category ids, said for an error message: `1..=20`, or the list when they are not
+    /// contiguous from 1.
+    pub fn category_ids_described(&self) -> String {
+        let ids: Vec<u64> = (0..self.classes.len()).map(|c| self.category_id(c)).collect();
+        if ids.iter().enumerate().all(|(i, &id)| id == i as u64 + 1) {
+            format!("1..={}", ids.len())
+        } else {
+            format!("{ids:?}")
+        }
     }
 
     /// Number of objects (difficult ones included).

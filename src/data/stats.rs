@@ -303,6 +303,7 @@ mod tests {
             source: "hand-made".into(),
             image_dir: ".".into(),
             classes: vec!["cat".into(), "dog".into(), "bird".into()],
+            category_ids: vec![],
             images: vec![
                 // 448x448: at sz 224 every length halves.
                 rec(

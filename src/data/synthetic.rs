@@ -149,6 +149,7 @@ pub fn write(root: impl AsRef<Path>, cfg: &SyntheticConfig) -> Result<Pascal> {
             source: voc.join("ImageSets/Main").join(format!("{split}.txt")),
             image_dir: voc.join("JPEGImages"),
             classes: classes.clone(),
+            category_ids: vec![],
             images: vec![],
             warnings: vec![],
         };

@@ -65,6 +65,7 @@ pub(super) fn load_stems(voc: &Path, source: &Path, stems: &[(usize, String)], c
         source: source.to_path_buf(),
         image_dir: voc.join("JPEGImages"),
         classes: classes.to_vec(),
+        category_ids: vec![],
         images: vec![],
         warnings: vec![],
     };

@@ -157,6 +157,7 @@ pub(super) fn load(images: &Path, labels: &Path, classes: &[String], names: &Pat
         source: labels.to_path_buf(),
         image_dir: images.to_path_buf(),
         classes: classes.to_vec(),
+        category_ids: vec![],
         images: vec![],
         warnings: vec![],
     };

@@ -425,4 +425,18 @@ impl Learner {
         let path = if name.ends_with(".safetensors") { PathBuf::from(name) } else { self.path_of(name) };
         self.model.load_weights(&path)
     }
+
+    /// Load the weights of the best epoch that [`FitOpts::keep_best`] kept in
+    /// `models_dir/best/`, and say which epoch that was.
+    pub fn load_best(&mut self) -> Result<BestEpoch> {
+        let best = best::read_best(self)?;
+        let path = best.weights.clone().ok_or_else(|| {
+            Error::Invalid(format!(
+                "{}: the fit only stopped early, it kept no weights (FitOpts::keep_best keeps them)",
+                self.models_dir().join(BEST_DIR).join(best::BEST_FILE).display()
+            ))
+        })?;
+        self.model.load_weights(&path)?;
+        Ok(best)
+    }
 }

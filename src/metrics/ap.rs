@@ -641,8 +641,8 @@ struct CocoResult {
 }
 
 /// Read detections in the COCO results format (a JSON list of
-/// `{image_id, category_id, bbox: [x, y, w, h], score}`), with the lesson's category ids
-/// (class index + 1); boxes through [`BBox::from_xywh`]. An unknown `image_id` or
+/// `{image_id, category_id, bbox: [x, y, w, h], score}`), with the dataset's category ids
+/// ([`Dataset::category_id`]: class index + 1, or a COCO source's own ids); boxes through [`BBox::from_xywh`]. An unknown `image_id` or
 /// `category_id`, or a box with a negative width or height, is an error naming the file and the
 /// entry.
 pub fn load_coco_results(path: impl AsRef<Path>, ds: &Dataset) -> Result<Vec<Detection>> {
@@ -657,32 +657,28 @@ pub fn load_coco_results(path: impl AsRef<Path>, ds: &Dataset) -> Result<Vec<Det
             if !ids.contains(&r.image_id) {
                 return Err(bad(format!("entry {k}: image_id {} is not in {}", r.image_id, ds.source.display())));
             }
-            if r.category_id == 0 || r.category_id as usize > ds.classes.len() {
+            let Some(class) = ds.class_of_category(r.category_id) else {
                 return Err(bad(format!(
-                    "entry {k}: unknown category_id {} (expected 1..={}, class index + 1)",
+                    "entry {k}: unknown category_id {} (the dataset's are {})",
                     r.category_id,
-                    ds.classes.len()
+                    ds.category_ids_described()
                 )));
-            }
+            };
             if let Some(problem) = box_problem(r.bbox) {
                 return Err(bad(format!("entry {k}: {problem}")));
             }
-            Ok(Detection {
-                image_id: r.image_id,
-                class: r.category_id as usize - 1,
-                bbox: BBox::from_xywh(r.bbox),
-                score: r.score,
-            })
+            Ok(Detection { image_id: r.image_id, class, bbox: BBox::from_xywh(r.bbox), score: r.score })
         })
         .collect()
 }
 
-/// Write detections in the COCO results format (category id = class + 1).
-pub fn save_coco_results(path: impl AsRef<Path>, dets: &[Detection]) -> Result<()> {
+/// Write detections of images of `ds` in the COCO results format, with `ds`'s category ids
+/// ([`Dataset::category_id`]), so that `load_coco_results` and pycocotools read them back.
+pub fn save_coco_results(path: impl AsRef<Path>, dets: &[Detection], ds: &Dataset) -> Result<()> {
     let path = path.as_ref();
     let v: Vec<serde_json::Value> = dets
         .iter()
-        .map(|d| serde_json::json!({"image_id": d.image_id, "category_id": d.class + 1, "bbox": d.bbox.to_xywh(), "score": d.score}))
+        .map(|d| serde_json::json!({"image_id": d.image_id, "category_id": ds.category_id(d.class), "bbox": d.bbox.to_xywh(), "score": d.score}))
         .collect();
     let text = serde_json::to_string(&v).map_err(|e| Error::json(path, e))?;
     crate::util::write_atomic(path, text.as_bytes())

@@ -19,6 +19,7 @@ fn hand_made() -> Dataset {
         source: "hand.json".into(),
         image_dir: ".".into(),
         classes: vec!["a".into(), "b".into(), "c".into()],
+        category_ids: vec![],
         images: vec![
             ImageRecord {
                 id: 1,

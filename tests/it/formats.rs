@@ -252,6 +252,87 @@ fn coco_ids_need_not_be_contiguous_and_crowds_are_ignored() {
     );
 }
 
+/// Issue 22: a COCO dataset whose category ids are not 1..=n keeps them. Results files carry
+/// those ids both ways (`save_coco_results` writes them, `fastdet eval` reads them), an id the
+/// dataset does not have is an error listing the ones it has, and `fastdet data convert` to
+/// COCO keeps them.
+#[test]
+fn fastdet_eval_on_a_coco_dataset_with_its_own_category_ids() {
+    use fastdet::metrics::{evaluate, load_coco_results, save_coco_results, ApMetric, Detection};
+    let dir = TempDir::new("coco-eval-ids");
+    let (w, h) = image::image_dimensions(sample_root().join("VOCdevkit/VOC2007/JPEGImages/000000000030.jpg")).unwrap();
+    let images = format!(r#"[{{"id": 7, "file_name": "a.jpg", "width": {w}, "height": {h}}}]"#);
+    let anns = r#"[{"id": 1, "image_id": 7, "category_id": 90, "bbox": [1, 2, 30, 40]},
+                   {"id": 2, "image_id": 7, "category_id": 5, "bbox": [100, 120, 50, 60]}]"#;
+    let cats = r#"[{"id": 90, "name": "toothbrush"}, {"id": 5, "name": "airplane"}, {"id": 40, "name": "glove"}]"#;
+    let root = coco_file(&dir.0, &images, anns, cats);
+    let ds = open_dataset(&root, "all").unwrap();
+    assert_eq!(ds.category_ids, [5, 40, 90]);
+    assert_eq!((ds.category_id(2), ds.class_of_category(90), ds.class_of_category(1)), (90, Some(2), None));
+
+    // The truth as detections, written with the dataset's ids and read back the same.
+    let dets: Vec<Detection> = ds.images[0]
+        .objects
+        .iter()
+        .map(|o| Detection { image_id: 7, class: o.class, bbox: o.bbox, score: 0.9 })
+        .collect();
+    let results = dir.0.join("dets.json");
+    save_coco_results(&results, &dets, &ds).unwrap();
+    let written: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&results).unwrap()).unwrap();
+    let ids: Vec<u64> = written.as_array().unwrap().iter().map(|d| d["category_id"].as_u64().unwrap()).collect();
+    assert_eq!(ids, [90, 5]);
+    assert_eq!(load_coco_results(&results, &ds).unwrap(), dets);
+    let table = evaluate(&ds, &dets, ApMetric::Voc07).unwrap();
+    let fastdet = |args: &[&std::ffi::OsStr]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_fastdet")).args(args).output().unwrap()
+    };
+    let out = fastdet(&[
+        "eval".as_ref(),
+        "--split".as_ref(),
+        "all".as_ref(),
+        "--data".as_ref(),
+        root.as_os_str(),
+        "--detections".as_ref(),
+        results.as_os_str(),
+        "--json".as_ref(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["map"].as_f64().unwrap(), table.map);
+    assert!(
+        (table.map - 1.0).abs() < 1e-9,
+        "the truth scores a perfect mAP on the two classes with objects: {}",
+        table.map
+    );
+
+    // An id the dataset does not have (the lesson's class + 1) names the ids it has.
+    std::fs::write(&results, r#"[{"image_id": 7, "category_id": 1, "bbox": [1, 2, 30, 40], "score": 0.5}]"#).unwrap();
+    let out = fastdet(&[
+        "eval".as_ref(),
+        "--split".as_ref(),
+        "all".as_ref(),
+        "--data".as_ref(),
+        root.as_os_str(),
+        "--detections".as_ref(),
+        results.as_os_str(),
+    ]);
+    assert!(!out.status.success());
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        e.contains("dets.json") && e.contains("entry 0: unknown category_id 1 (the dataset's are [5, 40, 90])"),
+        "{e}"
+    );
+
+    // Converted to COCO the ids stay; to YOLO and back they become 1..=n (YOLO has none).
+    let coco = dir.0.join("as-coco");
+    export(&[(None, ds.clone())], Format::Coco, &coco).unwrap();
+    assert_eq!(open_dataset(&coco, "all").unwrap().category_ids, [5, 40, 90]);
+    let yolo = dir.0.join("as-yolo");
+    export(&[(None, ds.clone())], Format::Yolo, &yolo).unwrap();
+    let back = open_dataset(&yolo, "all").unwrap();
+    assert_eq!((back.classes.clone(), back.category_id(2)), (ds.classes.clone(), 3));
+}
+
 #[test]
 fn coco_duplicate_image_ids_and_unknown_categories_are_errors() {
     let dir = TempDir::new("coco-bad");

@@ -94,7 +94,7 @@ fn coco_results_round_trip_and_errors_name_the_entry() {
     let dets = load_coco_results(&p, &ds).unwrap();
     assert_eq!(dets, detections(&g));
     let p2 = dir.path().join("again.json");
-    save_coco_results(&p2, &dets).unwrap();
+    save_coco_results(&p2, &dets, &ds).unwrap();
     assert_eq!(load_coco_results(&p2, &ds).unwrap(), dets);
 
     std::fs::write(
@@ -142,6 +142,7 @@ fn tiny() -> Dataset {
         source: "tiny.json".into(),
         image_dir: ".".into(),
         classes: vec!["a".into(), "b".into(), "c".into()],
+        category_ids: vec![],
         images: vec![
             ImageRecord {
                 id: 1,
@@ -278,7 +279,7 @@ fn coco_summary_equals_pycocotools() {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/coco_summary.py");
     for (name, dets) in [("map.json's detections", &all), ("the best 5 per image", &few)] {
         let dets_path = dir.path().join("dets.json");
-        save_coco_results(&dets_path, dets).unwrap();
+        save_coco_results(&dets_path, dets, &ds).unwrap();
         let out = std::process::Command::new(&py).arg(script).arg(&gt_path).arg(&dets_path).output().unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let stats: Value = serde_json::from_slice(&out.stdout).unwrap();

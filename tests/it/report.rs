@@ -110,7 +110,7 @@ fn fastdet_eval_writes_the_report() {
     let dir = std::env::temp_dir().join(format!("fastdet-eval-report-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let results = dir.join("dets.json");
-    save_coco_results(&results, &common::detections_from_truth(&ds)).unwrap();
+    save_coco_results(&results, &common::detections_from_truth(&ds), &ds).unwrap();
     let page = dir.join("report.html");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_fastdet"))
         .args(["eval", "--data"])
