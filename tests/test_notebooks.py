@@ -214,6 +214,30 @@ def test_ssd_notebook_writes_its_reports(executed):
     assert html.count("data:image/png;base64,") >= 3
 
 
+def test_own_data_notebook(executed):
+    """Notebook 07 (issue 22): a COCO and a YOLO export found as such, the coverage of the
+    lesson's and fitted anchors, a fit with mAP in its table and its best epoch kept, and the
+    detections written with the COCO export's own category ids scoring what the epoch table
+    said (a wrong id mapping would score them as other classes)."""
+    _, out = executed
+    nb = nbformat.read(out / "07_own_data.ipynb", as_version=4)
+    text = text_of(nb)
+    assert "../out/own_data/coco: COCO JSON" in text and "../out/own_data/yolo: YOLO" in text
+    assert 'COCO categories: ["coin", "tile", "sign"] with ids [101, 205, 309]' in text
+    (table,) = [o for o in cell_outputs(nb, "CoverageTable {") if "text/html" in o.get("data", {})]
+    for name in ["lesson 189", "fitted"]:
+        assert f"<td>{name}</td>" in table["data"]["text/html"], name
+    (fit,) = cell_texts(nb, "keep_best(\"map\")")
+    rows = [line.split() for line in fit.splitlines() if line.strip()[:1].isdigit()]
+    assert "map" in fit and len(rows) == 6, fit
+    maps = [float(r[3]) for r in rows]
+    best = max(range(len(maps)), key=lambda i: maps[i])
+    assert f"best epoch {best} by map (higher is better): {maps[best]:.6f}" in fit, fit
+    assert list((out / "models/own_data/best").glob("weights-*.safetensors"))
+    (scored,) = [o for o in cell_outputs(nb, "detections_on(") if "text/html" in o.get("data", {})]
+    assert f"<b>mAP (voc07)</b> = {maps[best]:.4f}" in scored["data"]["text/html"], (maps, scored["data"]["text/html"][:200])
+
+
 def test_training_notebooks_run_on_a_dataset_smaller_than_the_sample(tmp_path, monkeypatch):
     """Quick mode on 20 images of the sample (16 train: 2 batches of 8, where the sample has 6):
     each triangular cycle is lengthened to cover its cut (FitOpts::covering_cut) instead of
