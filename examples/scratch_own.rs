@@ -19,12 +19,16 @@ fn main() -> anyhow::Result<()> {
     let fitted = fit_anchors(&lesson.anchors, &boxes, &AnchorFit { seed: 0, generations: 200, ..Default::default() })?;
     let tfms = tfms_from_model(sz, vec![RandomFlip::default().into()], CropType::No, TfmY::Coord)?;
     let md = ImageData::from_split(trn, val, TargetKind::AllBoxes, tfms, DataOpts::new(16, device))?;
-    let mut cfg = if fitted_anchors { SsdConfig { anchors: fitted.config.clone(), ..lesson.clone() } } else { lesson.clone() };
+    let mut cfg =
+        if fitted_anchors { SsdConfig { anchors: fitted.config.clone(), ..lesson.clone() } } else { lesson.clone() };
     (cfg.drop, cfg.conv_drop) = (0.1, 0.1);
     fastdet::tch::manual_seed(0);
     let body = fastdet::detect::synthetic_body();
-    let mut learn = Learner::new(md, TaskParts::ssd(cfg, sz), LearnerOpts::new(body, "/tmp/scratch_models").arch(Arch::ResNet18))?;
-    if unfreeze { learn.unfreeze(); }
+    let mut learn =
+        Learner::new(md, TaskParts::ssd(cfg, sz), LearnerOpts::new(body, "/tmp/scratch_models").arch(Arch::ResNet18))?;
+    if unfreeze {
+        learn.unfreeze();
+    }
     let nb = learn.data.trn_dl.len();
     let t = std::time::Instant::now();
     learn.fit(lr, 1, FitOpts::clr(epochs, 10., 5).covering_cut(nb).keep_best("map"))?;

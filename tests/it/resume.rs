@@ -1,6 +1,7 @@
 //! `fastdet train --resume` after a kill in the middle of a stage: it continues from the last
 //! epoch `last/` saved (weights, optimiser, schedule position, epoch count) and ends with the
-//! weights an uninterrupted run ends with, bit for bit.
+//! weights an uninterrupted run ends with, bit for bit. The run trains on a YOLO folder (the
+//! bundled sample through `fastdet data convert --to yolo`), as a user's own export would be.
 
 use fastdet::data::sample_root;
 use std::path::Path;
@@ -8,9 +9,26 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use tch::Tensor;
 
-/// A small seeded SSD run: ResNet18 with random weights at 32 px on the bundled sample (its
-/// val split validates), one stage of 4 epochs with the triangular schedule (the rate changes
-/// every batch, so a resumed schedule in the wrong place shows) keeping the best epoch by map.
+/// The bundled sample as a YOLO folder (`images/{train,val}`, `labels/{train,val}`,
+/// `data.yaml`), written by `fastdet data convert`.
+fn yolo_sample(dir: &Path) -> std::path::PathBuf {
+    let out = dir.join("sample-yolo");
+    let run = Command::new(env!("CARGO_BIN_EXE_fastdet"))
+        .args(["data", "convert"])
+        .arg(sample_root())
+        .arg(&out)
+        .args(["--to", "yolo"])
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert!(String::from_utf8_lossy(&run.stdout).contains("(YOLO): 65 images, 312 objects"));
+    out
+}
+
+/// A small seeded SSD run: ResNet18 with random weights at 32 px on the sample as a YOLO folder
+/// (its val split validates), one stage of 4 epochs with the triangular schedule (the rate
+/// changes every batch, so a resumed schedule in the wrong place shows) keeping the best epoch
+/// by map.
 fn config(dir: &Path) -> std::path::PathBuf {
     let text = format!(
         r#"{{
@@ -20,7 +38,7 @@ fn config(dir: &Path) -> std::path::PathBuf {
         "stages": [
             {{"freeze_to": "unfreeze", "lrs": [1e-3], "cycle_len": 4, "use_clr": [10, 4], "keep_best": "map"}}
         ]}}"#,
-        data = sample_root().display().to_string()
+        data = yolo_sample(dir).display().to_string()
     );
     let path = dir.join("resume.json");
     std::fs::write(&path, text).unwrap();
