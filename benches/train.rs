@@ -1,7 +1,9 @@
 //! One training step of the lesson's single-object detector in fastdet: ResNet34 body + the
 //! detection head (`HeadKind::Detection`), batch 8 at 224x224, every group trainable, forward +
-//! `detn_loss` + backward + Adam (`nn::Adam::default()`, as the learner builds it). `make
-//! bench-train` runs this through benches/train_peer.py, which times the same model in PyTorch.
+//! `detn_loss` + backward + Adam (tch's `nn::Adam::default()`, as `torch.optim.Adam`'s
+//! defaults on the PyTorch side; the learner's own Adam, which saves its state for `--resume`,
+//! follows the same PyTorch algorithm). `make bench-train` runs this through
+//! benches/train_peer.py, which times the same model in PyTorch.
 //!
 //!   cargo bench --bench train -- --dir DIR [--model detector|ssd] [--warmup 2] [--steps 5] [--threads 2] [--lr 1e-4]
 //!

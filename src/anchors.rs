@@ -83,6 +83,39 @@ impl AnchorConfig {
             .flat_map(|&z| self.ratios.iter().map(move |&(i, j)| (z as f64 * i as f64, z as f64 * j as f64)))
             .collect()
     }
+
+    /// Every anchor in f64, in the lesson's order (grid, then cell row-major, then shape): the
+    /// centres at `np.linspace(1/(2g), 1 - 1/(2g), g)` per axis, the sizes `scale / g`. What
+    /// [`Anchors::new`] puts in tensors and [`coverage::anchor_corners`] turns into host corners.
+    pub fn geometry(&self) -> Vec<AnchorGeometry> {
+        let scales = self.scales();
+        let mut out = Vec::with_capacity(self.len());
+        for &g in &self.grids {
+            let off = 1.0 / (g as f64 * 2.0);
+            let step = if g > 1 { (1.0 - 2.0 * off) / (g as f64 - 1.0) } else { 0.0 };
+            let lin = |i: usize| if g > 1 && i == g - 1 { 1.0 - off } else { off + i as f64 * step };
+            for row in 0..g {
+                for col in 0..g {
+                    for &(h, w) in &scales {
+                        let (g, cy, cx) = (g as f64, lin(row), lin(col));
+                        out.push(AnchorGeometry { cy, cx, h: h / g, w: w / g, cell: 1.0 / g });
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// One anchor before rounding to f32 ([`AnchorConfig::geometry`]): centre `(cy, cx)`, size
+/// `(h, w)` and the side of its grid cell, all relative to the image.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AnchorGeometry {
+    pub cy: f64,
+    pub cx: f64,
+    pub h: f64,
+    pub w: f64,
+    pub cell: f64,
 }
 
 /// Anchors as tensors on one device, each `[A, n]`, in the lesson's order (see the module docs).
@@ -115,23 +148,10 @@ impl Clone for Anchors {
 impl Anchors {
     /// The anchors of `cfg` on `device` (float32). Computed in f64 as numpy does, then rounded.
     pub fn new(cfg: &AnchorConfig, device: Device) -> Self {
-        let scales = cfg.scales();
-        let (mut ctr, mut hw, mut gs) = (vec![], vec![], vec![]);
-        for &g in &cfg.grids {
-            // np.linspace(1/(2g), 1 - 1/(2g), g)
-            let off = 1.0 / (g as f64 * 2.0);
-            let step = if g > 1 { (1.0 - 2.0 * off) / (g as f64 - 1.0) } else { 0.0 };
-            let lin = |i: usize| if g > 1 && i == g - 1 { 1.0 - off } else { off + i as f64 * step };
-            for row in 0..g {
-                for col in 0..g {
-                    for &(h, w) in &scales {
-                        ctr.extend([lin(row), lin(col)]);
-                        hw.extend([h / g as f64, w / g as f64]);
-                        gs.push(1.0 / g as f64);
-                    }
-                }
-            }
-        }
+        let geo = cfg.geometry();
+        let ctr: Vec<f64> = geo.iter().flat_map(|a| [a.cy, a.cx]).collect();
+        let hw: Vec<f64> = geo.iter().flat_map(|a| [a.h, a.w]).collect();
+        let gs: Vec<f64> = geo.iter().map(|a| a.cell).collect();
         let t = |v: &[f64], n: i64| {
             let v: Vec<f32> = v.iter().map(|&x| x as f32).collect();
             Tensor::from_slice(&v).view([-1, n]).to_device(device)

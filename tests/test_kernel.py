@@ -66,7 +66,7 @@ def test_make_lab_starts_and_serves_the_kernel_and_notebooks():
         assert specs["kernelspecs"][KERNEL]["spec"]["display_name"] == "Rust (fastdet)"
         names = {c["name"] for c in get("/api/contents/")["content"]}
         want = {p.name for p in NOTEBOOKS.glob("*.ipynb")}
-        assert len(want) == 6 and want <= names, names
+        assert len(want) == 7 and want <= names, names
         assert f"127.0.0.1:{port}" in "".join(log)
     finally:
         os.killpg(p.pid, signal.SIGTERM)

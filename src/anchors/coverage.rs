@@ -91,23 +91,14 @@ pub fn anchor_origin(cfg: &AnchorConfig, a: usize) -> Option<AnchorOrigin> {
 /// computes them (centres and sizes in f64 like numpy, rounded to f32, then `ctr -/+ hw / 2` in
 /// f32), without a tensor: the same numbers, cheap enough to evaluate thousands of configs.
 pub fn anchor_corners(cfg: &AnchorConfig) -> Vec<[f32; 4]> {
-    let scales = cfg.scales();
-    let mut out = Vec::with_capacity(cfg.len());
-    for &g in &cfg.grids {
-        let off = 1.0 / (g as f64 * 2.0);
-        let step = if g > 1 { (1.0 - 2.0 * off) / (g as f64 - 1.0) } else { 0.0 };
-        let lin = |i: usize| if g > 1 && i == g - 1 { 1.0 - off } else { off + i as f64 * step };
-        for row in 0..g {
-            for col in 0..g {
-                for &(h, w) in &scales {
-                    let (cy, cx) = (lin(row) as f32, lin(col) as f32);
-                    let (hh, hw) = ((h / g as f64) as f32 / 2.0, (w / g as f64) as f32 / 2.0);
-                    out.push([cy - hh, cx - hw, cy + hh, cx + hw]);
-                }
-            }
-        }
-    }
-    out
+    cfg.geometry()
+        .iter()
+        .map(|a| {
+            let (cy, cx) = (a.cy as f32, a.cx as f32);
+            let (hh, hw) = (a.h as f32 / 2.0, a.w as f32 / 2.0);
+            [cy - hh, cx - hw, cy + hh, cx + hw]
+        })
+        .collect()
 }
 
 /// The lesson's `jaccard` of two corner boxes (no `+1`; an empty union gives 0), as
