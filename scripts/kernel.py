@@ -88,6 +88,35 @@ def seed(slot: Path, pool: Path):
         log(f"could not seed {slot.name} from {src.name} ({e}); it starts cold")
 
 
+PRUNE_DAYS = 7  # incremental caches of crates no build has used for this long are removed
+
+
+def prune(slot: Path, now=None):
+    """Drop what only an ended kernel or a long-unused build needs, so a slot (and every slot
+    seeded from it) does not grow with each session and each checkout: evcxr's per-cell
+    libraries (`libcode_*`, written again by the next session) and cargo's incremental caches
+    (`incremental/<crate>-<hash>`, one per crate and checkout path) not touched for PRUNE_DAYS.
+    Called on a slot this process holds the lock of; cargo rebuilds whatever it still needs.
+    Returns the bytes freed."""
+    now = time.time() if now is None else now
+    freed = 0
+
+    def size(p: Path) -> int:
+        if p.is_file():
+            return p.stat().st_size
+        return sum(f.stat().st_size for f in p.rglob("*") if f.is_file() and not f.is_symlink())
+
+    target = slot / "target"
+    for lib in target.glob("*/debug/libcode_*"):
+        freed += size(lib)
+        lib.unlink(missing_ok=True)
+    for inc in target.glob("*/debug/incremental/*"):
+        if inc.is_dir() and now - inc.stat().st_mtime > PRUNE_DAYS * 86400:
+            freed += size(inc)
+            shutil.rmtree(inc, ignore_errors=True)
+    return freed
+
+
 def take_slot(pool: Path):
     """A free slot of the pool, locked for this process's life: (slot folder, lock file)."""
     pool.mkdir(parents=True, exist_ok=True)
@@ -102,6 +131,9 @@ def take_slot(pool: Path):
         if not slot.is_dir():
             seed(slot, pool)
             slot.mkdir(exist_ok=True)
+        freed = prune(slot)
+        if freed > 100 << 20:
+            log(f"freed {freed / (1 << 30):.1f} GB of old build files in {slot.name}")
         (slot / MARK).touch()
         return slot, lock
     raise SystemExit(f"[fastdet kernel] all {MAX_SLOTS} compile slots of {pool} are in use")

@@ -196,3 +196,25 @@ def test_inner_ports_avoid_jupyters_ports():
     taken = set(launcher.free_ports(40))
     ports = launcher.free_ports(5, avoid=taken)
     assert len(set(ports)) == 5 and not taken & set(ports)
+
+
+def test_a_slot_sheds_ended_sessions_and_long_unused_build_caches(tmp_path):
+    """A compile slot grew by one incremental cache per checkout path and by each session's cell
+    libraries (3 GB a slot on a developer's machine, copied again into every new slot): taking a
+    slot removes the cell libraries and incremental caches unused for PRUNE_DAYS, keeps the
+    recent caches and the compiled dependencies."""
+    import os
+    debug = tmp_path / "slot-0" / "target" / "x86_64-unknown-linux-gnu" / "debug"
+    (debug / "deps").mkdir(parents=True)
+    (debug / "deps" / "libtch-1.rlib").write_bytes(b"x" * 10)
+    (debug / "libcode_3.so").write_bytes(b"x" * 100)
+    old, new = debug / "incremental" / "fastdet-old", debug / "incremental" / "fastdet-new"
+    for d in (old, new):
+        (d / "s-1").mkdir(parents=True)
+        (d / "s-1" / "dep-graph.bin").write_bytes(b"x" * 1000)
+    now = time.time()
+    long_ago = now - (launcher.PRUNE_DAYS + 1) * 86400
+    os.utime(old, (long_ago, long_ago))
+    assert launcher.prune(tmp_path / "slot-0", now=now) == 1100
+    assert not old.exists() and not (debug / "libcode_3.so").exists()
+    assert new.exists() and (debug / "deps" / "libtch-1.rlib").exists()
