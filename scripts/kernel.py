@@ -132,7 +132,7 @@ def take_slot(pool: Path):
             seed(slot, pool)
             slot.mkdir(exist_ok=True)
         freed = prune(slot)
-        if freed > 100 << 20:
+        if freed > 1 << 30:
             log(f"freed {freed / (1 << 30):.1f} GB of old build files in {slot.name}")
         (slot / MARK).touch()
         return slot, lock
