@@ -503,6 +503,11 @@ impl Ax<'_> {
             (range(&mut pts.iter().map(|p| p.0)), (y0 - pad, y1 + pad))
         });
         let legend = series.iter().filter(|s| !s.label.is_empty()).count() > 1;
+        // Whole-number x (iterations, epochs) gets whole-number ticks: epochs 0..2 read 0, 1, 2,
+        // not 0.0, 0.5, ...
+        let whole_x = !log_x && fixed.is_none() && pts.iter().all(|p| p.0.fract() == 0.0);
+        let x_ticks = if whole_x { ((x1 - x0).round() as usize + 1).clamp(2, 6) } else { 6 };
+        let whole = |v: &f64| format!("{v:.0}");
         let Some(p) = self.panel() else { return self };
         // The chart draws in panel pixels; the image placement no longer applies.
         self.fig.panels[self.i].placement = Placement { x0: p.x as f32, y0: p.y as f32, scale: 1.0 };
@@ -515,16 +520,17 @@ impl Ax<'_> {
             macro_rules! draw {
                 ($chart:expr) => {{
                     let mut chart = $chart.map_err(|e| e.to_string())?;
-                    chart
-                        .configure_mesh()
-                        .x_desc(xlabel.as_str())
+                    let mut mesh = chart.configure_mesh();
+                    mesh.x_desc(xlabel.as_str())
                         .y_desc(ylabel.as_str())
                         .label_style(("sans-serif", 12))
                         .axis_desc_style(("sans-serif", 13))
-                        .x_labels(6)
-                        .y_labels(6)
-                        .draw()
-                        .map_err(|e| e.to_string())?;
+                        .x_labels(x_ticks)
+                        .y_labels(6);
+                    if whole_x {
+                        mesh.x_label_formatter(&whole);
+                    }
+                    mesh.draw().map_err(|e| e.to_string())?;
                     for (pts, s) in &sets {
                         let color = s.color.rgb();
                         let drawn = if s.dots {

@@ -65,7 +65,7 @@ pub fn bar_html(bar: &Bar) -> String {
 
 impl Show for LiveView {
     /// A running fit: bar, epoch table and curves (training loss with the validation loss per
-    /// epoch, learning rate); a running lr_find: bar and loss against learning rate. The
+    /// epoch, learning rate, each metric per epoch); a running lr_find: bar and loss against learning rate. The
     /// `text/plain` version holds the bar's line and the table.
     fn output(&self) -> Output {
         match self {
@@ -75,7 +75,7 @@ impl Show for LiveView {
                 if !report.losses.is_empty() {
                     h += &report
                         .plot()
-                        .map(|f| f.to_html_img("loss and learning rate"))
+                        .map(|f| f.to_html_img("loss, learning rate and metrics"))
                         .unwrap_or_else(|e| esc(&e.to_string()));
                 }
                 Output::html(h).with("text/plain", format!("{}\n{}", bar.line(), report.table()))

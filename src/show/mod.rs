@@ -492,9 +492,12 @@ fn curves(losses: &[f64], lrs: &[f64]) -> Result<Figure> {
 
 impl FitReport {
     /// This fit's curves: the smoothed training loss per batch with the validation loss at the
-    /// end of each epoch, and the learning rate.
+    /// end of each epoch, the learning rate, and once an epoch has ended each metric per epoch
+    /// (the SSD's `map`), the best epoch marked when [`crate::learner::FitOpts::keep_best`]
+    /// watches that metric.
     pub fn plot(&self) -> Result<Figure> {
-        let mut fig = Figure::grid(1, 2, CURVE_PANEL.0, CURVE_PANEL.1)?;
+        let metric_panels = if self.epochs.is_empty() { 0 } else { self.metric_names.len() };
+        let mut fig = Figure::grid(1, 2 + metric_panels as u32, CURVE_PANEL.0, CURVE_PANEL.1)?;
         let it: Vec<f64> = (0..self.losses.len()).map(|i| i as f64).collect();
         let nb = self.batches_per_epoch;
         // Epoch k of this fit ends after (k + 1) * nb iterations (its last one is k * nb + nb - 1).
@@ -518,6 +521,25 @@ impl FitReport {
         }
         fig.ax(0).series_plot(&series, "iterations", "loss");
         fig.ax(1).line_plot(&it, &self.lrs, "iterations", "learning rate", false);
+        let epochs: Vec<f64> = self.epochs.iter().map(|r| r.epoch as f64).collect();
+        for (m, name) in self.metric_names.iter().enumerate().take(metric_panels) {
+            let ys: Vec<f64> = self.epochs.iter().map(|r| r.metrics.get(m).copied().unwrap_or(f64::NAN)).collect();
+            let blue = Color(31, 119, 180);
+            let mut series = vec![
+                Series { xs: epochs.clone(), ys: ys.clone(), color: blue, label: name.clone(), dots: false },
+                Series { xs: epochs.clone(), ys, color: blue, label: String::new(), dots: true },
+            ];
+            if let Some(b) = self.best.as_deref().filter(|b| &b.column == name) {
+                series.push(Series {
+                    xs: vec![b.epoch as f64],
+                    ys: vec![b.value],
+                    color: Color(214, 39, 40),
+                    label: "best epoch".into(),
+                    dots: true,
+                });
+            }
+            fig.ax(2 + m).series_plot(&series, "epoch", name);
+        }
         Ok(fig)
     }
 
@@ -532,7 +554,8 @@ impl FitReport {
     }
 
     /// The report as one HTML block: the summary, the epoch table (with its time column), the
-    /// loss and learning-rate curves, and the preview's images beside their ground truth.
+    /// loss, learning-rate and metric curves ([`FitReport::plot`]), and the preview's images
+    /// beside their ground truth.
     pub fn to_html(&self) -> String {
         use base64::Engine;
         let img = |f: Result<Figure>, alt: &str| match f.and_then(|f| f.to_png()) {
@@ -545,7 +568,7 @@ impl FitReport {
         let esc = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
         let mut h = format!("<div><p><b>{}</b></p><pre>{}</pre>", esc(&self.summary()), esc(&self.table()));
         if !self.losses.is_empty() {
-            h += &img(self.plot(), "loss and learning rate");
+            h += &img(self.plot(), "loss, learning rate and metrics");
         }
         if self.preview.is_some() {
             h += "<p>Validation images after this fit, ground truth beside prediction:</p>";
