@@ -508,6 +508,7 @@ impl Ax<'_> {
         let whole_x = !log_x && fixed.is_none() && pts.iter().all(|p| p.0.fract() == 0.0);
         let x_ticks = if whole_x { ((x1 - x0).round() as usize + 1).clamp(2, 6) } else { 6 };
         let whole = |v: &f64| format!("{v:.0}");
+        let corner = legend_corner(&pts, (x0, x1), (y0, y1), log_x);
         let Some(p) = self.panel() else { return self };
         // The chart draws in panel pixels; the image placement no longer applies.
         self.fig.panels[self.i].placement = Placement { x0: p.x as f32, y0: p.y as f32, scale: 1.0 };
@@ -556,7 +557,7 @@ impl Ax<'_> {
                     if legend {
                         chart
                             .configure_series_labels()
-                            .position(SeriesLabelPosition::UpperRight)
+                            .position(corner)
                             .label_font(("sans-serif", 12))
                             .background_style(WHITE.mix(0.8))
                             .border_style(BLACK.mix(0.3))
@@ -846,6 +847,37 @@ pub fn evcxr_show(content: &Display) {
 
 /// The axis range for data from `lo` to `hi`: the data's own, or for one value (a constant
 /// learning rate) 10% either side of it, so that the line shows where it is even at 1e-3.
+/// Where a chart's legend hides the fewest points: the corner (upper right first, then lower
+/// right, upper left, lower left) with the fewest points in its third of each axis. A loss falls
+/// away from the upper right; a rising mAP ends there, and its legend goes below.
+fn legend_corner(pts: &[(f64, f64)], (x0, x1): (f64, f64), (y0, y1): (f64, f64), log_x: bool) -> SeriesLabelPosition {
+    let fx = |x: f64| if log_x { (x.ln() - x0.ln()) / (x1.ln() - x0.ln()) } else { (x - x0) / (x1 - x0) };
+    let fy = |y: f64| (y - y0) / (y1 - y0);
+    let corners = [
+        (SeriesLabelPosition::UpperRight, true, true),
+        (SeriesLabelPosition::LowerRight, true, false),
+        (SeriesLabelPosition::UpperLeft, false, true),
+        (SeriesLabelPosition::LowerLeft, false, false),
+    ];
+    let hidden = |right: bool, upper: bool| {
+        pts.iter()
+            .filter(|&&(x, y)| {
+                let (u, v) = (fx(x), fy(y));
+                (if right { u >= 2.0 / 3.0 } else { u <= 1.0 / 3.0 })
+                    && (if upper { v >= 2.0 / 3.0 } else { v <= 1.0 / 3.0 })
+            })
+            .count()
+    };
+    let mut best = (usize::MAX, SeriesLabelPosition::UpperRight);
+    for (pos, right, upper) in corners {
+        let n = hidden(right, upper);
+        if n < best.0 {
+            best = (n, pos);
+        }
+    }
+    best.1
+}
+
 fn axis_range(lo: f64, hi: f64) -> (f64, f64) {
     if hi > lo {
         (lo, hi)
@@ -862,7 +894,20 @@ fn blue_line(xs: &[f64], ys: &[f64]) -> Series {
 
 #[cfg(test)]
 mod tests {
-    use super::axis_range;
+    use super::{axis_range, legend_corner};
+    use plotters::prelude::SeriesLabelPosition;
+
+    #[test]
+    fn the_legend_goes_where_the_curve_is_not() {
+        let xy = |ys: &[f64]| ys.iter().enumerate().map(|(i, &y)| (i as f64, y)).collect::<Vec<_>>();
+        let at = |ys: &[f64]| legend_corner(&xy(ys), (0.0, ys.len() as f64 - 1.0), (0.0, 1.0), false);
+        // A falling loss leaves the upper right free; a rising mAP ends there.
+        assert!(matches!(at(&[1.0, 0.6, 0.4, 0.3, 0.2, 0.1]), SeriesLabelPosition::UpperRight));
+        assert!(matches!(at(&[0.1, 0.1, 0.2, 0.4, 0.7, 0.95]), SeriesLabelPosition::LowerRight));
+        // Points high and low on the right only: the upper left.
+        let right = [(0.9, 0.9), (0.95, 0.1), (1.0, 0.5)];
+        assert!(matches!(legend_corner(&right, (0.0, 1.0), (0.0, 1.0), false), SeriesLabelPosition::UpperLeft));
+    }
 
     #[test]
     fn a_constant_series_gets_an_axis_around_its_value() {
