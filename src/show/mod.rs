@@ -491,13 +491,16 @@ fn curves(losses: &[f64], lrs: &[f64]) -> Result<Figure> {
 }
 
 impl FitReport {
-    /// This fit's curves: the smoothed training loss per batch with the validation loss at the
-    /// end of each epoch, the learning rate, and once an epoch has ended each metric per epoch
-    /// (the SSD's `map`), the best epoch marked when [`crate::learner::FitOpts::keep_best`]
-    /// watches that metric.
+    /// This fit's curves, two a row: the smoothed training loss per batch with the validation
+    /// loss at the end of each epoch, the learning rate, and once an epoch has ended each metric
+    /// per epoch (the SSD's `map`), the best epoch marked when
+    /// [`crate::learner::FitOpts::keep_best`] watches that metric.
     pub fn plot(&self) -> Result<Figure> {
         let metric_panels = if self.epochs.is_empty() { 0 } else { self.metric_names.len() };
-        let mut fig = Figure::grid(1, 2 + metric_panels as u32, CURVE_PANEL.0, CURVE_PANEL.1)?;
+        // Two charts a row, so that the output keeps its width in a notebook (a row of four
+        // would be scaled down to half size).
+        let rows = (2 + metric_panels as u32).div_ceil(2);
+        let mut fig = Figure::grid(rows, 2, CURVE_PANEL.0, CURVE_PANEL.1)?;
         let it: Vec<f64> = (0..self.losses.len()).map(|i| i as f64).collect();
         let nb = self.batches_per_epoch;
         // Epoch k of this fit ends after (k + 1) * nb iterations (its last one is k * nb + nb - 1).

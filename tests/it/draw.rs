@@ -398,28 +398,30 @@ fn tick_grid_and_anchor_centres() {
     assert_eq!(*c.get_pixel(56, 50), Rgb([10, 20, 30]));
 }
 
-/// A fit's report charts each metric per epoch beside the loss and learning rate (a third
-/// panel for the SSD's map), with the best epoch as a red dot when keep_best watches it; before
-/// the first epoch ends there is nothing to chart and only the two curves show.
+/// A fit's report charts each metric per epoch below the loss and learning rate (a second row
+/// for the SSD's map, two charts a row so that a notebook does not shrink them), with the best
+/// epoch as a red dot when keep_best watches it; before the first epoch ends there is nothing to
+/// chart and only the two curves show.
 #[test]
 fn a_fit_report_charts_each_metric_per_epoch_with_its_best_epoch() {
     use fastdet::learner::{BestEpoch, EpochRow, FitReport};
     let row = |epoch, map| EpochRow { epoch, trn_loss: 2.0, val_loss: 1.5, metrics: vec![map], secs: 1.0 };
     let mut r = FitReport {
         metric_names: vec!["map".into()],
-        lrs: (0..8).map(|i| 1e-3 * (i + 1) as f64).collect(),
-        losses: (0..8).map(|i| 3.0 - 0.2 * i as f64).collect(),
+        lrs: (0..12).map(|i| 1e-3 * (i + 1) as f64).collect(),
+        losses: (0..12).map(|i| 3.0 - 0.2 * i as f64).collect(),
         batches_per_epoch: 4,
         ..Default::default()
     };
     let rgb = |r: &FitReport| image::load_from_memory(&r.plot().unwrap().to_png().unwrap()).unwrap().to_rgb8();
-    let two = rgb(&r).width(); // no epoch yet: loss and learning rate only
+    let one_row = rgb(&r); // no epoch yet: loss and learning rate only
     r.epochs = vec![row(0, 0.1), row(1, 0.3), row(2, 0.2)];
-    let red_in_third =
-        |img: &RgbImage| img.enumerate_pixels().filter(|(x, _, p)| *x >= two && p.0 == [214, 39, 40]).count();
+    let h = one_row.height();
+    let red_below = |img: &RgbImage| img.enumerate_pixels().filter(|(_, y, p)| *y >= h && p.0 == [214, 39, 40]).count();
     let plain = rgb(&r);
-    assert!(plain.width() >= two + 420, "a third panel for map: {} px wide, {two} before", plain.width());
-    assert_eq!(red_in_third(&plain), 0, "no best epoch without keep_best");
+    assert_eq!(plain.width(), one_row.width(), "two charts a row");
+    assert!(plain.height() >= 2 * h - 20, "a second row for map: {} px high, {h} before", plain.height());
+    assert_eq!(red_below(&plain), 0, "no best epoch without keep_best");
     r.best = Some(Box::new(BestEpoch {
         column: "map".into(),
         higher_is_better: true,
@@ -429,7 +431,7 @@ fn a_fit_report_charts_each_metric_per_epoch_with_its_best_epoch() {
         weights: None,
     }));
     let marked = rgb(&r);
-    assert!(red_in_third(&marked) > 20, "the best epoch is marked");
+    assert!(red_below(&marked) > 20, "the best epoch is marked");
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/tmp");
     std::fs::create_dir_all(&dir).unwrap();
     marked.save(dir.join("fit-report-metrics.png")).unwrap(); // to look at
