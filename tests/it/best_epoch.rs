@@ -105,6 +105,9 @@ fn the_ssd_epoch_table_has_the_evaluators_map() {
 #[test]
 fn keep_best_saves_the_lowest_val_loss_epoch_and_the_report_says_where() {
     let (_rng, mut l) = learner(Task::SingleObject, 32, 8);
+    // Nothing kept yet: load_best says which file it looked for.
+    let e = l.load_best().unwrap_err().to_string();
+    assert!(e.contains(&l.models_dir().join(BEST_DIR).join("best.json").display().to_string()), "{e}");
     let seen = EpochWeights::default();
     l.add_callback(seen.clone());
     let r = l.fit(3e-3, 1, FitOpts::cycle_len(4).keep_best("val_loss")).unwrap();
@@ -130,6 +133,11 @@ fn keep_best_saves_the_lowest_val_loss_epoch_and_the_report_says_where() {
         assert!(saved[name].equal(t), "{name} differs from epoch {argmin}'s");
     }
     fastdet::model::Model::load(&file).unwrap();
+    // load_best puts that epoch's weights back in the learner (it ends with the last epoch's).
+    assert_eq!(l.load_best().unwrap(), best);
+    for ((name, t), (_, now)) in at_best.iter().zip(&weights(&l)) {
+        assert!(now.equal(t), "{name}: load_best did not restore epoch {argmin}'s weights");
+    }
     let shown = format!("{}\n{}", r.table(), r.summary());
     assert!(shown.contains(&format!("best epoch {argmin} by val_loss")) && shown.contains(&file.display().to_string()));
     // A column the table does not have is an error that lists the ones it has.

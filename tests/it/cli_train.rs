@@ -256,6 +256,18 @@ fn ssd_run_predicts_and_evaluates() {
     assert_eq!(std::fs::read_dir(&pics).unwrap().count(), val.len());
     let table = fastdet::metrics::evaluate(&val, &back, fastdet::metrics::ApMetric::Voc07).unwrap();
     assert!((0.0..=1.0).contains(&table.map));
+    // The same detections from the model file alone (`detections_on`, notebook 07's), and a
+    // dataset with other classes refused, naming both lists.
+    let model = fastdet::model::Model::load(run.join(format!("stage-{}.safetensors", cfg.stages.len()))).unwrap();
+    assert_eq!(
+        fastdet::detect::detections_on(&model, &val, cfg.bs, opts).unwrap(),
+        dets,
+        "same batches, same detections"
+    );
+    let mut other = val.clone();
+    other.classes[0] = "plane".into();
+    let e = fastdet::detect::detections_on(&model, &other, 4, opts).unwrap_err().to_string();
+    assert!(e.contains("has the classes [\"plane\"") && e.contains("trained on [\"aeroplane\""), "{e}");
     // `fastdet predict --report` writes the evaluation page beside the detections.
     let page = dir.path().join("report.html");
     let cli = std::process::Command::new(env!("CARGO_BIN_EXE_fastdet"))

@@ -394,3 +394,31 @@ fn training_data_from_a_given_split() {
     let e = same.validate().unwrap_err();
     assert_eq!(e.to_string(), "config: val_split: is the training split: validate on another one");
 }
+
+/// `ImageData::from_source` (notebook 07's data): a folder with train and val splits trains and
+/// validates on them; a folder of one set keeps the seeded 20 % for validation; splits without a
+/// validation split are an error naming the ones there are.
+#[test]
+fn training_data_from_a_source_follows_its_splits() {
+    use fastdet::data::{DataOpts, ImageData, TargetKind};
+    use fastdet::transforms::{tfms_from_model, CropType, TfmY};
+    let dir = TempDir::new("from-source");
+    let tfms = tfms_from_model(64, vec![], CropType::No, TfmY::Coord).unwrap();
+    let opts = DataOpts::new(2, tch::Device::Cpu);
+    let load = |path: &Path| {
+        ImageData::from_source(&DataSource::detect(path).unwrap(), TargetKind::AllBoxes, tfms.clone(), opts)
+    };
+    let split = |name: &str, ds: Dataset| (Some(name.to_string()), ds);
+    let both = dir.0.join("both");
+    export(&[split("train", few("train", 6)), split("val", few("val", 3))], Format::Yolo, &both).unwrap();
+    let data = load(&both).unwrap();
+    assert_eq!((data.trn_dl.dataset.len(), data.val_dl.dataset.len()), (6, 3));
+    let one = dir.0.join("one");
+    export(&[(None, few("train", 10))], Format::Coco, &one).unwrap();
+    let data = load(&one).unwrap();
+    assert_eq!((data.trn_dl.dataset.len(), data.val_dl.dataset.len()), (8, 2), "the seeded 20 %");
+    let odd = dir.0.join("odd");
+    export(&[split("train", few("train", 4)), split("extra", few("val", 2))], Format::Coco, &odd).unwrap();
+    let e = load(&odd).err().unwrap().to_string();
+    assert!(e.contains("has the splits extra, train") && e.contains("a validation split"), "{e}");
+}
