@@ -283,19 +283,18 @@ fn fastdet_eval_on_a_coco_dataset_with_its_own_category_ids() {
     assert_eq!(ids, [90, 5]);
     assert_eq!(load_coco_results(&results, &ds).unwrap(), dets);
     let table = evaluate(&ds, &dets, ApMetric::Voc07).unwrap();
-    let fastdet = |args: &[&std::ffi::OsStr]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_fastdet")).args(args).output().unwrap()
+    // `fastdet eval --split all --data ROOT --detections RESULTS [extra]`.
+    let eval = |extra: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_fastdet"))
+            .args(["eval", "--split", "all", "--data"])
+            .arg(&root)
+            .arg("--detections")
+            .arg(&results)
+            .args(extra)
+            .output()
+            .unwrap()
     };
-    let out = fastdet(&[
-        "eval".as_ref(),
-        "--split".as_ref(),
-        "all".as_ref(),
-        "--data".as_ref(),
-        root.as_os_str(),
-        "--detections".as_ref(),
-        results.as_os_str(),
-        "--json".as_ref(),
-    ]);
+    let out = eval(&["--json"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["map"].as_f64().unwrap(), table.map);
@@ -307,15 +306,7 @@ fn fastdet_eval_on_a_coco_dataset_with_its_own_category_ids() {
 
     // An id the dataset does not have (the lesson's class + 1) names the ids it has.
     std::fs::write(&results, r#"[{"image_id": 7, "category_id": 1, "bbox": [1, 2, 30, 40], "score": 0.5}]"#).unwrap();
-    let out = fastdet(&[
-        "eval".as_ref(),
-        "--split".as_ref(),
-        "all".as_ref(),
-        "--data".as_ref(),
-        root.as_os_str(),
-        "--detections".as_ref(),
-        results.as_os_str(),
-    ]);
+    let out = eval(&[]);
     assert!(!out.status.success());
     let e = String::from_utf8_lossy(&out.stderr);
     assert!(
